@@ -17,7 +17,7 @@ __all__ = ['CUBIC', 'JORDAN', 'NAMED_SCHEDULES', 'DEFAULT_STEPS', 'quintic', 'co
            'minimax_quintic', 'polar_express_coefficients', 'polar_express_schedule', 'resolve_schedule',
            'worst_case_error', 'default_ns_dtype', 'orthogonalize', 'matrix_with_spectrum', 'polar_error']
 
-# %% ../nbs/01_newton_schulz.ipynb #6d5d3db5
+# %% ../nbs/01_newton_schulz.ipynb #f8718538
 def quintic(x, a:float, b:float, c:float):
     "The odd polynomial a·x + b·x³ + c·x⁵ (a cubic when c = 0)"
     x2 = x * x
@@ -29,7 +29,7 @@ def compose(x, coefficients, input_scale:float=1.0):
     for a, b, c in coefficients: y = quintic(y, a, b, c)
     return y
 
-# %% ../nbs/01_newton_schulz.ipynb #d4e94438
+# %% ../nbs/01_newton_schulz.ipynb #7989feba
 @dataclass(frozen=True)
 class Schedule:
     "Polynomials (a, b, c) applied in turn to X / (input_scale · ‖X‖_F); `name='svd'` means the exact polar factor"
@@ -45,13 +45,13 @@ class Schedule:
         "Matrix products per orthogonalization (3 per quintic step, 2 per cubic step)"
         return sum(2 if c == 0 else 3 for a, b, c in self.coefficients)
 
-# %% ../nbs/01_newton_schulz.ipynb #fc6656f0
+# %% ../nbs/01_newton_schulz.ipynb #e6cebd37
 CUBIC = (1.5, -0.5, 0.0)
 
-# %% ../nbs/01_newton_schulz.ipynb #8382e1e6
+# %% ../nbs/01_newton_schulz.ipynb #342d3280
 JORDAN = (3.4445, -4.7750, 2.0315)
 
-# %% ../nbs/01_newton_schulz.ipynb #5ebf28fd
+# %% ../nbs/01_newton_schulz.ipynb #8d0241bc
 def plot_schedules(schedules:dict, # Label -> `Schedule`
                    title:str=''):
     "Plot each schedule's first polynomial on [0, 1.2] and its full composition on a log axis; returns the figure"
@@ -69,7 +69,7 @@ def plot_schedules(schedules:dict, # Label -> `Schedule`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/01_newton_schulz.ipynb #efcad186
+# %% ../nbs/01_newton_schulz.ipynb #10e3caf5
 def minimax_quintic(lo:float, hi:float, tol:float=1e-15, max_iter:int=100) -> tuple[float, float, float]:
     "The odd quintic minimising max |1 − p(x)| over [lo, hi], by Remez exchange in float64"
     if not 0 <= lo <= hi or hi <= 0: raise ValueError(f"need 0 <= lo <= hi and hi > 0, got lo={lo!r}, hi={hi!r}")
@@ -86,7 +86,7 @@ def minimax_quintic(lo:float, hi:float, tol:float=1e-15, max_iter:int=100) -> tu
         err_prev = err
     raise RuntimeError(f"Remez exchange did not converge on [{lo}, {hi}] in {max_iter} iterations")
 
-# %% ../nbs/01_newton_schulz.ipynb #2312c413
+# %% ../nbs/01_newton_schulz.ipynb #76760df3
 _lower, _fraction = Number(0, 1, low_open=True, high_open=True), Number(0, 1, high_open=True)
 
 def polar_express_coefficients(lower:float=1e-3,   # Smallest normalised singular value to lift (ℓ)
@@ -110,7 +110,7 @@ def polar_express_coefficients(lower:float=1e-3,   # Smallest normalised singula
         hi = 2 - lo
     return out
 
-# %% ../nbs/01_newton_schulz.ipynb #464e6ca4
+# %% ../nbs/01_newton_schulz.ipynb #30818219
 NAMED_SCHEDULES = ('polar_express', 'jordan', 'cubic', 'svd')
 DEFAULT_STEPS = 5
 
@@ -118,7 +118,7 @@ def polar_express_schedule(lower:float=1e-3, steps:int=5, safety:float=2e-2, cus
     "`polar_express_coefficients` as a `Schedule`, with the input scaled by the same safety factor"
     return Schedule('polar_express', tuple(polar_express_coefficients(lower, steps, safety, cushion)), 1.0 + safety)
 
-# %% ../nbs/01_newton_schulz.ipynb #30818219
+# %% ../nbs/01_newton_schulz.ipynb #eb760ea9
 _NAMED_CACHE = {}
 
 @torch.compiler.assume_constant_result  # torch.compile calls it instead of tracing the derivation
@@ -160,12 +160,12 @@ def resolve_schedule(coefficients='polar_express', # A name from `NAMED_SCHEDULE
         raise ConfigError('steps', steps, f'None or {len(triples)} (the length of the coefficient list)', where)
     return Schedule('custom', triples)
 
-# %% ../nbs/01_newton_schulz.ipynb #c6683fbd
+# %% ../nbs/01_newton_schulz.ipynb #c7ac616a
 def worst_case_error(schedule:Schedule, lower:float, upper:float=1.0, points:int=200001) -> float:
     "max |1 − schedule(x)| over a dense log grid of [lower, upper]"
     return float(np.abs(1 - schedule(np.geomspace(lower, upper, points))).max())
 
-# %% ../nbs/01_newton_schulz.ipynb #01ffe8d7
+# %% ../nbs/01_newton_schulz.ipynb #5a5e1cbc
 def default_ns_dtype(device) -> torch.dtype:
     "bfloat16 where the device has fast bf16 matrix products (CUDA with bf16, oneDNN bf16 CPUs), else float32"
     device = torch.device(device)
@@ -180,7 +180,7 @@ def _cpu_has_fast_bf16() -> bool:
 
 _CPU_FAST_BF16 = _cpu_has_fast_bf16()
 
-# %% ../nbs/01_newton_schulz.ipynb #5a5e1cbc
+# %% ../nbs/01_newton_schulz.ipynb #41747182
 def _polar_svd(G:torch.Tensor) -> torch.Tensor:
     "Exact polar factor U·Vᵀ in float64, with singular values below rounding level mapped to 0 (as NS does)"
     X = G.to(torch.float64)
@@ -197,7 +197,7 @@ def _ns_loop(X:torch.Tensor, coefficients) -> torch.Tensor:
         X = mm(X, B, X, beta=a, alpha=1.0)
     return X
 
-# %% ../nbs/01_newton_schulz.ipynb #41747182
+# %% ../nbs/01_newton_schulz.ipynb #9cb31fa3
 def orthogonalize(G:torch.Tensor,                # (…, m, n) matrix or batch of matrices
                   coefficients='polar_express',  # Schedule: a name, (a, b, c), a list of them, or a `Schedule`
                   steps:int|None=None,           # Steps (default 5 for named schedules)
@@ -219,7 +219,7 @@ def orthogonalize(G:torch.Tensor,                # (…, m, n) matrix or batch o
     X = X.reshape(*batch_shape, *X.shape[-2:])
     return (X.mT if tall else X).to(G.dtype)
 
-# %% ../nbs/01_newton_schulz.ipynb #513b2f61
+# %% ../nbs/01_newton_schulz.ipynb #55736f95
 def matrix_with_spectrum(kind:str, m:int, n:int, seed:int=0, dtype=torch.float64) -> torch.Tensor:
     "A random m×n matrix with a chosen spectrum: 'gaussian', 'power_law' (σᵢ = 1/i), 'ill_conditioned' (cond 1e3), 'rank_deficient'"
     g = torch.Generator().manual_seed(seed)

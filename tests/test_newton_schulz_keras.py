@@ -41,12 +41,12 @@ def test_jit_compiled_matches_eager(shape, dtype):
 def test_zero_and_bf16():
     z = ops.convert_to_numpy(orthogonalize_keras(ops.zeros((6, 4))))
     assert not np.isnan(z).any() and (z == 0).all()
-    G = np.random.default_rng(2).standard_normal((16, 32)).astype('float32')
+    G = np.random.default_rng(2).standard_normal((48, 96)).astype('float32')
     out = orthogonalize_keras(ops.convert_to_tensor(G, dtype='bfloat16'), dtype='float32')
     assert keras.backend.standardize_dtype(out.dtype) == 'bfloat16'
     ref = orthogonalize(torch.from_numpy(G), dtype=torch.float32).numpy()
     bf = ops.convert_to_numpy(ops.cast(orthogonalize_keras(ops.convert_to_tensor(G), dtype='bfloat16'), 'float32'))
-    assert np.linalg.norm(bf - ref) / np.linalg.norm(ref) < 0.045   # measured 2.7–3.9 % (torch fused: 1.4–1.8 %)
+    assert np.linalg.norm(bf - ref) / np.linalg.norm(ref) < 0.045   # measured 2.7 % (torch, JAX), 3.5 % (TF); torch's fused kernel: 1.6 %
 
 def test_svd_reference():
     G = np.random.default_rng(3).standard_normal((12, 20)).astype('float32')
