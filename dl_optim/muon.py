@@ -70,10 +70,18 @@ def _check_coefficients(v, key, where):
     resolve_schedule(v)   # raises ConfigError for unknown names or malformed tuples
     return v
 
-MUON_CHECKS = dict(lr=Number(0), momentum=Number(0, 1, high_open=True), nesterov=Boolean(),
+def _check_lr(v, key, where):
+    "A learning rate: a number >= 0, or a 0-D floating tensor (so that `torch.compile` does not recompile when it changes)"
+    if isinstance(v, torch.Tensor):
+        if v.ndim != 0 or not v.is_floating_point(): raise ConfigError(key, v, 'a number >= 0 or a 0-D floating tensor', where)
+        Number(0)(v.item(), key, where)
+        return v
+    return Number(0)(v, key, where)
+
+MUON_CHECKS = dict(lr=_check_lr, momentum=Number(0, 1, high_open=True), nesterov=Boolean(),
                    ns_steps=Number(1, integer=True), coefficients=_check_coefficients, weight_decay=Number(0),
                    adjust_lr=_check_adjust_lr, ns_dtype=_check_ns_dtype, cautious_weight_decay=Boolean())
-ADAMW_CHECKS = dict(adam_lr=Number(0), adam_betas=_check_betas, adam_eps=Number(0, low_open=True),
+ADAMW_CHECKS = dict(adam_lr=_check_lr, adam_betas=_check_betas, adam_eps=Number(0, low_open=True),
                     adam_weight_decay=Number(0))
 _ADAMW_KEYS = dict(adam_lr='lr', adam_betas='betas', adam_eps='eps', adam_weight_decay='weight_decay')
 
@@ -109,9 +117,10 @@ class Muon(torch.optim.Optimizer):
                      head_names=Strings()(list(head_names), 'head_names', where),
                      muon_names=Strings()(list(muon_names), 'muon_names', where),
                      adamw_names=Strings()(list(adamw_names), 'adamw_names', where))
-        groups, report = _route_groups(params, hyper, rules)
+        groups, report, views = _route_groups(params, hyper, rules)
         self._report = RoutingReport(report)
         super().__init__(groups, defaults=dict(use_muon=False))
+        self._views = views   # param -> MatrixView, from the layer kinds seen at routing time
 
     def routing_report(self) -> RoutingReport:
         "One row per parameter: name, shape, route ('muon' or 'adamw') and the rule that decided it"
@@ -141,7 +150,7 @@ def _route_groups(params, hyper:dict, rules:dict):
         params = list(params)
         if not params: raise ValueError("Muon got an empty parameter list")
         user_groups = params if isinstance(params[0], dict) else [{'params': params}]
-    groups, report, seen = [], [], set()
+    groups, report, seen, views = [], [], set(), {}
     allowed = set(hyper) | {'params', 'use_muon'}
     for gi, ug in enumerate(user_groups):
         if not isinstance(ug, dict): raise TypeError(f"param group {gi} is a {type(ug).__name__}; give all groups as dicts")
@@ -166,12 +175,13 @@ def _route_groups(params, hyper:dict, rules:dict):
                 r = Route(e['name'], tuple(p.shape), 'muon', f'param group {gi}: use_muon=True')
             else: r = Route(e['name'], tuple(p.shape), 'adamw', f'param group {gi}: use_muon=False')
             report.append(r)
+            if r.route == 'muon': views[p] = matrix_view(tuple(p.shape), e['kind'])
             split[r.route == 'muon'][0].append(p); split[r.route == 'muon'][1].append(e['name'].split(' ')[0])
         muon_keys = {k: gh[k] for k in MUON_CHECKS}
         adam_keys = {_ADAMW_KEYS[k]: gh[k] for k in ADAMW_CHECKS}
         if split[True][0]: groups.append(dict(params=split[True][0], param_names=split[True][1], use_muon=True, **muon_keys))
         if split[False][0]: groups.append(dict(params=split[False][0], param_names=split[False][1], use_muon=False, **adam_keys))
-    return groups, report
+    return groups, report, views
 
 # %% ../nbs/03_muon.ipynb #73d22c32
 @torch.no_grad()
@@ -188,7 +198,7 @@ def _muon_update(self, group):
         if buf is None: buf = self.state[p]['momentum_buffer'] = torch.zeros_like(p, memory_format=torch.preserve_format)
         buf.lerp_(g, 1 - mu)
         u = g.lerp(buf, mu) if group['nesterov'] else buf
-        view = matrix_view(tuple(p.shape), 'conv' if p.ndim >= 4 else None)
+        view = self._views.get(p) or matrix_view(tuple(p.shape))   # groups added later: view from the shape
         buckets[(view, u.dtype, u.device)].append((p, u))
     for (view, _, _), items in buckets.items():
         stacked = torch.stack([u.reshape(view.batch, view.rows, view.cols) for _, u in items]).flatten(0, 1)
@@ -196,11 +206,12 @@ def _muon_update(self, group):
         O = O.reshape(len(items), view.batch, view.rows, view.cols)
         step = lr * lr_scale(view, group['adjust_lr'])
         for (p, _), o in zip(items, O):
-            o = o.reshape(p.shape)
+            o = o.reshape(p.shape).to(p.dtype)
             if wd:
-                if group['cautious_weight_decay']: p.sub_(p * (o * p > 0), alpha=lr * wd)
+                if group['cautious_weight_decay']: p.sub_(p * (o * p > 0) * (lr * wd))
                 else: p.mul_(1 - lr * wd)
-            p.add_(o.to(p.dtype), alpha=-step)
+            if isinstance(step, torch.Tensor): p.sub_(o * step.to(p.dtype))
+            else: p.add_(o, alpha=-step)
 
 @torch.no_grad()
 def _adamw_update(self, group):
@@ -232,7 +243,7 @@ def _step(self, closure=None):
 
 Muon.step = _step
 
-# %% ../nbs/03_muon.ipynb #17aafcf6
+# %% ../nbs/03_muon.ipynb #c88b68dc
 def muon_momentum(step:int, start:float=0.85, end:float=0.95, warmup_steps:int=300) -> float:
     "Momentum at `step`: linear from `start` to `end` over `warmup_steps`, then constant"
     frac = min(step / warmup_steps, 1.0) if warmup_steps > 0 else 1.0

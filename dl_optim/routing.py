@@ -47,6 +47,8 @@ def matrix_view(shape:tuple,             # The parameter's shape
     shape = tuple(int(d) for d in shape)
     if len(shape) < 2: return None
     if layout not in ('torch', 'keras'): raise ValueError(f"layout must be 'torch' or 'keras', got {layout!r}")
+    if kind != 'conv':
+        while len(shape) > 2 and shape[0] == 1: shape = shape[1:]   # leading unit dims: (1, out, in) is one matrix
     if layout == 'torch':
         if kind == 'conv' or (kind is None and len(shape) >= 4): return MatrixView(1, shape[0], math.prod(shape[1:]))
         return MatrixView(math.prod(shape[:-2]), shape[-2], shape[-1])

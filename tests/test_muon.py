@@ -179,3 +179,20 @@ def test_nan_gradient_documented_behaviour():
     b.grad = torch.randn(8); b.grad[0] = float('nan')
     opt.step()
     assert W.isnan().all() and b[0].isnan() and not b[1:].isnan().any()
+
+def test_compiled_step_no_recompile_when_lr_changes():
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset(); counters.clear()
+    torch.manual_seed(0)
+    m1 = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)); m2 = copy.deepcopy(m1)
+    o1 = Muon(m1, lr=torch.tensor(0.02), adam_lr=torch.tensor(1e-3), ns_dtype=torch.float32)
+    o2 = Muon(m2, lr=torch.tensor(0.02), adam_lr=torch.tensor(1e-3), ns_dtype=torch.float32)
+    s1 = torch.optim.lr_scheduler.LambdaLR(o1, lambda s: 1 / (1 + s)); s2 = torch.optim.lr_scheduler.LambdaLR(o2, lambda s: 1 / (1 + s))
+    compiled = torch.compile(o1.step)
+    for _ in range(6):
+        x = torch.randn(8, 16)
+        for m, o in ((m1, o1), (m2, o2)): o.zero_grad(); m(x).square().mean().backward()
+        compiled(); o2.step(); s1.step(); s2.step()
+    assert counters['stats']['unique_graphs'] <= 2   # first step (state created) and the steady state; no LR recompiles
+    for a, b in zip(m1.parameters(), m2.parameters()): torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
