@@ -73,14 +73,17 @@ def plot_schedules(schedules:dict, # Label -> `Schedule`
 def minimax_quintic(lo:float, hi:float, tol:float=1e-15, max_iter:int=100) -> tuple[float, float, float]:
     "The odd quintic minimising max |1 − p(x)| over [lo, hi], by Remez exchange in float64"
     if not 0 <= lo <= hi or hi <= 0: raise ValueError(f"need 0 <= lo <= hi and hi > 0, got lo={lo!r}, hi={hi!r}")
-    if lo / hi > 1 - 5e-6: return (15 / 8 / hi, -10 / 8 / hi**3, 3 / 8 / hi**5)
+    classical = (15 / 8 / hi, -10 / 8 / hi**3, 3 / 8 / hi**5)
+    if lo / hi > 1 - 5e-6: return classical
     x1, x2 = (3 * lo + hi) / 4, (lo + 3 * hi) / 4
     err_prev = math.inf
     for _ in range(max_iter):
         pts = np.array([lo, x1, x2, hi])
         system = np.stack([pts, pts**3, pts**5, np.array([1., -1., 1., -1.])], axis=1)
         a, b, c, err = np.linalg.solve(system, np.ones(4))
-        root = math.sqrt(9 * b * b - 20 * a * c)
+        disc = 9 * b * b - 20 * a * c
+        if not (disc > 0 and c > 0): return classical   # the exchange lost precision: interval narrow enough for the limit
+        root = math.sqrt(disc)
         x1, x2 = (math.sqrt((-3 * b + s * root) / (10 * c)) for s in (-1, 1))
         if abs(err - err_prev) <= tol: return float(a), float(b), float(c)
         err_prev = err
@@ -106,7 +109,7 @@ def polar_express_coefficients(lower:float=1e-3,   # Smallest normalised singula
             a, b, c = a * k, b * k, c * k
         if t < steps - 1: a, b, c = a / s, b / s**3, c / s**5
         out.append((a, b, c))
-        lo = quintic(lo, a, b, c)
+        lo = min(quintic(lo, a, b, c), 1.0)   # once converged, rounding can push p(lo) a hair past 1
         hi = 2 - lo
     return out
 
