@@ -47,6 +47,7 @@ _LAZY = {
     'ConfigError': 'config',
     'orthogonalize': 'newton_schulz',
     'polar_express_coefficients': 'newton_schulz',
+    'learning_rate_schedule_builder': 'schedules',
 }
 
 def __getattr__(name):

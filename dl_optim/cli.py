@@ -54,6 +54,29 @@ def _info(args) -> dict:
     return report
 
 # %% ../nbs/99_cli.ipynb #c140dcbd
+def _read_config(path) -> dict:
+    "A JSON config file as a dict; ConfigError if it is missing or not a JSON object"
+    from pathlib import Path
+    from dl_optim.config import ConfigError
+    try: cfg = json.loads(Path(path).read_text())
+    except OSError as e: raise ConfigError('CONFIG', str(path), 'a readable JSON file', 'dl-optim plot', str(e)) from None
+    except json.JSONDecodeError as e: raise ConfigError('CONFIG', str(path), 'valid JSON', 'dl-optim plot', str(e)) from None
+    return cfg
+
+def _plot(args) -> dict:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    cfg = _read_config(args.config)
+    if args.kind == 'lr':
+        from dl_optim.schedules import plot_schedule
+        fig = plot_schedule(cfg, steps=args.steps)
+    fig.savefig(args.output, dpi=120, bbox_inches='tight')
+    plt.close(fig)
+    print(f'wrote {args.output}')
+    return {'output': str(args.output)}
+
+# %% ../nbs/99_cli.ipynb #deaada6a
 def build_parser() -> argparse.ArgumentParser:
     "The `dl-optim` argument parser, one subparser per component"
     p = argparse.ArgumentParser(prog='dl-optim', description='dl_optim: training-optimization techniques, derived and tested.')
@@ -66,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     ns.add_argument('--plot', metavar='PNG', help='also save the polynomials and their composition to this image')
     ns.add_argument('--json', action='store_true', help='print machine-readable JSON')
     ns.set_defaults(run=_ns)
+    plot = sub.add_parser('plot', help='plot a schedule config (JSON file) to an image')
+    plot.add_argument('kind', choices=['lr'], help='lr: a learning-rate schedule config')
+    plot.add_argument('config', help='JSON file with the config dict')
+    plot.add_argument('-o', '--output', default='schedule.png', help='image file to write (default schedule.png)')
+    plot.add_argument('--steps', type=int, default=None, help='steps to plot (default: the whole schedule)')
+    plot.set_defaults(run=_plot)
     info = sub.add_parser('info', help='versions, Keras backend and Newton–Schulz dtype of this machine')
     info.add_argument('--json', action='store_true', help='print machine-readable JSON')
     info.set_defaults(run=_info)

@@ -8,9 +8,9 @@ Docs: https://dl-optim.github.io/dl_optim/newton_schulz_keras.html.md"""
 __all__ = ['default_ns_dtype_keras', 'orthogonalize_keras']
 
 # %% ../nbs/01a_newton_schulz_keras.ipynb #9fc83a6a
-import keras
-from keras import ops
 from .newton_schulz import resolve_schedule
+import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
+from keras import ops
 
 # %% ../nbs/01a_newton_schulz_keras.ipynb #9bf11370
 def default_ns_dtype_keras() -> str:
