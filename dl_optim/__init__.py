@@ -48,6 +48,7 @@ _LAZY = {
     'orthogonalize': 'newton_schulz',
     'polar_express_coefficients': 'newton_schulz',
     'learning_rate_schedule_builder': 'schedules',
+    'optimizer_builder': 'optimizers',
 }
 
 def __getattr__(name):

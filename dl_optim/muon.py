@@ -113,10 +113,10 @@ class Muon(torch.optim.Optimizer):
                      cautious_weight_decay=cautious_weight_decay, adam_lr=adam_lr, adam_betas=adam_betas,
                      adam_eps=adam_eps, adam_weight_decay=adam_weight_decay)
         hyper = _check_hyper(hyper, where)
-        rules = dict(embedding_names=Strings()(list(exclude_embedding_names), 'exclude_embedding_names', where),
-                     head_names=Strings()(list(head_names), 'head_names', where),
-                     muon_names=Strings()(list(muon_names), 'muon_names', where),
-                     adamw_names=Strings()(list(adamw_names), 'adamw_names', where))
+        rules = dict(embedding_names=Strings()(exclude_embedding_names, 'exclude_embedding_names', where),
+                     head_names=Strings()(head_names, 'head_names', where),
+                     muon_names=Strings()(muon_names, 'muon_names', where),
+                     adamw_names=Strings()(adamw_names, 'adamw_names', where))
         groups, report, views = _route_groups(params, hyper, rules)
         self._report = RoutingReport(report)
         super().__init__(groups, defaults=dict(use_muon=False))

@@ -54,7 +54,10 @@ def matrix_view(shape:tuple,             # The parameter's shape
         return MatrixView(math.prod(shape[:-2]), shape[-2], shape[-1])
     if kind == 'conv' or (kind is None and len(shape) >= 4): return MatrixView(1, shape[-1], math.prod(shape[:-1]))
     if len(shape) == 2: return MatrixView(1, shape[1], shape[0])
-    return MatrixView(math.prod(shape[:-2]), shape[-1], shape[-2])
+    # EinsumDense / multi-head kernels: (input dims..., output dims...); take the split closest to square
+    splits = [(math.prod(shape[:k]), math.prod(shape[k:])) for k in range(1, len(shape))]
+    inp, out = min(splits, key=lambda io: abs(math.log(io[0] / io[1])))
+    return MatrixView(1, out, inp)
 
 # %% ../nbs/02_routing.ipynb #47be7361
 ADJUST_LR = ('original', 'match_rms_adamw', 'spectral', None)
@@ -80,7 +83,7 @@ class Route:
 
 def route_parameter(name:str,                          # Full parameter name/path ('' if unknown)
                     shape:tuple,                       # Parameter shape
-                    kind:str|None=None,                # 'linear', 'conv', 'embedding', 'norm' or None
+                    kind:str|None=None,                # 'linear', 'conv', 'embedding', 'norm', 'bias' or None
                     is_head:bool=False,                # Detected as the output head (e.g. the model's last Linear)
                     tied_to_embedding:bool=False,      # The same tensor is also an embedding table
                     layout:str='torch',                # Storage convention for `matrix_view`
@@ -98,6 +101,7 @@ def route_parameter(name:str,                          # Full parameter name/pat
         if view is None: raise ValueError(f"{name!r} has shape {shape}: Muon needs a matrix, so it cannot be forced onto Muon (muon_names pattern {p!r})")
         return r('muon', f'override: name contains {p!r}')
     if view is None: return r('adamw', f'{len(shape)}-D (bias, norm gain or scalar)')
+    if kind == 'bias': return r('adamw', 'bias')
     if kind == 'embedding': return r('adamw', 'embedding layer')
     if tied_to_embedding: return r('adamw', 'tied to an embedding')
     if (p := substring_match(name, embedding_names)): return r('adamw', f'embedding: name contains {p!r}')
