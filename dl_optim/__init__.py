@@ -49,6 +49,7 @@ _LAZY = {
     'polar_express_coefficients': 'newton_schulz',
     'learning_rate_schedule_builder': 'schedules',
     'optimizer_builder': 'optimizers',
+    'deep_supervision_schedule_builder': 'deep_supervision',
 }
 
 def __getattr__(name):

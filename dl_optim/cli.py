@@ -71,6 +71,9 @@ def _plot(args) -> dict:
     if args.kind == 'lr':
         from dl_optim.schedules import plot_schedule
         fig = plot_schedule(cfg, steps=args.steps)
+    else:
+        from dl_optim.deep_supervision import plot_deep_supervision
+        fig = plot_deep_supervision(cfg, args.outputs, args.invert_order)
     fig.savefig(args.output, dpi=120, bbox_inches='tight')
     plt.close(fig)
     print(f'wrote {args.output}')
@@ -90,10 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     ns.add_argument('--json', action='store_true', help='print machine-readable JSON')
     ns.set_defaults(run=_ns)
     plot = sub.add_parser('plot', help='plot a schedule config (JSON file) to an image')
-    plot.add_argument('kind', choices=['lr'], help='lr: a learning-rate schedule config')
+    plot.add_argument('kind', choices=['lr', 'ds'], help='lr: a learning-rate schedule config; ds: a deep-supervision config')
     plot.add_argument('config', help='JSON file with the config dict')
     plot.add_argument('-o', '--output', default='schedule.png', help='image file to write (default schedule.png)')
     plot.add_argument('--steps', type=int, default=None, help='steps to plot (default: the whole schedule)')
+    plot.add_argument('--outputs', type=int, default=5, help='ds: number of supervised outputs (default 5)')
+    plot.add_argument('--invert-order', action='store_true', help='ds: the final output is the last one')
     plot.set_defaults(run=_plot)
     info = sub.add_parser('info', help='versions, Keras backend and Newton–Schulz dtype of this machine')
     info.add_argument('--json', action='store_true', help='print machine-readable JSON')
