@@ -80,6 +80,26 @@ def _plot(args) -> dict:
     return {'output': str(args.output)}
 
 # %% ../nbs/99_cli.ipynb #deaada6a
+def _race(args) -> dict:
+    from dl_optim.race import RaceConfig, run_race, write_race, race_table
+    from dl_optim.config import Number
+    from rich.console import Console
+    cfg = RaceConfig(steps=Number(1, integer=True)(args.steps, 'steps', 'dl-optim race'), seed=args.seed,
+                     threads=Number(1, integer=True)(args.threads, 'threads', 'dl-optim race'))
+    if args.eval_every: cfg.eval_every = Number(1, integer=True)(args.eval_every, 'eval_every', 'dl-optim race')
+    console = Console()
+    opts = [o.strip() for o in args.optimizers.split(',') if o.strip()]
+    console.print(f"dl-optim race: {', '.join(opts)} on {args.corpus or 'the Python standard library'}, "
+                  f"{cfg.steps} steps, seed {cfg.seed}")
+    result = run_race(cfg, opts, corpus=args.corpus, processes=args.processes, progress=not args.quiet)
+    out = write_race(result, args.out)
+    console.print(race_table(result))
+    sp = result['speedup']
+    console.print(f"speedup in steps: {sp:.2f}x" if sp else "speedup: Muon did not reach AdamW's final loss")
+    console.print(f"wall clock {result['wall_seconds']:.0f} s; wrote {out / 'race.json'} and {out / 'race.png'}")
+    return result
+
+# %% ../nbs/99_cli.ipynb #396d2624
 def build_parser() -> argparse.ArgumentParser:
     "The `dl-optim` argument parser, one subparser per component"
     p = argparse.ArgumentParser(prog='dl-optim', description='dl_optim: training-optimization techniques, derived and tested.')
@@ -100,6 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument('--outputs', type=int, default=5, help='ds: number of supervised outputs (default 5)')
     plot.add_argument('--invert-order', action='store_true', help='ds: the final output is the last one')
     plot.set_defaults(run=_plot)
+    race = sub.add_parser('race', help='train a small GPT with AdamW and with Muon side by side, and compare')
+    race.add_argument('--corpus', default=None, help='text file to race on (default: the Python standard library sources)')
+    race.add_argument('--steps', type=int, default=600, help='training steps per optimizer (default 600)')
+    race.add_argument('--seed', type=int, default=0, help='seed of the initialisation and data order (default 0)')
+    race.add_argument('--optimizers', default='adamw,muon', help='comma-separated: adamw, muon, torch_muon, muon_jordan (default adamw,muon)')
+    race.add_argument('--out', default='race_out', help='directory for race.json and race.png (default race_out)')
+    race.add_argument('--threads', type=int, default=1, help='torch threads per optimizer process (default 1)')
+    race.add_argument('--processes', type=int, default=None, help='parallel processes (default: one per optimizer, up to the cores)')
+    race.add_argument('--eval-every', type=int, default=None, help='steps between validations (default 25)')
+    race.add_argument('--quiet', action='store_true', help='no progress bars')
+    race.set_defaults(run=_race)
     info = sub.add_parser('info', help='versions, Keras backend and Newton–Schulz dtype of this machine')
     info.add_argument('--json', action='store_true', help='print machine-readable JSON')
     info.set_defaults(run=_info)
