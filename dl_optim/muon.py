@@ -11,7 +11,7 @@ from collections import defaultdict
 import torch
 from torch import nn
 from torch.optim.adamw import adamw as _adamw_functional
-from .config import ConfigError, Number, Boolean, Choice, Strings, DEFAULTS
+from .config import ConfigError, Number, Boolean, Choice, Strings, DEFAULTS, did_you_mean
 from .newton_schulz import orthogonalize, resolve_schedule
 from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, Route, ADJUST_LR,
                               DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES)
@@ -157,7 +157,6 @@ def _route_groups(params, hyper:dict, rules:dict):
         where = f'Muon param group {gi}'
         for k in ug:
             if k not in allowed:
-                from dl_optim.config import did_you_mean
                 raise ConfigError(k, ug[k], 'params, use_muon or a Muon argument', where, did_you_mean(k, allowed))
         forced = Boolean()(ug['use_muon'], 'use_muon', where) if 'use_muon' in ug else None
         gh = _check_hyper({**hyper, **{k: v for k, v in ug.items() if k in hyper}}, where)
