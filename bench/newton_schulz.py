@@ -9,7 +9,7 @@ import argparse, json, platform, statistics, time
 from pathlib import Path
 import torch
 from torch.optim._muon import _zeropower_via_newtonschulz as torch_ns
-from dl_optim.newton_schulz import orthogonalize, resolve_schedule, default_ns_dtype
+from dl_optim.newton_schulz import orthogonalize, default_ns_dtype
 
 SHAPES = [((768, 768), 1), ((768, 3072), 1), ((3072, 768), 1), ((1024, 4096), 1), ((2048, 2048), 1), ((768, 768), 12)]
 

@@ -6,7 +6,6 @@ Docs: https://dl-optim.github.io/dl_optim/deep_supervision_keras.html.md"""
 
 # %% ../nbs/07a_deep_supervision_keras.ipynb #9af5e4f0
 from __future__ import annotations
-import numpy as np
 from .config import ConfigError, Choice
 from .deep_supervision import DeepSupervisionSchedule
 import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)

@@ -6,7 +6,6 @@ Docs: https://dl-optim.github.io/dl_optim/keras_muon.html.md"""
 
 # %% ../nbs/05_keras_muon.ipynb #3fafe868
 from __future__ import annotations
-import math
 from .config import ConfigError, Number, Boolean, Strings, DEFAULTS
 from .newton_schulz import resolve_schedule
 from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, ADJUST_LR,

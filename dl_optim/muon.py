@@ -6,12 +6,11 @@ Docs: https://dl-optim.github.io/dl_optim/muon.html.md"""
 
 # %% ../nbs/03_muon.ipynb #9fceb661
 from __future__ import annotations
-import math
 from collections import defaultdict
 import torch
 from torch import nn
 from torch.optim.adamw import adamw as _adamw_functional
-from .config import ConfigError, Number, Boolean, Choice, Strings, DEFAULTS, did_you_mean
+from .config import ConfigError, Number, Boolean, Strings, DEFAULTS, did_you_mean
 from .newton_schulz import orthogonalize, resolve_schedule
 from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, Route, ADJUST_LR,
                               DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES)

@@ -18,18 +18,6 @@ _OD = DEFAULTS['optimizer']
 _beta, _eps = Number(0, 1, high_open=True), Number(0, low_open=True)
 _ADAM_KEYS = lambda d: dict(beta_1=Param(_beta, d['beta_1']), beta_2=Param(_beta, d['beta_2']),
                             epsilon=Param(_eps, d['epsilon']), amsgrad=Param(Boolean(), d['amsgrad']))
-_MUON_KEYS = dict(momentum=Param(Number(0, 1, high_open=True), DEFAULTS['muon']['momentum']),
-                  nesterov=Param(Boolean(), DEFAULTS['muon']['nesterov']),
-                  ns_steps=Param(Number(1, integer=True), DEFAULTS['muon']['ns_steps']),
-                  adam_learning_rate=Param(Number(0), DEFAULTS['muon']['adam_learning_rate']),
-                  adam_beta_1=Param(_beta, DEFAULTS['muon']['adam_beta_1']), adam_beta_2=Param(_beta, DEFAULTS['muon']['adam_beta_2']),
-                  adam_epsilon=Param(_eps, DEFAULTS['muon']['adam_epsilon']),
-                  exclude_embedding_names=Param(Strings(), None), adam_lr_ratio=Param(Number(0, optional=True), None),
-                  exclude_layers=Param(Strings(), ()), exclude_embeddings=Param(Boolean(), True), caution=Param(Boolean(), False),
-                  use_nadam=Param(Boolean(), False), coefficients=Param(lambda v, k, w: v, 'polar_express'),
-                  adjust_lr=Param(Choice('original', 'match_rms_adamw', 'spectral', normalize=False), 'original'),
-                  ns_dtype=Param(Choice('float32', 'bfloat16', 'float16', 'float64', normalize=False), None),
-                  head_names=Param(Strings(), None), adam_weight_decay=Param(Number(0, optional=True), None))
 OPTIMIZER_SCHEMAS = {
     'adam': _ADAM_KEYS(_OD['adam']),
     'adamw': _ADAM_KEYS(_OD['adamw']),
@@ -38,9 +26,15 @@ OPTIMIZER_SCHEMAS = {
     'adadelta': dict(rho=Param(_beta, _OD['adadelta']['rho']), epsilon=Param(_eps, _OD['adadelta']['epsilon'])),
     'nadam': dict(beta_1=Param(_beta, 0.9), beta_2=Param(_beta, 0.999), epsilon=Param(_eps, 1e-7)),
     'sgd': dict(momentum=Param(Number(0), 0.0), nesterov=Param(Boolean(), False)),
-    'muon': _MUON_KEYS,
 }
-OPTIMIZER_TYPES = tuple(OPTIMIZER_SCHEMAS)
+OPTIMIZER_TYPES = tuple(OPTIMIZER_SCHEMAS) + ('muon',)
+
+def _muon_schema() -> dict:
+    "Muon's config keys are its constructor's arguments; Muon checks their values itself, so there is one validator"
+    import inspect
+    from dl_optim.keras_muon import Muon
+    skip = {'self', 'learning_rate', 'weight_decay', 'name', 'kwargs'}
+    return {k: Param(lambda v, key, where: v, p.default) for k, p in inspect.signature(Muon.__init__).parameters.items() if k not in skip}
 CLIPPING_KEYS = {'gradient_clipping_by_value': 'clipvalue', 'gradient_clipping_by_norm_local': 'clipnorm',
                  'gradient_clipping_by_norm': 'global_clipnorm'}
 _COMMON = {**{k: Param(Number(0, low_open=True, optional=True), None) for k in CLIPPING_KEYS},
@@ -67,12 +61,13 @@ def optimizer_builder(config:dict,                 # Flat config: `type` plus th
     if 'type' not in config: raise ConfigError('type', MISSING, 'one of ' + ', '.join(map(repr, OPTIMIZER_TYPES)), where)
     kind = Choice(*OPTIMIZER_TYPES)(config['type'], 'type', where)
     lr = _check_lr(lr_schedule, learning_rate)
-    c = parse_config(config, {**OPTIMIZER_SCHEMAS[kind], **_COMMON}, f'{where} ({kind})', ignore=('type',))
+    schema = _muon_schema() if kind == 'muon' else OPTIMIZER_SCHEMAS[kind]
+    c = parse_config(config, {**schema, **_COMMON}, f'{where} ({kind})', ignore=('type',))
     clips = [k for k in CLIPPING_KEYS if c[k] is not None]
     if len(clips) > 1:
         raise ConfigError(clips[1], c[clips[1]], f'one clipping key only (Keras applies a single method), but {clips} are all set',
                           where, 'keep one of ' + ', '.join(CLIPPING_KEYS))
-    kwargs = {k: v for k, v in c.items() if k in OPTIMIZER_SCHEMAS[kind] and v is not None}
+    kwargs = {k: v for k, v in c.items() if k in schema and v is not None}
     kwargs.update({CLIPPING_KEYS[k]: c[k] for k in clips})
     wd = c['weight_decay']
     if wd == 'auto': wd = ADAMW_DEFAULT_WEIGHT_DECAY if kind == 'adamw' else None   # key absent

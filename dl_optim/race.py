@@ -6,7 +6,7 @@ Docs: https://dl-optim.github.io/dl_optim/race.html.md"""
 
 # %% ../nbs/08_race.ipynb #140d12ba
 from __future__ import annotations
-import hashlib, importlib, json, math, os, sys, time
+import hashlib, importlib, json, os, sys, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import numpy as np
@@ -234,7 +234,7 @@ def race_table(result:dict):
 
 def write_race(result:dict, out) -> Path:
     "race.json and race.png in `out`"
-    import matplotlib; import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     (out / 'race.json').write_text(json.dumps(result, indent=1))
     fig = plot_race(result); fig.savefig(out / 'race.png', dpi=120); plt.close(fig)

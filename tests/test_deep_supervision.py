@@ -1,5 +1,4 @@
 "Deep-supervision schedules: properties over every type, and the Keras glue on the active backend"
-import math
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -1,13 +1,11 @@
 "Muon for PyTorch: routing, parity, shapes, ecosystem (schedulers, state_dict, compile), bad input"
 import copy, math
-import numpy as np
 import pytest
 import torch
 from torch import nn
 from hypothesis import given, settings, strategies as st
 from dl_optim.config import ConfigError
 from dl_optim.muon import Muon, MomentumWarmup, muon_momentum
-from dl_optim.newton_schulz import orthogonalize
 
 def kj_reference(W0, grads, lr=0.02, mu=0.95, wd=0.0, nesterov=True):
     "Keller Jordan's Muon in float64 (EMA momentum, lerp Nesterov, NS5 Jordan, sqrt(max(1, out/in)))"

@@ -1,6 +1,5 @@
 "Import behaviour of the package and the dl-optim command, in fresh interpreters"
 import json, os, subprocess, sys, importlib.util
-from pathlib import Path
 import pytest
 
 def run_py(code, env_update=None, drop=('KERAS_BACKEND',), tmp_path=None):

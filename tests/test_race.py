@@ -1,5 +1,5 @@
 "dl-optim race from the command line: outputs, schema, errors (tiny sizes; the real race is a flagged notebook cell)"
-import json, subprocess, sys
+import json, subprocess
 from pathlib import Path
 
 def run(*args, cwd=None):

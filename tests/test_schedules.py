@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 from dl_optim.config import ConfigError
-from dl_optim.schedules import learning_rate_schedule_builder, to_torch_scheduler, schedule_values, WarmupSchedule
+from dl_optim.schedules import learning_rate_schedule_builder, to_torch_scheduler, schedule_values
 import keras
 from keras import ops
 
