@@ -8,7 +8,7 @@ Docs: https://dl-optim.github.io/dl_optim/keras_muon.html.md"""
 from __future__ import annotations
 from .config import ConfigError, Number, Boolean, Strings, DEFAULTS
 from .newton_schulz import resolve_schedule
-from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, ADJUST_LR,
+from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, check_adjust_lr,
                               DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES)
 import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
 from keras import ops
@@ -75,10 +75,9 @@ class Muon(keras.optimizers.Optimizer):
         self.head_names = Strings()(head_names, 'head_names', w)
         self.exclude_embeddings = Boolean()(exclude_embeddings, 'exclude_embeddings', w)
         self.caution, self.use_nadam = Boolean()(caution, 'caution', w), Boolean()(use_nadam, 'use_nadam', w)
-        if adjust_lr not in ADJUST_LR: raise ConfigError('adjust_lr', adjust_lr, f"one of {', '.join(map(repr, ADJUST_LR))}", w)
         if ns_dtype not in (None, 'float32', 'bfloat16', 'float16', 'float64'):
             raise ConfigError('ns_dtype', ns_dtype, "None, 'float32', 'bfloat16', 'float16' or 'float64'", w)
-        self.coefficients, self.adjust_lr, self.ns_dtype = coefficients, adjust_lr, ns_dtype
+        self.coefficients, self.adjust_lr, self.ns_dtype = coefficients, check_adjust_lr(adjust_lr, 'adjust_lr', w), ns_dtype
         self._schedule = resolve_schedule(coefficients, self.ns_steps)
 
     def _route(self, variable):

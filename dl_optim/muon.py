@@ -12,7 +12,7 @@ from torch import nn
 from torch.optim.adamw import adamw as _adamw_functional
 from .config import ConfigError, Number, Boolean, Strings, DEFAULTS, did_you_mean
 from .newton_schulz import orthogonalize, resolve_schedule
-from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, Route, ADJUST_LR,
+from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, Route, check_adjust_lr,
                               DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES)
 
 # %% auto #0
@@ -61,10 +61,6 @@ def _check_ns_dtype(v, key, where):
     if v not in _NS_DTYPES: raise ConfigError(key, v, 'None, torch.float32, torch.bfloat16, torch.float16 or torch.float64', where)
     return v
 
-def _check_adjust_lr(v, key, where):
-    if v not in ADJUST_LR: raise ConfigError(key, v, f"one of {', '.join(map(repr, ADJUST_LR))}", where)
-    return v
-
 def _check_coefficients(v, key, where):
     resolve_schedule(v)   # raises ConfigError for unknown names or malformed tuples
     return v
@@ -79,7 +75,7 @@ def _check_lr(v, key, where):
 
 MUON_CHECKS = dict(lr=_check_lr, momentum=Number(0, 1, high_open=True), nesterov=Boolean(),
                    ns_steps=Number(1, integer=True), coefficients=_check_coefficients, weight_decay=Number(0),
-                   adjust_lr=_check_adjust_lr, ns_dtype=_check_ns_dtype, cautious_weight_decay=Boolean())
+                   adjust_lr=check_adjust_lr, ns_dtype=_check_ns_dtype, cautious_weight_decay=Boolean())
 ADAMW_CHECKS = dict(adam_lr=_check_lr, adam_betas=_check_betas, adam_eps=Number(0, low_open=True),
                     adam_weight_decay=Number(0))
 _ADAMW_KEYS = dict(adam_lr='lr', adam_betas='betas', adam_eps='eps', adam_weight_decay='weight_decay')

@@ -8,10 +8,11 @@ Docs: https://dl-optim.github.io/dl_optim/routing.html.md"""
 from __future__ import annotations
 import math
 from dataclasses import dataclass, asdict
+from .config import ConfigError, did_you_mean
 
 # %% auto #0
 __all__ = ['DEFAULT_EMBEDDING_NAMES', 'DEFAULT_HEAD_NAMES', 'ADJUST_LR', 'substring_match', 'component_match', 'MatrixView',
-           'matrix_view', 'lr_scale', 'Route', 'route_parameter', 'RoutingReport']
+           'matrix_view', 'lr_scale', 'check_adjust_lr', 'Route', 'route_parameter', 'RoutingReport']
 
 # %% ../nbs/02_routing.ipynb #8fa91d98
 DEFAULT_EMBEDDING_NAMES = ('embedding', 'token_emb', 'embed')
@@ -70,6 +71,12 @@ def lr_scale(view:MatrixView, adjust_lr:str|None='original') -> float:
     if adjust_lr == 'spectral': return math.sqrt(out / inp)
     if adjust_lr is None: return 1.0
     raise ValueError(f"adjust_lr must be one of {ADJUST_LR}, got {adjust_lr!r}")
+
+def check_adjust_lr(value, key:str='adjust_lr', where:str='config'):
+    "The config check both Muon optimizers use for `adjust_lr`"
+    if value not in ADJUST_LR:
+        raise ConfigError(key, value, 'one of ' + ', '.join(map(repr, ADJUST_LR)), where, did_you_mean(value, [a for a in ADJUST_LR if a]))
+    return value
 
 # %% ../nbs/02_routing.ipynb #396d11a1
 @dataclass(frozen=True)
