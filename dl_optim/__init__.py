@@ -50,6 +50,7 @@ _LAZY = {
     'learning_rate_schedule_builder': 'schedules',
     'optimizer_builder': 'optimizers',
     'deep_supervision_schedule_builder': 'deep_supervision',
+    'sled_builder': 'sled',
 }
 
 def __getattr__(name):
