@@ -91,7 +91,10 @@ def _race(args) -> dict:
     opts = [o.strip() for o in args.optimizers.split(',') if o.strip()]
     console.print(f"dl-optim race: {', '.join(opts)} on {args.corpus or 'the Python standard library'}, "
                   f"{cfg.steps} steps, seed {cfg.seed}")
-    result = run_race(cfg, opts, corpus=args.corpus, processes=args.processes, progress=not args.quiet)
+    if args.nproc:
+        from dl_optim.distributed import run_race_distributed
+        result = run_race_distributed(cfg, opts, corpus=args.corpus, nproc=args.nproc, progress=not args.quiet)
+    else: result = run_race(cfg, opts, corpus=args.corpus, processes=args.processes, progress=not args.quiet)
     out = write_race(result, args.out)
     console.print(race_table(result))
     sp = result['speedup']
@@ -100,6 +103,24 @@ def _race(args) -> dict:
     return result
 
 # %% ../nbs/99_cli.ipynb #396d2624
+def _sled_eval(args) -> dict:
+    from rich.console import Console
+    from rich.table import Table
+    from dl_optim.sled_eval import run_cli
+    result = run_cli(args.facts, args.out, args.limit, args.alpha, args.k, quiet=args.quiet)
+    t = Table(title=f"SLED evaluation: {result['n']} test items, SLED α={result['config']['alpha']} k={result['config']['k']}")
+    for c in ('method', 'accuracy', '95% CI', 'changed vs greedy', 'diff vs greedy (95% CI)', 'McNemar p', 'ms/token'): t.add_column(c)
+    for m in ('greedy', 'sled', 'dola'):
+        lo, hi = result['ci95'][m]
+        pr = result['paired'].get(m)
+        t.add_row(m, f"{result['accuracy'][m]:.3f}", f'{lo:.3f}–{hi:.3f}', f"{result['changed'].get(m, 0):.1%}",
+                  f"{pr['diff']:+.3f} ({pr['ci95'][0]:+.3f}, {pr['ci95'][1]:+.3f})" if pr else '', f"{pr['mcnemar_p']:.3f}" if pr else '',
+                  f"{result['ms_per_token'][m]:.1f}")
+    Console().print(t)
+    print(f"wrote {args.out}/sled_eval.json and {args.out}/sled_eval.png ({result['seconds']:.0f} s)")
+    return result
+
+# %% ../nbs/99_cli.ipynb #c842ce7e
 def build_parser() -> argparse.ArgumentParser:
     "The `dl-optim` argument parser, one subparser per component"
     p = argparse.ArgumentParser(prog='dl-optim', description='dl_optim: training-optimization techniques, derived and tested.')
@@ -128,9 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     race.add_argument('--out', default='race_out', help='directory for race.json and race.png (default race_out)')
     race.add_argument('--threads', type=int, default=1, help='torch threads per optimizer process (default 1)')
     race.add_argument('--processes', type=int, default=None, help='parallel processes (default: one per optimizer, up to the cores)')
+    race.add_argument('--nproc', type=int, default=None, help='train each optimizer data-parallel on N gloo processes (Muon as DistMuon)')
     race.add_argument('--eval-every', type=int, default=None, help='steps between validations (default 25)')
     race.add_argument('--quiet', action='store_true', help='no progress bars')
     race.set_defaults(run=_race)
+    se = sub.add_parser('sled-eval', help='score a multiple-choice fact set with greedy, SLED and DoLa on SmolLM2-135M (CPU)')
+    se.add_argument('--facts', default=None, help='JSONL facts file (default: the 318 committed facts)')
+    se.add_argument('--out', default='sled_eval_out', help='directory for sled_eval.json and sled_eval.png (default sled_eval_out)')
+    se.add_argument('--limit', type=int, default=None, help='score only N items, spread over the file')
+    se.add_argument('--alpha', type=float, default=None, help='SLED evolution rate (with --k; default: chosen on the dev split)')
+    se.add_argument('--k', type=int, default=None, help='SLED evolution scale (with --alpha)')
+    se.add_argument('--quiet', action='store_true', help='no progress bar')
+    se.set_defaults(run=_sled_eval)
     info = sub.add_parser('info', help='versions, Keras backend and Newton–Schulz dtype of this machine')
     info.add_argument('--json', action='store_true', help='print machine-readable JSON')
     info.set_defaults(run=_info)

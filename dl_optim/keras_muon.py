@@ -13,6 +13,7 @@ from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, che
 import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
 from keras import ops
 from .newton_schulz_keras import orthogonalize_keras
+from .cautious_keras import adam_direction
 
 # %% auto #0
 __all__ = ['keras_variable_kind', 'Muon']
@@ -122,16 +123,8 @@ def _muon_step(self, g, var, lr, m, view):
     self.assign_sub(var, ops.cast(O, var.dtype) * (lr * lr_scale(view, self.adjust_lr)))
 
 def _adam_step(self, g, var, lr, m, v):
-    b1, b2, eps = self.adam_beta_1, self.adam_beta_2, self.adam_epsilon
-    t = ops.cast(self.iterations + 1, var.dtype)
-    self.assign_add(m, (g - m) * (1.0 - b1))
-    self.assign_add(v, (ops.square(g) - v) * (1.0 - b2))
-    m_hat, v_hat = m / (1.0 - ops.power(b1, t)), v / (1.0 - ops.power(b2, t))
-    if self.use_nadam: m_hat = b1 * m_hat + (1.0 - b1) * g / (1.0 - ops.power(b1, t))
-    update = m_hat / (ops.sqrt(v_hat) + eps)
-    if self.caution:
-        mask = ops.cast(update * g > 0, var.dtype)
-        update = update * mask / ops.maximum(ops.mean(mask), 1e-3)
+    update = adam_direction(self, g, var, m, v, self.adam_beta_1, self.adam_beta_2, self.adam_epsilon,
+                            nesterov=self.use_nadam, caution=self.caution)
     wd = self.muon_weight_decay if self.adam_weight_decay is None else self.adam_weight_decay
     if wd and self._use_weight_decay(var): self.assign(var, var * (1.0 - lr * wd))
     self.assign_sub(var, update * lr)

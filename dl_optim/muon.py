@@ -10,6 +10,7 @@ from collections import defaultdict
 import torch
 from torch import nn
 from torch.optim.adamw import adamw as _adamw_functional
+from .cautious import adamw_step
 from .config import ConfigError, Number, Boolean, Strings, DEFAULTS, did_you_mean
 from .newton_schulz import orthogonalize, resolve_schedule
 from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, Route, check_adjust_lr,
@@ -77,8 +78,8 @@ MUON_CHECKS = dict(lr=_check_lr, momentum=Number(0, 1, high_open=True), nesterov
                    ns_steps=Number(1, integer=True), coefficients=_check_coefficients, weight_decay=Number(0),
                    adjust_lr=check_adjust_lr, ns_dtype=_check_ns_dtype, cautious_weight_decay=Boolean())
 ADAMW_CHECKS = dict(adam_lr=_check_lr, adam_betas=_check_betas, adam_eps=Number(0, low_open=True),
-                    adam_weight_decay=Number(0))
-_ADAMW_KEYS = dict(adam_lr='lr', adam_betas='betas', adam_eps='eps', adam_weight_decay='weight_decay')
+                    adam_weight_decay=Number(0), caution=Boolean())
+_ADAMW_KEYS = dict(adam_lr='lr', adam_betas='betas', adam_eps='eps', adam_weight_decay='weight_decay', caution='caution')
 
 # %% ../nbs/03_muon.ipynb #25fe4490
 class Muon(torch.optim.Optimizer):
@@ -98,6 +99,7 @@ class Muon(torch.optim.Optimizer):
                  adam_betas:tuple=(_D['adam_beta_1'], _D['adam_beta_2']), # AdamW betas
                  adam_eps:float=_D['adam_epsilon'],        # AdamW epsilon
                  adam_weight_decay:float=0.0,              # AdamW decoupled weight decay
+                 caution:bool=False,                       # Cautious updates on the AdamW side (`dl_optim.cautious`)
                  exclude_embedding_names=DEFAULT_EMBEDDING_NAMES, # Name substrings marking embeddings (→ AdamW)
                  head_names=DEFAULT_HEAD_NAMES,            # Name components marking output heads (→ AdamW)
                  muon_names=(),                            # Name substrings forced onto Muon
@@ -106,7 +108,7 @@ class Muon(torch.optim.Optimizer):
         hyper = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, coefficients=coefficients,
                      weight_decay=weight_decay, adjust_lr=adjust_lr, ns_dtype=ns_dtype,
                      cautious_weight_decay=cautious_weight_decay, adam_lr=adam_lr, adam_betas=adam_betas,
-                     adam_eps=adam_eps, adam_weight_decay=adam_weight_decay)
+                     adam_eps=adam_eps, adam_weight_decay=adam_weight_decay, caution=caution)
         hyper = _check_hyper(hyper, where)
         rules = dict(embedding_names=Strings()(exclude_embedding_names, 'exclude_embedding_names', where),
                      head_names=Strings()(head_names, 'head_names', where),
@@ -209,7 +211,14 @@ def _muon_update(self, group):
 
 @torch.no_grad()
 def _adamw_update(self, group):
-    "torch's functional AdamW on the group's parameters that have gradients"
+    "torch's functional AdamW on the group's parameters that have gradients (`adamw_step` per tensor when cautious)"
+    if group['caution']:
+        b1, b2 = group['betas']
+        for p in group['params']:
+            if p.grad is None: continue
+            if p.grad.is_sparse: raise RuntimeError('the AdamW side of Muon does not support sparse gradients')
+            adamw_step(p, p.grad, self.state[p], group['lr'], b1, b2, group['eps'], group['weight_decay'], caution=True)
+        return
     params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
     for p in group['params']:
         if p.grad is None: continue

@@ -17,14 +17,16 @@ __all__ = ['OPTIMIZER_SCHEMAS', 'OPTIMIZER_TYPES', 'CLIPPING_KEYS', 'ADAMW_DEFAU
 _OD = DEFAULTS['optimizer']
 _beta, _eps = Number(0, 1, high_open=True), Number(0, low_open=True)
 _ADAM_KEYS = lambda d: dict(beta_1=Param(_beta, d['beta_1']), beta_2=Param(_beta, d['beta_2']),
-                            epsilon=Param(_eps, d['epsilon']), amsgrad=Param(Boolean(), d['amsgrad']))
+                            epsilon=Param(_eps, d['epsilon']), amsgrad=Param(Boolean(), d['amsgrad']),
+                            caution=Param(Boolean(), False))
 OPTIMIZER_SCHEMAS = {
     'adam': _ADAM_KEYS(_OD['adam']),
     'adamw': _ADAM_KEYS(_OD['adamw']),
     'rmsprop': dict(rho=Param(_beta, _OD['rmsprop']['rho']), momentum=Param(Number(0), _OD['rmsprop']['momentum']),
                     epsilon=Param(_eps, _OD['rmsprop']['epsilon']), centered=Param(Boolean(), _OD['rmsprop']['centered'])),
     'adadelta': dict(rho=Param(_beta, _OD['adadelta']['rho']), epsilon=Param(_eps, _OD['adadelta']['epsilon'])),
-    'nadam': dict(beta_1=Param(_beta, 0.9), beta_2=Param(_beta, 0.999), epsilon=Param(_eps, 1e-7)),
+    'nadam': dict(beta_1=Param(_beta, 0.9), beta_2=Param(_beta, 0.999), epsilon=Param(_eps, 1e-7),
+                  caution=Param(Boolean(), False)),
     'sgd': dict(momentum=Param(Number(0), 0.0), nesterov=Param(Boolean(), False)),
 }
 OPTIMIZER_TYPES = tuple(OPTIMIZER_SCHEMAS) + ('muon',)
@@ -76,9 +78,16 @@ def optimizer_builder(config:dict,                 # Flat config: `type` plus th
         from dl_optim.keras_muon import Muon
         opt = Muon(learning_rate=lr, name=_NAMES[kind], **kwargs)
     else:
-        cls = dict(adam=keras.optimizers.Adam, adamw=keras.optimizers.AdamW, rmsprop=keras.optimizers.RMSprop,
-                   adadelta=keras.optimizers.Adadelta, nadam=keras.optimizers.Nadam, sgd=keras.optimizers.SGD)[kind]
-        opt = cls(learning_rate=lr, name=_NAMES[kind], **kwargs)
+        if kwargs.pop('caution', False):   # seed 003's cautious Adam/Nadam (dl_optim.cautious_keras), with this config's values
+            from dl_optim.cautious_keras import Adam, Nadam
+            if kwargs.pop('amsgrad', False):
+                raise ConfigError('amsgrad', True, 'False when caution is true (the cautious Adam has no AMSGrad variant)', where)
+            kwargs.setdefault('weight_decay', 0.0)
+            opt = (Nadam if kind == 'nadam' else Adam)(learning_rate=lr, name=_NAMES[kind], caution=True, **kwargs)
+        else:
+            cls = dict(adam=keras.optimizers.Adam, adamw=keras.optimizers.AdamW, rmsprop=keras.optimizers.RMSprop,
+                       adadelta=keras.optimizers.Adadelta, nadam=keras.optimizers.Nadam, sgd=keras.optimizers.SGD)[kind]
+            opt = cls(learning_rate=lr, name=_NAMES[kind], **kwargs)
     if c['exclude_from_weight_decay']:   # Keras matches variable *names*; escaped, so patterns are literal substrings
         opt.exclude_from_weight_decay(var_names=[re.escape(n) for n in c['exclude_from_weight_decay']])
     return opt

@@ -30,3 +30,15 @@ def test_race_bad_arguments(tmp_path):
     assert r.returncode == 2 and "includes 'adamw'" in r.stderr
     r = run('--steps', '0', '--out', str(tmp_path))
     assert r.returncode == 2 and "'steps' is 0" in r.stderr
+
+def test_race_on_two_processes(tmp_path):
+    "--nproc 2: each entrant trained data-parallel on 2 gloo processes (Muon as DistMuon), same outputs"
+    r = run('--steps', '10', '--eval-every', '5', '--out', str(tmp_path), '--quiet', '--nproc', '2')
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / 'race.json').read_text())
+    assert res['config']['nproc'] == 2 and res['curves']['muon']['step'] == [0, 5, 10]
+    assert res['final_val_loss']['muon'] < res['curves']['muon']['val_loss'][0]
+    r = run('--steps', '5', '--nproc', '2', '--optimizers', 'adamw,torch_muon', '--out', str(tmp_path))
+    assert r.returncode == 2 and 'adamw or muon' in r.stderr
+    r = run('--steps', '5', '--nproc', '3', '--out', str(tmp_path))
+    assert r.returncode == 2 and 'divisor of the batch size' in r.stderr

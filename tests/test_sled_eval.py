@@ -1,0 +1,106 @@
+"SLED evaluation: GGUF Llama loading (against transformers), the fact set, DoLa, statistics, the sled-eval command"
+import json, math, subprocess
+import numpy as np
+import pytest
+import torch
+from dl_optim.config import ConfigError
+from dl_optim.sled_eval import (unpermute_qk, build_fact_set, read_facts, facts_path, dola_log_probs, wilson, mcnemar_exact,
+                                paired_bootstrap, choice_scores, RELATIONS)
+
+def llama_cpp_permute(w, heads):
+    "The row permutation llama.cpp's converter applies to q/k weights (restated from its documented behaviour)"
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+@pytest.mark.parametrize('heads', [1, 3, 9])
+def test_unpermute_inverts_the_converter(heads):
+    w = np.random.default_rng(0).normal(size=(heads * 64, 20))
+    np.testing.assert_array_equal(unpermute_qk(llama_cpp_permute(w, heads), heads), w)
+
+def test_committed_facts_match_the_tables():
+    items = read_facts(facts_path())
+    assert items == build_fact_set()
+    assert len(items) >= 300 and len({it['relation'] for it in items}) == len(RELATIONS) >= 6
+    assert abs(sum(it['split'] == 'dev' for it in items) / len(items) - 1 / 3) < 0.02
+    for it in items:
+        assert len(set(it['choices'])) == len(it['choices']) == 4 and all(c.startswith(' ') for c in it['choices'])
+
+def test_read_facts_errors(tmp_path):
+    bad = [('{"prompt": 1, "choices": [" a", " b"], "answer": 0}', 'prompt'),
+           ('{"prompt": "x", "choices": [" a"], "answer": 0}', 'choices'),
+           ('{"prompt": "x", "choices": [" a", " b"], "answer": 2}', 'answer'),
+           ('{"prompt": "x", "choices": [" a", " b"], "answer": true}', 'answer'), ('[1]', 'JSON object')]
+    for line, frag in bad:
+        (tmp_path / 'f.jsonl').write_text(line + '\n')
+        with pytest.raises(ConfigError, match=frag): read_facts(tmp_path / 'f.jsonl')
+    (tmp_path / 'f.jsonl').write_text('{oops\n')
+    with pytest.raises(ValueError, match='not JSON'): read_facts(tmp_path / 'f.jsonl')
+
+def test_dola_picks_the_most_divergent_layer_and_filters():
+    V = 6
+    final = torch.tensor([[4.0, 3.5, 0.0, -2.0, -2.0, -2.0]])
+    near = final.clone()                                         # JS 0
+    far = torch.tensor([[0.0, 4.0, 0.0, 0.0, 0.0, 0.0]])         # most divergent
+    z = torch.stack([near, far, near, final])                    # layers 0..2 early, 3 final
+    out = dola_log_probs(z, [0, 1, 2])
+    lf, lp = torch.log_softmax(final, -1), torch.log_softmax(far, -1)
+    expect = torch.log_softmax(lf - lp, -1)
+    keep = torch.softmax(final, -1) >= 0.1 * torch.softmax(final, -1).max()
+    torch.testing.assert_close(out[keep], expect[keep])
+    assert (out[~keep] == -1000.0).all() and keep.sum() == 2
+
+def test_statistics():
+    lo, hi = wilson(50, 100)
+    assert abs(lo - 0.4038) < 1e-3 and abs(hi - 0.5962) < 1e-3
+    assert mcnemar_exact(0, 0) == 1.0 and abs(mcnemar_exact(1, 9) - 0.021484375) < 1e-12 and mcnemar_exact(5, 5) == 1.0
+    a = np.array([1, 0, 1, 1, 0] * 20)
+    lo, hi = paired_bootstrap(a, a)
+    assert lo == hi == 0.0
+    lo, hi = paired_bootstrap(np.ones(50), np.zeros(50))
+    assert lo == hi == 1.0
+
+def test_choice_scores_sum_per_choice():
+    lp = torch.log_softmax(torch.randn(5, 7), -1)
+    targets, owner = torch.tensor([1, 2, 3, 4, 5]), torch.tensor([0, 0, 1, 1, 1])
+    s = choice_scores(lp, targets, owner, 2)
+    torch.testing.assert_close(s, torch.tensor([lp[0, 1] + lp[1, 2], lp[2, 3] + lp[3, 4] + lp[4, 5]], dtype=torch.float64))
+
+@pytest.fixture(scope='module')
+def smol():
+    from dl_optim.sled_eval import load_smollm2
+    return load_smollm2()
+
+def test_model_is_loaded_correctly(smol):
+    "Plain-English perplexity near the research note's 9, tokenizer round trip, and transformers' Llama agrees"
+    from dl_optim.sled_eval import perplexity, PLAIN_ENGLISH
+    model, tok, special = smol
+    assert 4 < perplexity(model, tok, PLAIN_ENGLISH) < 12
+    assert tok.decode(tok.encode('Paris, 1889: the Eiffel Tower!').ids) == 'Paris, 1889: the Eiffel Tower!'
+    assert tok.encode('1234').ids == [tok.token_to_id(c) for c in '1234']        # digits split one by one
+    transformers = pytest.importorskip('transformers')
+    c = model.config
+    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=c['vocab'], hidden_size=c['d'], intermediate_size=c['ffn'], num_hidden_layers=c['layers'],
+        num_attention_heads=c['heads'], num_key_value_heads=c['kv_heads'], rms_norm_eps=c['eps'], rope_theta=c['rope_theta'],
+        tie_word_embeddings=True, max_position_embeddings=512)).eval()
+    names = dict(q='self_attn.q_proj', k='self_attn.k_proj', v='self_attn.v_proj', o='self_attn.o_proj', gate='mlp.gate_proj',
+                 up='mlp.up_proj', down='mlp.down_proj', attn_norm='input_layernorm', ffn_norm='post_attention_layernorm')
+    sd = {'model.embed_tokens.weight': model.embed.weight, 'model.norm.weight': model.norm.weight, 'lm_head.weight': model.embed.weight}
+    for i, b in enumerate(model.blocks):
+        for ours, theirs in names.items(): sd[f'model.layers.{i}.{theirs}.weight'] = getattr(b, ours).weight
+    hf.load_state_dict(sd)
+    ids = torch.tensor([tok.encode('The quick brown fox jumps over the lazy dog.').ids])
+    with torch.no_grad(): ref = hf(ids, output_hidden_states=True); logits, hidden = model(ids)
+    torch.testing.assert_close(logits, ref.logits, rtol=0, atol=1e-3)
+    for a, b in zip(hidden, ref.hidden_states): torch.testing.assert_close(a, b, rtol=0, atol=1e-3)
+
+def test_sled_eval_command(tmp_path):
+    r = subprocess.run(['dl-optim', 'sled-eval', '--limit', '6', '--alpha', '2', '--k', '10', '--out', str(tmp_path), '--quiet'],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / 'sled_eval.json').read_text())
+    assert res['n'] == 6 and set(res['accuracy']) == {'greedy', 'sled', 'dola'}
+    assert set(res) >= {'n', 'accuracy', 'changed', 'ci95', 'ms_per_token', 'config'}
+    assert res['config']['alpha'] == 2.0 and res['config']['k'] == 10
+    assert (tmp_path / 'sled_eval.png').stat().st_size > 5000
+    r = subprocess.run(['dl-optim', 'sled-eval', '--alpha', '2', '--out', str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and 'both alpha and k' in r.stderr
