@@ -6,7 +6,6 @@ Docs: https://dl-optim.github.io/dl_optim/cautious.html.md"""
 
 # %% ../nbs/10_cautious.ipynb #70f7439a
 from __future__ import annotations
-import math
 import torch
 from .config import Number, Boolean
 

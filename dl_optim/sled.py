@@ -7,7 +7,6 @@ Docs: https://dl-optim.github.io/dl_optim/sled.html.md"""
 # %% ../nbs/09_sled.ipynb #2995838b
 from __future__ import annotations
 import math
-from typing import Sequence
 import numpy as np
 import torch
 from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config, check_mapping, DEFAULTS

@@ -373,11 +373,11 @@ def choice_scores(log_probs, targets, owner, n_choices:int):
 SLED_GRID = [(a, k) for a in (0.5, 1.0, 2.0, 3.0) for k in (5, 10, 20)]
 
 def evaluate_items(model, tok, items, grid=SLED_GRID, progress=None) -> dict:
-    "Choices per item for greedy, DoLa and each SLED (α, k) of `grid`, plus timings"
+    "Choices per item for greedy, DoLa and each SLED (α, k) of `grid` (all early layers, and the upper half only), plus timings"
     L = model.config['layers']
     cand = dola_high_layers(L)
     procs = {(a, k): SledLogitsProcessor(evolution_rate=a, evolution_scale=k, inactive_logit_value=SCORE_FLOOR) for a, k in grid}
-    picks = {'greedy': [], 'dola': [], **{f'sled a={a} k={k}': [] for a, k in grid}}
+    picks = {'greedy': [], 'dola': [], **{f'sled a={a} k={k}': [] for a, k in grid}, **{f'sled_upper a={a} k={k}': [] for a, k in grid}}
     cost = dict(tokens=0, forward=0.0, head=0.0, all_heads=0.0, sled=0.0, dola=0.0)
     for n, it in enumerate(items):
         z, targets, owner, t = item_layer_logits(model, tok, it)
@@ -393,6 +393,8 @@ def evaluate_items(model, tok, items, grid=SLED_GRID, progress=None) -> dict:
             lp = F.log_softmax(proc(z), -1)
             if (a, k) == grid[0]: cost['sled'] += time.perf_counter() - t0
             picks[f'sled a={a} k={k}'].append(int(choice_scores(lp, targets, owner, nc).argmax()))
+            upper = F.log_softmax(proc(z[L // 2:]), -1)                   # ablation: early layers of the upper half only
+            picks[f'sled_upper a={a} k={k}'].append(int(choice_scores(upper, targets, owner, nc).argmax()))
         if progress: progress(n + 1)
     return dict(picks=picks, cost=cost, answers=[it['answer'] for it in items])
 
@@ -438,19 +440,20 @@ def sled_eval(items, model=None, tok=None, grid=SLED_GRID, progress=None, alpha=
     chosen = grid[0] if alpha is not None or not any(dev) else max(grid, key=lambda g: (acc(f'sled a={g[0]} k={g[1]}', 'dev'), -grid.index(g)))
     test = np.array([s != 'dev' for s in splits]) if any(dev) and alpha is None else np.ones(len(items), bool)   # given α, k: report every item
     name = f'sled a={chosen[0]} k={chosen[1]}'
-    right = {m: (np.array(res['picks'][src])[test] == answers[test]) for m, src in (('greedy', 'greedy'), ('sled', name), ('dola', 'dola'))}
+    methods = (('greedy', 'greedy'), ('sled', name), ('dola', 'dola'), ('sled_upper_half', name.replace('sled', 'sled_upper')))
+    right = {m: (np.array(res['picks'][src])[test] == answers[test]) for m, src in methods}
     n = int(test.sum())
-    picks = {m: np.array(res['picks'][src])[test] for m, src in (('greedy', 'greedy'), ('sled', name), ('dola', 'dola'))}
+    picks = {m: np.array(res['picks'][src])[test] for m, src in methods}
     c = res['cost']; T = max(c['tokens'], 1)
     out = dict(
         n=n,
         accuracy={m: float(r.mean()) for m, r in right.items()},
         ci95={m: wilson(int(r.sum()), n) for m, r in right.items()},
-        changed={m: float((picks[m] != picks['greedy']).mean()) for m in ('sled', 'dola')},
+        changed={m: float((picks[m] != picks['greedy']).mean()) for m in ('sled', 'dola', 'sled_upper_half')},
         paired={m: dict(diff=float(right[m].mean() - right['greedy'].mean()), ci95=paired_bootstrap(right[m], right['greedy']),
                         wins=int((right[m] & ~right['greedy']).sum()), losses=int((~right[m] & right['greedy']).sum()),
                         mcnemar_p=mcnemar_exact(int((right[m] & ~right['greedy']).sum()), int((~right[m] & right['greedy']).sum())))
-                for m in ('sled', 'dola')},
+                for m in ('sled', 'dola', 'sled_upper_half')},
         ms_per_token=dict(forward=1e3 * c['forward'] / T, greedy=1e3 * c['head'] / T,
                           sled=1e3 * (c['all_heads'] + c['sled']) / T, sled_arithmetic=1e3 * c['sled'] / T,
                           dola=1e3 * (c['head'] * (1 + len(dola_high_layers(model.config['layers']))) + c['dola']) / T,
@@ -469,10 +472,10 @@ def sled_eval(items, model=None, tok=None, grid=SLED_GRID, progress=None, alpha=
 def plot_sled_eval(result:dict):
     "Test accuracy with 95 % intervals per method, and the dev-split grid of SLED settings"
     fig, axs = plt.subplots(1, 2, figsize=(10, 3.2))
-    ms = ['greedy', 'sled', 'dola']
+    ms = ['greedy', 'sled', 'dola', 'sled_upper_half']
     acc = [result['accuracy'][m] for m in ms]; lo = [max(0.0, acc[i] - result['ci95'][m][0]) for i, m in enumerate(ms)]
     hi = [max(0.0, result['ci95'][m][1] - acc[i]) for i, m in enumerate(ms)]   # rounding can put p a hair outside at 0 or n
-    axs[0].bar(ms, acc, yerr=[lo, hi], capsize=4, color=['grey', 'C0', 'C1'])
+    axs[0].bar(['greedy', 'sled', 'dola', 'sled\n(upper half)'], acc, yerr=[lo, hi], capsize=4, color=['grey', 'C0', 'C1', 'C2'])
     axs[0].set_ylim(0, 1); axs[0].set_ylabel('test accuracy'); axs[0].set_title(f"n = {result['n']} test items; SLED a={result['config']['alpha']}, k={result['config']['k']}", fontsize=9)
     grid = result['dev']['accuracy']
     if len(grid) > 1:
@@ -485,7 +488,7 @@ def plot_sled_eval(result:dict):
     plt.tight_layout()
     return fig
 
-# %% ../nbs/13_sled_eval.ipynb #34de2118
+# %% ../nbs/13_sled_eval.ipynb #a4dbb414
 def run_cli(facts:str|None=None, out:str='sled_eval_out', limit:int|None=None, alpha=None, k=None, quiet:bool=False) -> dict:
     "What `dl-optim sled-eval` does: load, evaluate, write DIR/sled_eval.json and DIR/sled_eval.png, return the result"
     items = read_facts(facts or facts_path())

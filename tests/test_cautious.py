@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
-from dl_optim.cautious import cautious, AdamW, adamw_step
+from dl_optim.cautious import cautious, AdamW
 from dl_optim.config import ConfigError
 from dl_optim.muon import Muon
 

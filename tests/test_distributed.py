@@ -1,5 +1,5 @@
 "DistMuon on gloo (CPU), world sizes 2 and 3: equal to single-process Muon, uneven counts, missing grads, FSDP2, checkpoints"
-import copy, os, tempfile, traceback
+import os, tempfile, traceback
 import pytest
 import torch
 import torch.distributed as dist

@@ -1,5 +1,5 @@
 "SLED evaluation: GGUF Llama loading (against transformers), the fact set, DoLa, statistics, the sled-eval command"
-import json, math, subprocess
+import json, subprocess
 import numpy as np
 import pytest
 import torch
@@ -36,7 +36,6 @@ def test_read_facts_errors(tmp_path):
     with pytest.raises(ValueError, match='not JSON'): read_facts(tmp_path / 'f.jsonl')
 
 def test_dola_picks_the_most_divergent_layer_and_filters():
-    V = 6
     final = torch.tensor([[4.0, 3.5, 0.0, -2.0, -2.0, -2.0]])
     near = final.clone()                                         # JS 0
     far = torch.tensor([[0.0, 4.0, 0.0, 0.0, 0.0, 0.0]])         # most divergent
@@ -98,7 +97,7 @@ def test_sled_eval_command(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / 'sled_eval.json').read_text())
-    assert res['n'] == 6 and set(res['accuracy']) == {'greedy', 'sled', 'dola'}
+    assert res['n'] == 6 and set(res['accuracy']) == {'greedy', 'sled', 'dola', 'sled_upper_half'}
     assert set(res) >= {'n', 'accuracy', 'changed', 'ci95', 'ms_per_token', 'config'}
     assert res['config']['alpha'] == 2.0 and res['config']['k'] == 10
     assert (tmp_path / 'sled_eval.png').stat().st_size > 5000
