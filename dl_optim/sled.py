@@ -50,7 +50,6 @@ def sled_reference(layer_logits,                 # [L+1, V]: early layers first,
 # %% ../nbs/09_sled.ipynb #395e8a8e
 class _TorchOps:
     "The array operations SLED needs, on torch tensors"
-    name = 'torch'
     def convert(self, x, like): return torch.as_tensor(x, device=getattr(like, 'device', None))
     def unstack(self, x): return list(x.unbind(0))
     def shape(self, x): return tuple(x.shape)
@@ -74,7 +73,7 @@ class _KerasOps:
     "The same operations through `keras.ops`, on the active Keras backend"
     def __init__(self):
         import keras
-        self.ops, self.name = keras.ops, keras.backend.backend()
+        self.ops = keras.ops
     def convert(self, x, like): return self.ops.convert_to_tensor(x)
     def unstack(self, x): return self.ops.unstack(x, axis=0)
     def shape(self, x): return tuple(self.ops.shape(x))

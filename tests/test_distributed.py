@@ -58,16 +58,8 @@ def _init(rank, world, init_file):
     torch.set_num_threads(1)
 
 def _run(fn, world, *args):
-    "Spawn `world` gloo processes running fn(rank, world, init_file, tmpdir, *args); re-raise the first failure"
-    with tempfile.TemporaryDirectory() as tmp:
-        init = os.path.join(tmp, 'init')
-        ctx = mp.get_context('spawn'); errors = ctx.SimpleQueue()
-        procs = [ctx.Process(target=_entry, args=(fn, r, world, init, tmp, errors, args)) for r in range(world)]
-        for p in procs: p.start()
-        for p in procs: p.join(timeout=300)
-        msgs = []
-        while not errors.empty(): msgs.append(errors.get())
-        if msgs or any(p.exitcode for p in procs): raise AssertionError('\n'.join(msgs) or f'exit codes {[p.exitcode for p in procs]}')
+    "Spawn `world` gloo processes running fn(rank, world, tmpdir, *args) in a fresh directory; re-raise the first failure"
+    with tempfile.TemporaryDirectory() as tmp: _run_in(tmp, fn, world, *args)
 
 def _entry(fn, rank, world, init, tmp, errors, args):
     try:
@@ -176,7 +168,7 @@ def test_checkpoint_two_to_three_ranks():
         _run_in(tmp, _check_resumed, 3, 2, 2, 2)
 
 def _run_in(tmp, fn, world, *args):
-    "Like _run, but with a shared directory that outlives the processes"
+    "Spawn `world` gloo processes running fn(rank, world, tmp, *args) with `tmp` shared between them (and later runs)"
     init = os.path.join(tmp, f'init-{fn.__name__}-{world}')
     ctx = mp.get_context('spawn'); errors = ctx.SimpleQueue()
     procs = [ctx.Process(target=_entry, args=(fn, r, world, init, tmp, errors, args)) for r in range(world)]
