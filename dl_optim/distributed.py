@@ -10,9 +10,7 @@ import math, os
 from collections import Counter, defaultdict
 import torch
 import torch.distributed as dist
-from .muon import Muon, _muon_update, _adamw_update
-from .cautious import adamw_step
-from torch.optim.adamw import adamw as _adamw_functional
+from .muon import Muon, _muon_update, _adamw_update, _adamw_apply
 
 # %% auto #0
 __all__ = ['ADAMW_SHARD_MIN_NUMEL', 'ownership', 'DistMuon', 'ownership_table', 'ns_flops', 'step_time', 'run_race_distributed']
@@ -166,24 +164,15 @@ def _adamw_group(self, group):
     try: _adamw_update(self, {**group, 'params': replicated})
     finally:
         for p, g in saved.items(): p.grad = g
-    b1, b2 = group['betas']
-    for i, p in enumerate(params):
-        if p not in self._adam_sharded or not flags[i]: continue
+    sharded = [p for i, p in enumerate(params) if p in self._adam_sharded and flags[i]]
+    local_grads = []
+    for p in sharded:
         g = p.grad if p.grad is not None else torch.zeros_like(p)
-        if self.grads_synced: g_local = _shard(self, g)
-        else: g_local = self._reduce_scatter(torch.empty_like(_shard(self, p)), g.contiguous())
-        st = self.state[p]
-        if not st:
-            st['step'] = torch.tensor(0.0)
-            st['exp_avg'], st['exp_avg_sq'] = torch.zeros_like(g_local), torch.zeros_like(g_local)
-        local = _shard(self, p)
-        if group['caution']:
-            adamw_step(local, g_local, st, group['lr'], b1, b2, group['eps'], group['weight_decay'], caution=True)
-        else:
-            _adamw_functional([local], [g_local], [st['exp_avg']], [st['exp_avg_sq']], [], [st['step']], foreach=False,
-                              amsgrad=False, beta1=b1, beta2=b2, lr=group['lr'], weight_decay=group['weight_decay'],
-                              eps=group['eps'], maximize=False)
-        self._all_gather(p, local.clone())
+        local_grads.append(_shard(self, g) if self.grads_synced else
+                           self._reduce_scatter(torch.empty_like(_shard(self, p)), g.contiguous()))
+    locals_ = [_shard(self, p) for p in sharded]
+    _adamw_apply(group, locals_, local_grads, [self.state[p] for p in sharded])
+    for p, local in zip(sharded, locals_): self._all_gather(p, local.clone())
 
 @torch.no_grad()
 def _dist_step(self, closure=None):

@@ -210,29 +210,29 @@ def _muon_update(self, group):
             else: p.add_(o, alpha=-step)
 
 @torch.no_grad()
-def _adamw_update(self, group):
-    "torch's functional AdamW on the group's parameters that have gradients (`adamw_step` per tensor when cautious)"
+def _adamw_apply(group, params, grads, states):
+    "The group's AdamW on explicit tensors (whole parameters or shards): `adamw_step` per tensor when cautious, else torch's functional AdamW"
+    b1, b2 = group['betas']
     if group['caution']:
-        b1, b2 = group['betas']
-        for p in group['params']:
-            if p.grad is None: continue
-            if p.grad.is_sparse: raise RuntimeError('the AdamW side of Muon does not support sparse gradients')
-            adamw_step(p, p.grad, self.state[p], group['lr'], b1, b2, group['eps'], group['weight_decay'], caution=True)
+        for p, g, st in zip(params, grads, states):
+            adamw_step(p, g, st, group['lr'], b1, b2, group['eps'], group['weight_decay'], caution=True)
         return
-    params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-    for p in group['params']:
-        if p.grad is None: continue
-        if p.grad.is_sparse: raise RuntimeError('the AdamW side of Muon does not support sparse gradients')
-        st = self.state[p]
+    for p, st in zip(params, states):
         if not st:
             st['step'] = torch.tensor(0.0)
             st['exp_avg'] = torch.zeros_like(p, memory_format=torch.preserve_format)
             st['exp_avg_sq'] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        params.append(p); grads.append(p.grad); exp_avgs.append(st['exp_avg']); exp_avg_sqs.append(st['exp_avg_sq']); steps.append(st['step'])
     if not params: return
-    b1, b2 = group['betas']
-    _adamw_functional(params, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=None, amsgrad=False, beta1=b1, beta2=b2,
+    _adamw_functional(params, grads, [st['exp_avg'] for st in states], [st['exp_avg_sq'] for st in states], [],
+                      [st['step'] for st in states], foreach=None, amsgrad=False, beta1=b1, beta2=b2,
                       lr=group['lr'], weight_decay=group['weight_decay'], eps=group['eps'], maximize=False)
+
+@torch.no_grad()
+def _adamw_update(self, group):
+    "AdamW on the group's parameters that have gradients"
+    params = [p for p in group['params'] if p.grad is not None]
+    if any(p.grad.is_sparse for p in params): raise RuntimeError('the AdamW side of Muon does not support sparse gradients')
+    _adamw_apply(group, params, [p.grad for p in params], [self.state[p] for p in params])
 
 @torch.no_grad()
 def _step(self, closure=None):
