@@ -7,7 +7,7 @@ Docs: https://dl-optim.github.io/dl_optim/cautious.html.md"""
 # %% ../nbs/10_cautious.ipynb #70f7439a
 from __future__ import annotations
 import torch
-from .config import Number, Boolean
+from .config import Number, Boolean, Betas
 
 # %% auto #0
 __all__ = ['CAUTION_FLOOR', 'cautious', 'adamw_step', 'AdamW']
@@ -51,10 +51,9 @@ class AdamW(torch.optim.Optimizer):
                  weight_decay:float=1e-2,   # Decoupled weight decay (torch's AdamW default)
                  caution:bool=True):        # Cautious updates
         w = 'AdamW'
-        Number(0)(lr, 'lr', w); Number(0, low_open=True)(eps, 'eps', w); Number(0)(weight_decay, 'weight_decay', w)
-        for i, b in enumerate(betas): Number(0, 1, high_open=True)(b, f'betas[{i}]', w)
-        Boolean()(caution, 'caution', w)
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, caution=caution))
+        lr, eps, weight_decay = Number(0)(lr, 'lr', w), Number(0, low_open=True)(eps, 'eps', w), Number(0)(weight_decay, 'weight_decay', w)
+        betas, caution = Betas()(betas, 'betas', w), Boolean()(caution, 'caution', w)   # the checked values, as plain Python
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution))
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -10,6 +10,7 @@ import keras
 from keras import ops
 from .config import Number, Boolean
 from .cautious import cautious
+from .optimizers import WeightDecayExclusions
 
 # %% auto #0
 __all__ = ['adam_direction', 'Adam', 'Nadam']
@@ -28,7 +29,7 @@ def adam_direction(opt, g, var, m, v, beta_1:float, beta_2:float, epsilon:float,
 # %% ../nbs/10a_cautious_keras.ipynb #22a67d63
 _SEED3 = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.995, weight_decay=0.004, caution=True, epsilon=1e-8)
 
-class _CautiousAdamBase(keras.optimizers.Optimizer):
+class _CautiousAdamBase(WeightDecayExclusions, keras.optimizers.Optimizer):
     "Adam/Nadam with decoupled weight decay and cautious updates (seed 003); subclasses set `_nesterov`"
     _nesterov = False
     def __init__(self,
@@ -45,6 +46,8 @@ class _CautiousAdamBase(keras.optimizers.Optimizer):
                        beta_2=Number(0, 1, high_open=True)(beta_2, 'beta_2', w),
                        epsilon=Number(0, low_open=True)(epsilon, 'epsilon', w), caution=Boolean()(caution, 'caution', w))
         weight_decay = Number(0, optional=True)(weight_decay, 'weight_decay', w)
+        if not (isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) or callable(learning_rate)):
+            learning_rate = Number(0)(learning_rate, 'learning_rate', w)
         super().__init__(learning_rate=learning_rate, weight_decay=weight_decay or None, name=name or w, **kwargs)
         for k, v in checked.items(): setattr(self, k, v)
 

@@ -14,6 +14,7 @@ __all__ = ['build_parser', 'main']
 # %% ../nbs/99_cli.ipynb #8adf941e
 def _ns(args) -> dict:
     from dl_optim.newton_schulz import polar_express_schedule, resolve_schedule, worst_case_error, plot_schedules
+    if args.plot: _image_path(args.plot, '--plot', 'dl-optim ns')
     derived = polar_express_schedule(args.lower, args.steps, args.safety, args.cushion)
     schedules = {'polar_express (derived)': derived, 'jordan': resolve_schedule('jordan', args.steps),
                  'cubic': resolve_schedule('cubic', args.steps)}
@@ -55,19 +56,30 @@ def _info(args) -> dict:
 
 # %% ../nbs/99_cli.ipynb #c140dcbd
 def _read_config(path) -> dict:
-    "A JSON config file as a dict; ConfigError if it is missing or not a JSON object"
-    from pathlib import Path
-    from dl_optim.config import ConfigError
-    try: cfg = json.loads(Path(path).read_text())
-    except OSError as e: raise ConfigError('CONFIG', str(path), 'a readable JSON file', 'dl-optim plot', str(e)) from None
+    "A JSON config file as a dict; ConfigError if it is missing, not UTF-8 text, or not a JSON object"
+    from dl_optim.config import ConfigError, input_file
+    raw = input_file(path, 'CONFIG', 'dl-optim plot').read_bytes()
+    try: cfg = json.loads(raw.decode('utf-8'))
+    except UnicodeDecodeError: raise ConfigError('CONFIG', str(path), 'a UTF-8 JSON file', 'dl-optim plot', 'this file is binary or in another encoding') from None
     except json.JSONDecodeError as e: raise ConfigError('CONFIG', str(path), 'valid JSON', 'dl-optim plot', str(e)) from None
+    if not isinstance(cfg, dict): raise ConfigError('CONFIG', str(path), 'a JSON object ({...})', 'dl-optim plot')
     return cfg
+
+def _image_path(path, key:str, where:str):
+    "An image file to write, in a format matplotlib can save"
+    from matplotlib.figure import Figure
+    from dl_optim.config import output_file
+    return output_file(path, set(Figure().canvas.get_supported_filetypes()), key, where)
 
 def _plot(args) -> dict:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from dl_optim.config import Number
     cfg = _read_config(args.config)
+    _image_path(args.output, '--output', 'dl-optim plot')
+    if args.steps is not None: Number(1, integer=True)(args.steps, '--steps', 'dl-optim plot')
+    Number(1, integer=True)(args.outputs, '--outputs', 'dl-optim plot')
     if args.kind == 'lr':
         from dl_optim.schedules import plot_schedule
         fig = plot_schedule(cfg, steps=args.steps)
@@ -82,11 +94,15 @@ def _plot(args) -> dict:
 # %% ../nbs/99_cli.ipynb #deaada6a
 def _race(args) -> dict:
     from dl_optim.race import RaceConfig, run_race, write_race, race_table
-    from dl_optim.config import Number
+    from dl_optim.race import prepare_out
+    from dl_optim.config import Number, input_file
     from rich.console import Console
-    cfg = RaceConfig(steps=Number(1, integer=True)(args.steps, 'steps', 'dl-optim race'), seed=args.seed,
-                     threads=Number(1, integer=True)(args.threads, 'threads', 'dl-optim race'))
-    if args.eval_every: cfg.eval_every = Number(1, integer=True)(args.eval_every, 'eval_every', 'dl-optim race')
+    w = 'dl-optim race'
+    cfg = RaceConfig(steps=args.steps, seed=args.seed, threads=args.threads,
+                     **({'eval_every': args.eval_every} if args.eval_every is not None else {}))   # checks every count
+    for k in ('processes', 'nproc'): Number(1, integer=True, optional=True)(getattr(args, k), f'--{k}', w)
+    if args.corpus: input_file(args.corpus, '--corpus', w)
+    prepare_out(args.out)                            # before minutes of training, not after
     console = Console()
     opts = [o.strip() for o in args.optimizers.split(',') if o.strip()]
     console.print(f"dl-optim race: {', '.join(opts)} on {args.corpus or 'the Python standard library'}, "
@@ -107,6 +123,11 @@ def _sled_eval(args) -> dict:
     from rich.console import Console
     from rich.table import Table
     from dl_optim.sled_eval import run_cli
+    from dl_optim.config import Number, input_file, output_dir
+    w = 'dl-optim sled-eval'
+    Number(1, integer=True, optional=True)(args.limit, '--limit', w)
+    if args.facts: input_file(args.facts, '--facts', w)
+    output_dir(args.out, '--out', w)                 # before the model is loaded and scored
     result = run_cli(args.facts, args.out, args.limit, args.alpha, args.k, quiet=args.quiet)
     t = Table(title=f"SLED evaluation: {result['n']} test items, SLED α={result['config']['alpha']} k={result['config']['k']}")
     for c in ('method', 'accuracy', '95% CI', 'changed vs greedy', 'diff vs greedy (95% CI)', 'McNemar p', 'ms/token'): t.add_column(c)
@@ -171,7 +192,8 @@ def main(argv:list[str]|None=None) -> int:
     args = build_parser().parse_args(argv)
     from dl_optim.config import ConfigError
     try: args.run(args)
-    except ConfigError as e:
-        print(f'dl-optim {args.command}: {e}', file=sys.stderr)
+    except (ConfigError, ChildProcessError) as e:   # bad input, or a worker process that failed: a message, no traceback
+        prefix, msg = f'dl-optim {args.command}', str(e)
+        print(msg if msg.startswith(prefix) else f'{prefix}: {msg}', file=sys.stderr)
         return 2
     return 0

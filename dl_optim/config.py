@@ -8,13 +8,15 @@ Docs: https://dl-optim.github.io/dl_optim/config.html.md"""
 from __future__ import annotations
 import difflib, math, numbers
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable
 import numpy as np
 
 # %% auto #0
-__all__ = ['MISSING', 'DEFAULTS', 'ConfigError', 'did_you_mean', 'Number', 'Boolean', 'Choice', 'Strings', 'Param',
-           'check_mapping', 'check_known_keys', 'check_required_keys', 'parse_config']
+__all__ = ['MISSING', 'FLOAT32_MAX', 'FLOAT32_TINY', 'MAX_INTEGER', 'DEFAULTS', 'ConfigError', 'did_you_mean', 'Number',
+           'Boolean', 'Choice', 'Strings', 'Betas', 'input_file', 'output_dir', 'output_file', 'Param', 'check_mapping',
+           'check_known_keys', 'check_required_keys', 'parse_config']
 
 # %% ../nbs/00_config.ipynb #5e626a7f
 class ConfigError(ValueError):
@@ -26,7 +28,9 @@ class ConfigError(ValueError):
                  where:str='config', # Which config this is, e.g. "learning-rate schedule config"
                  hint:str=''):       # Extra advice, e.g. a "did you mean"
         self.key,self.value,self.allowed,self.where,self.hint = key,value,allowed,where,hint
-        shown = 'missing' if value is MISSING else f'{value!r} ({type(value).__name__})'
+        r = repr(value)
+        if len(r) > 120: r = f'{r[:60]}…{r[-20:]} ({len(r)} characters)'   # e.g. a 400-digit integer
+        shown = 'missing' if value is MISSING else f'{r} ({type(value).__name__})'
         msg = f"{where}: key {key!r} is {shown}; allowed: {allowed}"
         super().__init__(msg + (f". {hint}" if hint else ""))
 
@@ -48,6 +52,12 @@ def _is_bool(v): return isinstance(v, (bool, np.bool_))
 def _fmt(x): return 'inf' if x == math.inf else ('-inf' if x == -math.inf else f'{x:g}')
 
 # %% ../nbs/00_config.ipynb #9c2bf7d8
+FLOAT32_MAX, FLOAT32_TINY = 3.4028234663852886e38, 1.1754943508222875e-38   # largest and smallest normal float32
+_FLOAT32_HINT = 'the value must also be finite in float32 (magnitude at most 3.4e38)'
+_POSITIVE_HINT = 'a positive value must stay positive in float32 (at least 1.2e-38)'
+MAX_INTEGER = 2**53   # the largest integer every float64 holds exactly: counts become floats in schedules
+_INTEGER_HINT = 'integers are limited to 2**53 = 9007199254740992 in magnitude'
+
 class Number:
     "Check for a finite real number (Python/NumPy int or float, never bool), optionally integral, within bounds"
     def __init__(self,
@@ -66,14 +76,23 @@ class Number:
         rng = ' and '.join(o for o in (lo, hi) if o)
         return f"{kind}{' ' + rng if rng else ''}{' or None' if self.optional else ''}"
 
+    def _value(self, value):
+        "(the value as an exact `int` or a float that float32 holds without overflow or underflow, or None; a hint)"
+        if isinstance(value, numbers.Integral) and self.integer:
+            return (int(value), '') if abs(int(value)) <= MAX_INTEGER else (None, _INTEGER_HINT)
+        try: x = float(value)
+        except OverflowError: return None, 'the value is too large for a float'
+        if not math.isfinite(x): return None, ''
+        if abs(x) > FLOAT32_MAX: return None, _FLOAT32_HINT
+        if self.low == 0 and self.low_open and x < FLOAT32_TINY: return None, _POSITIVE_HINT   # would be 0 in float32
+        if self.integer: return (int(x), '') if x == int(x) and abs(x) <= MAX_INTEGER else (None, _INTEGER_HINT if x == int(x) else '')
+        return x, ''
+
     def __call__(self, value, key='value', where='config'):
         if value is None and self.optional: return None
         if _is_bool(value) or not isinstance(value, numbers.Real): raise ConfigError(key, value, repr(self), where)
-        x = float(value)
-        if not math.isfinite(x): raise ConfigError(key, value, repr(self), where)
-        if self.integer:
-            if x != int(x): raise ConfigError(key, value, repr(self), where)
-            x = int(x)
+        x, hint = self._value(value)
+        if x is None: raise ConfigError(key, value, repr(self), where, hint)
         too_low = x <= self.low if self.low_open else x < self.low
         too_high = x >= self.high if self.high_open else x > self.high
         if too_low or too_high: raise ConfigError(key, value, repr(self), where)
@@ -101,16 +120,49 @@ class Choice:
 
 # %% ../nbs/00_config.ipynb #8e1e68fc
 class Strings:
-    "Check for a list or tuple of strings (e.g. name patterns); a bare string is rejected, since iterating it gives letters"
+    "Check for a list or tuple of non-empty strings (e.g. name patterns); a bare string is rejected, since iterating it gives letters"
     def __init__(self, optional:bool=False): self.optional = optional
-    def __repr__(self): return f"a list of strings{' or None' if self.optional else ''}"
+    def __repr__(self): return f"a list of non-empty strings{' or None' if self.optional else ''}"
     def __call__(self, value, key='value', where='config'):
         if value is None and self.optional: return None
         if isinstance(value, str):
             raise ConfigError(key, value, repr(self), where, f"wrap a single pattern in a list: [{value!r}]")
         if not isinstance(value, Sequence) or not all(isinstance(o, str) for o in value):
             raise ConfigError(key, value, repr(self), where)
+        if any(not o.strip() for o in value):
+            raise ConfigError(key, value, repr(self), where, 'an empty pattern would match every name')
         return list(value)
+
+# %% ../nbs/00_config.ipynb #d9d9b525
+class Betas:
+    "Check for Adam's (β1, β2): a tuple or list of exactly two numbers in [0, 1); returns a tuple"
+    def __repr__(self): return 'a pair (beta1, beta2) of numbers in [0, 1)'
+    def __call__(self, value, key='betas', where='config'):
+        if not (isinstance(value, (tuple, list)) and len(value) == 2): raise ConfigError(key, value, repr(self), where)
+        return tuple(Number(0, 1, high_open=True)(b, key, where) for b in value)
+
+# %% ../nbs/00_config.ipynb #8e263fe5
+def input_file(path, key:str='path', where:str='config') -> Path:
+    "An existing, readable file (not a folder)"
+    p = Path(path)
+    if not p.is_file(): raise ConfigError(key, str(path), 'an existing file', where, 'it is a folder' if p.is_dir() else 'no such file')
+    return p
+
+def output_dir(path, key:str='out', where:str='config') -> Path:
+    "A folder for results, created now if needed"
+    p = Path(path)
+    try: p.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise ConfigError(key, str(path), 'a folder that exists or can be created', where, e.strerror or str(e)) from None
+    return p
+
+def output_file(path, suffixes, key:str='output', where:str='config') -> Path:
+    "A file to write: one of `suffixes`, in a folder that exists, and not itself a folder"
+    p = Path(path)
+    if p.suffix.lower().lstrip('.') not in suffixes:
+        raise ConfigError(key, str(path), 'a file name ending in ' + ', '.join('.' + s for s in sorted(suffixes)), where)
+    if not p.parent.is_dir(): raise ConfigError(key, str(path), 'a path in an existing folder', where, f'{str(p.parent)!r} does not exist')
+    if p.is_dir(): raise ConfigError(key, str(path), 'a file path, not a folder', where)
+    return p
 
 # %% ../nbs/00_config.ipynb #e1ff55fd
 class Param:

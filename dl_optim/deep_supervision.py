@@ -31,13 +31,21 @@ def one_hot(i:int, n:int) -> np.ndarray:
     return w
 
 # %% ../nbs/07_deep_supervision.ipynb #49a91f74
+def _sigmoid(z:float) -> float:
+    "1 / (1 + e^−z) without overflow for any finite z"
+    if z >= 0: return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
 def _sigmoid_fraction(p, k, x0, transition_point, rescale):
     if p < transition_point or transition_point >= 1: return 0.0
-    sig = lambda z: 1.0 / (1.0 + math.exp(-z))
-    s = sig(k * ((p - transition_point) / (1 - transition_point) - x0))
-    if not rescale: return s
-    lo, hi = sig(-k * x0), sig(k * (1 - x0))
-    return (s - lo) / (hi - lo)
+    u = (p - transition_point) / (1 - transition_point)
+    if not rescale: return _sigmoid(k * (u - x0))
+    if k > 100: return (_sigmoid(k * (u - x0)) - _sigmoid(-k * x0)) / (_sigmoid(k * (1 - x0)) - _sigmoid(-k * x0))
+    # small k: σ(a) − σ(b) cancels; with σ(z) = (1 + tanh(z/2))/2 the ratio is exactly this (→ u as k → 0)
+    a, c = k * (u - x0) / 2, k * (1 - x0) / 2
+    f = u if k * u / 2 == 0 else math.sinh(k * u / 2) * math.cosh(c) / (math.sinh(k / 2) * math.cosh(a))
+    return min(max(f, 0.0), 1.0)   # rounding can leave it 1 ulp outside
 
 def _cosine(p, n, frequency, final_ratio, drift):
     c = (n - 1) / 2 - np.arange(n)
@@ -86,9 +94,11 @@ class DeepSupervisionSchedule:
         return {'type': self.type, 'config': dict(self.params), 'no_outputs': self.no_outputs, 'invert_order': self.invert_order}
     @classmethod
     def from_config(cls, config:dict):
-        config = dict(config)
-        return deep_supervision_schedule_builder({'type': config['type'], 'config': config.get('config', {})},
-                                                 config['no_outputs'], config.get('invert_order', False))
+        "The schedule `get_config` describes; unknown or missing keys are a `ConfigError`"
+        c = parse_config(config, dict(type=Param(lambda v, k, w: v), config=Param(lambda v, k, w: v, {}),
+                                      no_outputs=Param(lambda v, k, w: v), invert_order=Param(lambda v, k, w: v, False)),
+                         'DeepSupervisionSchedule.from_config')
+        return deep_supervision_schedule_builder({'type': c['type'], 'config': c['config']}, c['no_outputs'], c['invert_order'])
     def __repr__(self): return f"DeepSupervisionSchedule({self.type!r}, {self.params}, no_outputs={self.no_outputs}, invert_order={self.invert_order})"
 
 def _check_progress(progress) -> float:

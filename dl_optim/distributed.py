@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 import torch
 import torch.distributed as dist
 from .muon import Muon, _muon_update, _adamw_update, _adamw_apply
+from .config import Boolean
 
 # %% auto #0
 __all__ = ['ADAMW_SHARD_MIN_NUMEL', 'ownership', 'DistMuon', 'ownership_table', 'ns_flops', 'step_time', 'run_race_distributed']
@@ -41,7 +42,7 @@ class DistMuon(Muon):
                  grads_synced:bool=False,     # True when DDP has already averaged the gradients (skips the reduction)
                  **kwargs):                   # Every argument of `Muon` (lr, momentum, weight_decay, adam_lr, caution, ...)
         super().__init__(params, **kwargs)
-        self.process_group, self.grads_synced = process_group, bool(grads_synced)
+        self.process_group, self.grads_synced = process_group, Boolean()(grads_synced, 'grads_synced', 'DistMuon')
         live = dist.is_available() and dist.is_initialized()
         self.world = dist.get_world_size(process_group) if live else 1
         self.rank = dist.get_rank(process_group) if live else 0
@@ -321,8 +322,28 @@ def _race_rank(rank:int, world:int, init_file:str, name:str, cfg:dict, train:byt
                 t0 += time.perf_counter() - t0 - elapsed
             if rank == 0 and queue is not None: queue.put((name, step, curve['val_loss'][-1]))
         if rank == 0: queue.put(('done', name, curve))
+    except Exception as e:
+        queue.put(('error', rank, f'{type(e).__name__}: {e}'))
+        raise
     finally:
         dist.destroy_process_group()
+
+def _wait_for_ranks(procs, queue, on_progress) -> dict:
+    "Rank 0's curve; if any rank fails or dies, every rank is stopped and `ChildProcessError` says which, never a hang"
+    import time
+    while True:
+        if not queue.empty():
+            msg = queue.get()
+            if msg[0] == 'done': return msg[2]
+            if msg[0] == 'error':
+                for p in procs: p.terminate()
+                raise ChildProcessError(f'race rank {msg[1]} failed: {msg[2]}')
+            on_progress(msg); continue
+        codes = [p.exitcode for p in procs]
+        if any(c not in (None, 0) for c in codes) or (all(c == 0 for c in codes) and queue.empty()):
+            for p in procs: p.terminate()
+            raise ChildProcessError(f'a race rank ended before finishing (exit codes {codes})')
+        time.sleep(0.05)
 
 def run_race_distributed(cfg, optimizers=('adamw', 'muon'), corpus:str|None=None, nproc:int=2, progress:bool=True) -> dict:
     "`run_race` with every entrant trained data-parallel on `nproc` local gloo processes (Muon as `DistMuon`)"
@@ -332,6 +353,7 @@ def run_race_distributed(cfg, optimizers=('adamw', 'muon'), corpus:str|None=None
     from dl_optim import race as R
     from dl_optim.config import ConfigError, Number
     nproc = Number(1, integer=True)(nproc, 'nproc', 'dl-optim race')
+    progress = Boolean()(progress, 'progress', 'run_race_distributed')
     if cfg.batch % nproc: raise ConfigError('nproc', nproc, f'a divisor of the batch size {cfg.batch}', 'dl-optim race')
     for o in optimizers:
         if o not in ('adamw', 'muon'): raise ConfigError('optimizers', o, "adamw or muon when --nproc is given", 'dl-optim race')
@@ -347,11 +369,11 @@ def run_race_distributed(cfg, optimizers=('adamw', 'muon'), corpus:str|None=None
         if progress:
             from rich.progress import Progress
             bar = Progress(transient=False); bar.start(); task = bar.add_task(f'{name} ({nproc} processes)', total=cfg.steps)
-        while True:
-            msg = queue.get()
-            if msg[0] == 'done': curves[msg[1]] = msg[2]; break
+        def progress_(msg):
             if bar: bar.update(task, completed=msg[1], description=f'{name} ({nproc} processes) val {msg[2]:.3f}')
-        if bar: bar.stop()
+        try: curves[name] = _wait_for_ranks(procs, queue, progress_)
+        finally:
+            if bar: bar.stop()
         for p in procs: p.join()
         if any(p.exitcode for p in procs): raise RuntimeError(f'a race rank failed: exit codes {[p.exitcode for p in procs]}')
     result = dict(config=dict(asdict(cfg), corpus=corpus or 'python-stdlib', corpus_sha256=sha, train_bytes=len(train),

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 from .config import ConfigError, Param, Number, parse_config
 
 # %% auto #0
-__all__ = ['ORTHOGRAD_EPS', 'GROKFAST_SCHEMA', 'GROKKING_METHODS', 'grokfast_ema', 'grokfast_amplify', 'orthograd',
-           'parse_grokfast', 'GrokFast', 'OrthoGrad', 'GradientFilterHandle', 'attach_gradient_filters',
+__all__ = ['ORTHOGRAD_EPS', 'GROKFAST_SCHEMA', 'GROKKING_METHODS', 'grokfast_ema', 'grokfast_init', 'grokfast_amplify',
+           'orthograd', 'parse_grokfast', 'GrokFast', 'OrthoGrad', 'GradientFilterHandle', 'attach_gradient_filters',
            'modular_addition', 'ModularMLP', 'grokking_optimizer', 'grokking_run', 'grokking_experiment',
            'grokking_table', 'plot_grokking']
 
@@ -25,9 +25,37 @@ def _sum(x):
     from keras import ops
     return ops.sum(x)
 
+def _amax(x):
+    if isinstance(x, torch.Tensor): return x.abs().amax()
+    from keras import ops
+    return ops.max(ops.abs(x))
+
+def _wide(x):
+    "`x` in float32, or float64 if it is float64: half-precision sums of squares overflow and tiny ε underflow"
+    if isinstance(x, torch.Tensor): return x if x.dtype == torch.float64 else x.float()
+    from keras import ops
+    return x if 'float64' in str(x.dtype) else ops.cast(x, 'float32')
+
+def _cast_like(x, like):
+    if isinstance(x, torch.Tensor): return x.to(like.dtype)
+    from keras import ops
+    return ops.cast(x, like.dtype)
+
+def _finite_or(new, old):
+    "`new` if every entry of it is finite, else `old` (a NaN/inf gradient must not enter a filter's state for good)"
+    if isinstance(new, torch.Tensor): return torch.where(torch.isfinite(new).all(), new, old)
+    from keras import ops
+    return ops.where(ops.all(ops.isfinite(new)), new, old)
+
 def grokfast_ema(ema, grad, alpha:float):
-    "The EMA filter's next state: α·ema + (1 − α)·grad"
-    return ema * alpha + grad * (1 - alpha)
+    "The EMA filter's next state: α·ema + (1 − α)·grad; unchanged when `grad` has a NaN or inf"
+    return _finite_or(ema * alpha + grad * (1 - alpha), ema)
+
+def grokfast_init(grad):
+    "The EMA filter's first state: the first gradient, or zeros if it has a NaN or inf"
+    if isinstance(grad, torch.Tensor): return _finite_or(grad, torch.zeros_like(grad))
+    from keras import ops
+    return _finite_or(grad, ops.zeros_like(grad))
 
 def grokfast_amplify(grad, ema, lamb:float):
     "GrokFast's output: grad + λ·ema"
@@ -35,10 +63,12 @@ def grokfast_amplify(grad, ema, lamb:float):
 
 def orthograd(weight, grad):
     "The gradient without its component along `weight` (whole tensor, flattened), rescaled to the original norm"
-    w, g = weight, grad
+    w, g = _wide(weight), _wide(grad)
+    sw, sg = _amax(w) + ORTHOGRAD_EPS, _amax(g) + ORTHOGRAD_EPS   # unit-scaled: no overflow in the sums of squares
+    w, g = w / sw, g / sg
     proj = _sum(w * g) / (_sum(w * w) + ORTHOGRAD_EPS)
     g_perp = g - w * proj
-    return g_perp * ((_sum(g * g) ** 0.5) / (_sum(g_perp * g_perp) ** 0.5 + ORTHOGRAD_EPS))
+    return _cast_like(g_perp * ((_sum(g * g) ** 0.5) / (_sum(g_perp * g_perp) ** 0.5 + ORTHOGRAD_EPS)) * sg, grad)
 
 GROKFAST_SCHEMA = dict(alpha=Param(Number(0, 1, high_open=True), 0.98), lamb=Param(Number(0), 2.0),
                        warmup_steps=Param(Number(0, integer=True), 0))
@@ -62,7 +92,7 @@ class GrokFast:
         for i, p in indexed_params:
             if p.grad is None: continue
             e = self.ema.get(i)
-            self.ema[i] = p.grad.detach().clone() if e is None else grokfast_ema(e, p.grad, self.alpha)
+            self.ema[i] = grokfast_init(p.grad.detach().clone()) if e is None else grokfast_ema(e, p.grad, self.alpha)
             if self.steps > self.warmup_steps: p.grad.copy_(grokfast_amplify(p.grad, self.ema[i], self.lamb))
 
     def state_dict(self): return {'steps': self.steps, 'ema': {i: e.clone() for i, e in self.ema.items()}}

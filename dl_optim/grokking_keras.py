@@ -9,13 +9,14 @@ from __future__ import annotations
 import keras
 from keras import ops
 from .config import ConfigError, Boolean
-from .grokking import grokfast_ema, grokfast_amplify, orthograd, parse_grokfast
+from .grokking import grokfast_ema, grokfast_init, grokfast_amplify, orthograd, parse_grokfast
+from .optimizers import WeightDecayExclusions
 
 # %% auto #0
 __all__ = ['GradientFiltersMixin', 'with_gradient_filters', 'gradient_filters']
 
 # %% ../nbs/11a_grokking_keras.ipynb #19efcd4c
-class GradientFiltersMixin:
+class GradientFiltersMixin(WeightDecayExclusions):
     "Mixin for a Keras optimizer: GrokFast and/or OrthoGrad applied to the gradients in `apply`"
     def __init__(self, *args, grokfast=None, orthograd:bool=False, **kwargs):
         w = type(self).__name__
@@ -36,7 +37,7 @@ class GradientFiltersMixin:
             c = self.grokfast
             ema = self._grokfast_ema[self._get_variable_index(var)]
             first = ops.equal(self.iterations, 0)
-            new = ops.where(first, g, grokfast_ema(ops.cast(ema, g.dtype), g, c['alpha']))
+            new = ops.where(first, grokfast_init(g), grokfast_ema(ops.cast(ema, g.dtype), g, c['alpha']))
             self.assign(ema, ops.cast(new, ema.dtype))
             gain = ops.where(ops.greater_equal(self.iterations, c['warmup_steps']), c['lamb'], 0.0)
             g = grokfast_amplify(g, new, ops.cast(gain, g.dtype))
@@ -53,6 +54,11 @@ class GradientFiltersMixin:
 
 _FILTERED = {}
 
+def _filtered_name(optimizer_class:type) -> str:
+    "A registered name as unique as the class's own: `FilteredAdam` for Keras's Adam, `FilteredDlOptimAdam` for `dl_optim>Adam`"
+    package, _, name = keras.saving.get_registered_name(optimizer_class).rpartition('>')
+    return 'Filtered' + ''.join(w.capitalize() for w in package.replace('.', '_').split('_')) + name
+
 def with_gradient_filters(optimizer_class:type) -> type:
     "The Keras optimizer class `optimizer_class` with `grokfast=` and `orthograd=` arguments (cached, registered for saving)"
     if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, keras.optimizers.Optimizer)):
@@ -61,7 +67,7 @@ def with_gradient_filters(optimizer_class:type) -> type:
     public = getattr(keras.optimizers, optimizer_class.__name__, None)   # the torch backend hands out private subclasses
     if isinstance(public, type) and issubclass(optimizer_class, public): optimizer_class = public
     if optimizer_class not in _FILTERED:
-        name = f'Filtered{optimizer_class.__name__}'
+        name = _filtered_name(optimizer_class)
         cls = type(name, (GradientFiltersMixin, optimizer_class),
                    {'__doc__': f'`{optimizer_class.__name__}` with GrokFast/OrthoGrad gradient filters', '__module__': __name__})
         _FILTERED[optimizer_class] = keras.saving.register_keras_serializable(package='dl_optim', name=name)(cls)
@@ -75,7 +81,11 @@ def gradient_filters(optimizer:keras.optimizers.Optimizer,  # A configured (not 
     if optimizer.built: raise ValueError('gradient_filters needs an optimizer that has not been used yet (its state would be lost)')
     if grokfast in (None, False) and not orthograd: raise ConfigError('grokfast', grokfast, 'at least one filter: grokfast=True/{...} or orthograd=True', 'gradient_filters')
     config = {**optimizer.get_config(), 'grokfast': grokfast, 'orthograd': orthograd}
-    return with_gradient_filters(type(optimizer)).from_config(config)
+    pattern = getattr(optimizer, '_exclude_from_weight_decay_pattern', None)   # also when set on a plain Keras optimizer
+    if pattern is not None: config['exclude_from_weight_decay'] = [pattern.pattern]
+    filtered = with_gradient_filters(type(optimizer)).from_config(config)
+    filtered._exclude_from_weight_decay = set(getattr(optimizer, '_exclude_from_weight_decay', ()))   # var_list= exclusions
+    return filtered
 
 def _register_known():
     from dl_optim.cautious_keras import Adam, Nadam

@@ -14,6 +14,7 @@ import keras   # after dl_optim: importing dl_optim first picks the Keras backen
 from keras import ops
 from .newton_schulz_keras import orthogonalize_keras
 from .cautious_keras import adam_direction
+from .optimizers import WeightDecayExclusions
 
 # %% auto #0
 __all__ = ['keras_variable_kind', 'Muon']
@@ -34,7 +35,7 @@ def keras_variable_kind(path:str, shape) -> str|None:
 _D = DEFAULTS['muon']
 
 @keras.saving.register_keras_serializable(package='dl_optim')
-class Muon(keras.optimizers.Optimizer):
+class Muon(WeightDecayExclusions, keras.optimizers.Optimizer):
     "Muon for hidden matrices, (N)Adam for embeddings, heads, biases and norms: one Keras 3 optimizer on any backend"
     def __init__(self,
                  learning_rate=_D['learning_rate'],           # Muon learning rate: float or schedule
@@ -59,8 +60,10 @@ class Muon(keras.optimizers.Optimizer):
                  adam_weight_decay:float|None=None,           # Adam-side weight decay; None: same as `weight_decay`
                  name:str='Muon',
                  **kwargs):                                   # clipnorm, clipvalue, global_clipnorm, use_ema, ... (Keras)
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         w = 'Muon'
+        if not (isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) or callable(learning_rate)):
+            learning_rate = Number(0)(learning_rate, 'learning_rate', w)   # Keras itself takes -1.0 and NaN
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.momentum = Number(0, 1, high_open=True)(momentum, 'momentum', w)
         self.nesterov = Boolean()(nesterov, 'nesterov', w)
         self.ns_steps = Number(1, integer=True)(ns_steps, 'ns_steps', w)
@@ -79,7 +82,7 @@ class Muon(keras.optimizers.Optimizer):
         if ns_dtype not in (None, 'float32', 'bfloat16', 'float16', 'float64'):
             raise ConfigError('ns_dtype', ns_dtype, "None, 'float32', 'bfloat16', 'float16' or 'float64'", w)
         self.coefficients, self.adjust_lr, self.ns_dtype = coefficients, check_adjust_lr(adjust_lr, 'adjust_lr', w), ns_dtype
-        self._schedule = resolve_schedule(coefficients, self.ns_steps)
+        self._schedule = resolve_schedule(coefficients, self.ns_steps, 'ns_steps', w)
 
     def _route(self, variable):
         path, shape = variable.path, tuple(variable.shape)
@@ -138,7 +141,7 @@ def _update_step(self, gradient, variable, learning_rate):
     _adam_step(self, g, variable, adam_lr, self._adam_m[i], self._adam_v[i])
 
 def _get_config(self):
-    config = keras.optimizers.Optimizer.get_config(self)
+    config = super(Muon, self).get_config()   # Keras's keys and the weight-decay exclusions
     config.update(momentum=self.momentum, nesterov=self.nesterov, ns_steps=self.ns_steps,
                   adam_learning_rate=self.adam_learning_rate, adam_beta_1=self.adam_beta_1, adam_beta_2=self.adam_beta_2,
                   adam_epsilon=self.adam_epsilon, weight_decay=self.muon_weight_decay,

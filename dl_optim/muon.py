@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.optim.adamw import adamw as _adamw_functional
 from .cautious import adamw_step
-from .config import ConfigError, Number, Boolean, Strings, DEFAULTS, did_you_mean
-from .newton_schulz import orthogonalize, resolve_schedule
+from .config import ConfigError, Number, Boolean, Strings, Betas, DEFAULTS, did_you_mean
+from .newton_schulz import orthogonalize, resolve_schedule, Schedule
 from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, Route, check_adjust_lr,
                               DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES)
 
@@ -54,17 +54,14 @@ def describe_module(model:nn.Module) -> list[dict]:
 _D = DEFAULTS['muon']
 _NS_DTYPES = (None, torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
-def _check_betas(v, key, where):
-    if not (isinstance(v, (tuple, list)) and len(v) == 2): raise ConfigError(key, v, 'a pair (beta1, beta2)', where)
-    return tuple(Number(0, 1, high_open=True)(b, key, where) for b in v)
-
 def _check_ns_dtype(v, key, where):
     if v not in _NS_DTYPES: raise ConfigError(key, v, 'None, torch.float32, torch.bfloat16, torch.float16 or torch.float64', where)
     return v
 
 def _check_coefficients(v, key, where):
-    resolve_schedule(v)   # raises ConfigError for unknown names or malformed tuples
-    return v
+    "A schedule as the user gave it (a name, tuples), or a `Schedule` as plain data, so checkpoints load with `weights_only=True`"
+    s = resolve_schedule(v, where=where)   # raises ConfigError for unknown names or malformed tuples
+    return s.as_dict() if isinstance(v, Schedule) else v
 
 def _check_lr(v, key, where):
     "A learning rate: a number >= 0, or a 0-D floating tensor (so that `torch.compile` does not recompile when it changes)"
@@ -77,7 +74,7 @@ def _check_lr(v, key, where):
 MUON_CHECKS = dict(lr=_check_lr, momentum=Number(0, 1, high_open=True), nesterov=Boolean(),
                    ns_steps=Number(1, integer=True), coefficients=_check_coefficients, weight_decay=Number(0),
                    adjust_lr=check_adjust_lr, ns_dtype=_check_ns_dtype, cautious_weight_decay=Boolean())
-ADAMW_CHECKS = dict(adam_lr=_check_lr, adam_betas=_check_betas, adam_eps=Number(0, low_open=True),
+ADAMW_CHECKS = dict(adam_lr=_check_lr, adam_betas=Betas(), adam_eps=Number(0, low_open=True),
                     adam_weight_decay=Number(0), caution=Boolean())
 _ADAMW_KEYS = dict(adam_lr='lr', adam_betas='betas', adam_eps='eps', adam_weight_decay='weight_decay', caution='caution')
 
@@ -115,9 +112,17 @@ class Muon(torch.optim.Optimizer):
                      muon_names=Strings()(muon_names, 'muon_names', where),
                      adamw_names=Strings()(adamw_names, 'adamw_names', where))
         groups, report, views = _route_groups(params, hyper, rules)
-        self._report = RoutingReport(report)
+        self._report, self._hyper, self._rules = RoutingReport(report), hyper, rules
         super().__init__(groups, defaults=dict(use_muon=False))
         self._views = views   # param -> MatrixView, from the layer kinds seen at routing time
+
+    def add_param_group(self, param_group:dict):
+        "Add a group after construction: validated and routed exactly like the constructor's groups"
+        if not hasattr(self, '_views'): return super().add_param_group(param_group)   # the constructor's own, already routed
+        if not isinstance(param_group, dict): raise TypeError(f'param_group must be a dict, not {type(param_group).__name__}')
+        groups, report, views = _route_groups([param_group], self._hyper, self._rules)
+        for g in groups: super().add_param_group(g)
+        self._report.extend(report); self._views.update(views)
 
     def routing_report(self) -> RoutingReport:
         "One row per parameter: name, shape, route ('muon' or 'adamw') and the rule that decided it"
@@ -127,7 +132,7 @@ class Muon(torch.optim.Optimizer):
 def _check_hyper(hyper:dict, where:str) -> dict:
     checks = {**MUON_CHECKS, **ADAMW_CHECKS}
     out = {k: checks[k](v, k, where) for k, v in hyper.items()}
-    resolve_schedule(out['coefficients'], out['ns_steps'])   # steps must fit an explicit coefficient list
+    resolve_schedule(out['coefficients'], out['ns_steps'], 'ns_steps', where)   # steps must fit an explicit coefficient list
     return out
 
 def _entries(params, rules) -> list[dict]:
@@ -167,7 +172,8 @@ def _route_groups(params, hyper:dict, rules:dict):
             if forced is None:
                 r = route_parameter(e['name'], tuple(p.shape), e['kind'], e['is_head'], e['tied_to_embedding'], 'torch', **rules)
             elif forced:
-                if p.ndim < 2: raise ConfigError('use_muon', True, f"only for tensors with 2 or more dimensions; {e['name']!r} has shape {tuple(p.shape)}", where)
+                if p.ndim < 2 or p.numel() == 0:
+                    raise ConfigError('use_muon', True, f"only for tensors with 2 or more dimensions, none of them 0; {e['name']!r} has shape {tuple(p.shape)}", where)
                 r = Route(e['name'], tuple(p.shape), 'muon', f'param group {gi}: use_muon=True')
             else: r = Route(e['name'], tuple(p.shape), 'adamw', f'param group {gi}: use_muon=False')
             report.append(r)
@@ -260,11 +266,17 @@ class MomentumWarmup:
         self.start, self.end = Number(0, 1, high_open=True)(start, 'start', where), Number(0, 1, high_open=True)(end, 'end', where)
         self.warmup_steps = Number(0, integer=True)(warmup_steps, 'warmup_steps', where)
         self.last_step = 0
+        if not self._muon_groups():
+            raise ValueError(f'MomentumWarmup drives the momentum of Muon parameter groups, and this {type(optimizer).__name__} '
+                             'has none (dl_optim Muon/DistMuon groups with use_muon=True, or a torch.optim.Muon)')
         self._apply()
+    def _muon_groups(self) -> list:
+        "dl_optim's Muon groups, or every group of a `torch.optim.Muon`; never an SGD's or RMSprop's momentum"
+        if isinstance(self.optimizer, getattr(torch.optim, 'Muon', ())): return self.optimizer.param_groups
+        return [g for g in self.optimizer.param_groups if g.get('use_muon') is True]
     def _apply(self):
         m = muon_momentum(self.last_step, self.start, self.end, self.warmup_steps)
-        for g in self.optimizer.param_groups:
-            if g.get('use_muon', 'momentum' in g): g['momentum'] = m
+        for g in self._muon_groups(): g['momentum'] = m
     def step(self): self.last_step += 1; self._apply()
     def get_momentum(self) -> float: return muon_momentum(self.last_step, self.start, self.end, self.warmup_steps)
     def state_dict(self) -> dict: return dict(start=self.start, end=self.end, warmup_steps=self.warmup_steps, last_step=self.last_step)

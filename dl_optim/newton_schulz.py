@@ -6,11 +6,11 @@ Docs: https://dl-optim.github.io/dl_optim/newton_schulz.html.md"""
 
 # %% ../nbs/01_newton_schulz.ipynb #149e7913
 from __future__ import annotations
-import math
+import math, os
 from dataclasses import dataclass
 import numpy as np
 import torch
-from .config import ConfigError, Number, did_you_mean
+from .config import ConfigError, Number, Choice, did_you_mean
 
 # %% auto #0
 __all__ = ['CUBIC', 'JORDAN', 'NAMED_SCHEDULES', 'DEFAULT_STEPS', 'quintic', 'compose', 'Schedule', 'plot_schedules',
@@ -44,6 +44,11 @@ class Schedule:
     def matmuls(self) -> int:
         "Matrix products per orthogonalization (3 per quintic step, 2 per cubic step)"
         return sum(2 if c == 0 else 3 for a, b, c in self.coefficients)
+
+    def as_dict(self) -> dict:
+        "The schedule as plain data (str, float tuples) that `resolve_schedule` takes back and `torch.load(weights_only=True)` reads"
+        return dict(name=self.name, coefficients=tuple(tuple(map(float, t)) for t in self.coefficients),
+                    input_scale=float(self.input_scale))
 
 # %% ../nbs/01_newton_schulz.ipynb #e6cebd37
 CUBIC = (1.5, -0.5, 0.0)
@@ -138,15 +143,20 @@ def _as_triple(t, where):
         raise ConfigError('coefficients', t, 'a name, an (a, b, c) tuple, or a list of (a, b, c) tuples', where)
     return tuple(Number()(v, 'coefficients', where) for v in t)
 
-def resolve_schedule(coefficients='polar_express', # A name from `NAMED_SCHEDULES`, an (a, b, c) tuple, a list of them, or a `Schedule`
-                     steps:int|None=None           # Steps; `None`: 5 for names and tuples, the list's length for lists
-                    ) -> Schedule:
+def resolve_schedule(coefficients='polar_express', # A name from `NAMED_SCHEDULES`, an (a, b, c) tuple, a list of them, a `Schedule` or its `as_dict()`
+                     steps:int|None=None,          # Steps; `None`: 5 for names and tuples, the list's length for lists
+                     steps_key:str='steps',        # The caller's name for `steps` in error messages (Muon: 'ns_steps')
+                     where:str='Newton–Schulz schedule'): # The caller, for error messages
     "Turn the user's `coefficients` and `steps` into a `Schedule`"
-    where = 'Newton–Schulz schedule'
-    if steps is not None: steps = Number(1, integer=True)(steps, 'steps', where)
+    if steps is not None: steps = Number(1, integer=True)(steps, steps_key, where)
+    if isinstance(coefficients, dict) and set(coefficients) == {'name', 'coefficients', 'input_scale'}:
+        coefficients = Schedule(Choice(*NAMED_SCHEDULES, 'custom')(coefficients['name'], 'coefficients.name', where),
+                                tuple(_as_triple(t, where) for t in coefficients['coefficients']),
+                                Number(0, low_open=True)(coefficients['input_scale'], 'coefficients.input_scale', where))
     if isinstance(coefficients, Schedule):
-        if steps is not None and steps != len(coefficients.coefficients):
-            raise ConfigError('steps', steps, f'None or {len(coefficients.coefficients)} (the length of the schedule)', where)
+        if steps is not None and steps != len(coefficients.coefficients) and coefficients.name != 'svd':
+            raise ConfigError(steps_key, steps, f'None or {len(coefficients.coefficients)} (the length of the schedule in '
+                              f"'coefficients')", where)
         return coefficients
     if isinstance(coefficients, str):
         name = coefficients.strip().lower()
@@ -160,7 +170,7 @@ def resolve_schedule(coefficients='polar_express', # A name from `NAMED_SCHEDULE
         raise ConfigError('coefficients', coefficients, 'a name, an (a, b, c) tuple, or a non-empty list of them', where)
     triples = tuple(_as_triple(t, where) for t in coefficients)
     if steps is not None and steps != len(triples):
-        raise ConfigError('steps', steps, f'None or {len(triples)} (the length of the coefficient list)', where)
+        raise ConfigError(steps_key, steps, f"None or {len(triples)} (the length of the list in 'coefficients')", where)
     return Schedule('custom', triples)
 
 # %% ../nbs/01_newton_schulz.ipynb #c7ac616a
@@ -177,7 +187,9 @@ def default_ns_dtype(device) -> torch.dtype:
     return torch.float32
 
 def _cpu_has_fast_bf16() -> bool:
-    "Whether oneDNN has native bf16 matrix kernels on this CPU (AVX512-BF16 or AMX)"
+    "Whether oneDNN has native bf16 matrix kernels on this CPU (AVX512-BF16 or AMX); `DL_OPTIM_CPU_FAST_BF16=0|1` overrides"
+    forced = os.environ.get('DL_OPTIM_CPU_FAST_BF16')
+    if forced is not None: return Choice('0', '1')(forced, 'DL_OPTIM_CPU_FAST_BF16', 'environment') == '1'
     try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError): return False
 

@@ -11,7 +11,22 @@ from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, String
 import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
 
 # %% auto #0
-__all__ = ['OPTIMIZER_SCHEMAS', 'OPTIMIZER_TYPES', 'CLIPPING_KEYS', 'ADAMW_DEFAULT_WEIGHT_DECAY', 'optimizer_builder']
+__all__ = ['OPTIMIZER_SCHEMAS', 'OPTIMIZER_TYPES', 'CLIPPING_KEYS', 'ADAMW_DEFAULT_WEIGHT_DECAY', 'WeightDecayExclusions',
+           'optimizer_builder']
+
+# %% ../nbs/06_optimizers.ipynb #c0ed101e
+class WeightDecayExclusions:
+    "Mixin for a Keras optimizer: weight-decay exclusion patterns as an argument and a `get_config` key, so they are saved"
+    def __init__(self, *args,
+                 exclude_from_weight_decay=None,  # Regular expressions searched in variable names (Keras's `var_names`)
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        names = Strings(optional=True)(exclude_from_weight_decay, 'exclude_from_weight_decay', type(self).__name__)
+        if names: self.exclude_from_weight_decay(var_names=names)
+
+    def get_config(self):
+        pattern = getattr(self, '_exclude_from_weight_decay_pattern', None)
+        return {**super().get_config(), 'exclude_from_weight_decay': [pattern.pattern] if pattern is not None else None}
 
 # %% ../nbs/06_optimizers.ipynb #eae739bc
 _OD = DEFAULTS['optimizer']
@@ -69,11 +84,14 @@ def optimizer_builder(config:dict,                 # Flat config: `type` plus th
     if len(clips) > 1:
         raise ConfigError(clips[1], c[clips[1]], f'one clipping key only (Keras applies a single method), but {clips} are all set',
                           where, 'keep one of ' + ', '.join(CLIPPING_KEYS))
-    kwargs = {k: v for k, v in c.items() if k in schema and v is not None}
+    kwargs = {k: v for k, v in c.items() if k in schema and (k in config or v is not None)}   # an explicit None is passed on
     kwargs.update({CLIPPING_KEYS[k]: c[k] for k in clips})
     wd = c['weight_decay']
     if wd == 'auto': wd = ADAMW_DEFAULT_WEIGHT_DECAY if kind == 'adamw' else None   # key absent
+    elif wd is None and kind in ('adamw', 'muon'): wd = 0.0   # None means "no weight decay", for every type
     if wd is not None: kwargs['weight_decay'] = wd
+    if c['exclude_from_weight_decay']:   # Keras searches variable *names*; escaped, so patterns are literal substrings
+        kwargs['exclude_from_weight_decay'] = [re.escape(n) for n in c['exclude_from_weight_decay']]
     if kind == 'muon':
         from dl_optim.keras_muon import Muon
         opt = Muon(learning_rate=lr, name=_NAMES[kind], **kwargs)
@@ -87,7 +105,8 @@ def optimizer_builder(config:dict,                 # Flat config: `type` plus th
         else:
             cls = dict(adam=keras.optimizers.Adam, adamw=keras.optimizers.AdamW, rmsprop=keras.optimizers.RMSprop,
                        adadelta=keras.optimizers.Adadelta, nadam=keras.optimizers.Nadam, sgd=keras.optimizers.SGD)[kind]
+            if 'exclude_from_weight_decay' in kwargs:   # Keras's class plus the saved exclusions (no filter switched on)
+                from dl_optim.grokking_keras import with_gradient_filters
+                cls = with_gradient_filters(cls)
             opt = cls(learning_rate=lr, name=_NAMES[kind], **kwargs)
-    if c['exclude_from_weight_decay']:   # Keras matches variable *names*; escaped, so patterns are literal substrings
-        opt.exclude_from_weight_decay(var_names=[re.escape(n) for n in c['exclude_from_weight_decay']])
     return opt

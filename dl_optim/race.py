@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .config import ConfigError, Choice
+from .config import ConfigError, Choice, Number, Boolean, input_file, output_dir
 from .muon import Muon
 
 # %% auto #0
 __all__ = ['RACE_LRS', 'RACE_OPTIMIZERS', 'stdlib_corpus', 'file_corpus', 'Block', 'CharGPT', 'RaceConfig', 'make_optimizer',
-           'evaluate', 'train_one', 'run_race', 'summarize', 'plot_race', 'race_table', 'write_race']
+           'evaluate', 'train_one', 'run_race', 'summarize', 'plot_race', 'race_table', 'prepare_out', 'write_race']
 
 # %% ../nbs/08_race.ipynb #a0249a40
 _SKIP = {'site-packages', 'test', 'tests', 'idlelib', 'lib2to3', 'turtledemo', '__pycache__'}
@@ -35,7 +35,7 @@ def stdlib_corpus() -> tuple[bytes, bytes, str]:
 
 def file_corpus(path) -> tuple[bytes, bytes, str]:
     "Any file as a corpus: (first 90 % train, last 10 % validation, sha256 prefix)"
-    data = Path(path).read_bytes()
+    data = input_file(path, 'corpus', 'dl-optim race').read_bytes()
     if len(data) < 20_000: raise ConfigError('corpus', str(path), 'a text file of at least 20 kB', 'dl-optim race')
     cut = int(len(data) * 0.9)
     return data[:cut], data[cut:], hashlib.sha256(data).hexdigest()[:16]
@@ -76,6 +76,10 @@ class RaceConfig:
     layers:int=4; d:int=128; heads:int=4; ctx:int=128; batch:int=32; steps:int=600; warmup:int=30
     eval_every:int=25; eval_batches:int=8; seed:int=0; threads:int=1
     lrs:dict=field(default_factory=lambda: dict(RACE_LRS))
+    def __post_init__(self):   # every count is checked here, before any process starts
+        for k in ('layers', 'd', 'heads', 'ctx', 'batch', 'steps', 'warmup', 'eval_every', 'eval_batches', 'threads'):
+            setattr(self, k, Number(1, integer=True)(getattr(self, k), k, 'dl-optim race'))
+        self.seed = Number(0, 2**32 - 1, integer=True)(self.seed, 'seed', 'dl-optim race')
 
 def make_optimizer(name:str, model:nn.Module, cfg:RaceConfig):
     "The optimizer of a race entrant, and its warmup scheduler (linear over `cfg.warmup` steps, then constant)"
@@ -150,6 +154,8 @@ def run_race(cfg:RaceConfig, optimizers=('adamw', 'muon'), corpus:str|None=None,
              progress:bool=True) -> dict:
     "Train every entrant on the same data and initialisation; returns curves, summary and config"
     optimizers = [Choice(*RACE_OPTIMIZERS)(o, 'optimizers', 'dl-optim race') for o in optimizers]
+    progress = Boolean()(progress, 'progress', 'run_race')
+    if processes is not None: processes = Number(1, integer=True)(processes, 'processes', 'dl-optim race')
     if 'adamw' not in optimizers: raise ConfigError('optimizers', optimizers, "a list that includes 'adamw' (the reference)", 'dl-optim race')
     train, val, sha = file_corpus(corpus) if corpus else stdlib_corpus()
     processes = processes or max(1, min(len(optimizers), (os.cpu_count() or 1) // cfg.threads))
@@ -232,10 +238,17 @@ def race_table(result:dict):
                   fmt(r['speedup_steps'], '.2f'), fmt(r['speedup_seconds'], '.2f'), f"{tokens / r['seconds_per_step']:,.0f}")
     return t
 
+def prepare_out(out) -> Path:
+    "Create the output folder now, before any training, so that a bad `--out` fails in a second, not after minutes"
+    out = output_dir(out, 'out', 'dl-optim race')
+    for f in ('race.json', 'race.png'):
+        if (out / f).is_dir(): raise ConfigError('out', str(out), f'a folder where {f} can be written (it is a folder there)', 'dl-optim race')
+    return out
+
 def write_race(result:dict, out) -> Path:
     "race.json and race.png in `out`"
     import matplotlib.pyplot as plt
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(out)
     (out / 'race.json').write_text(json.dumps(result, indent=1))
     fig = plot_race(result); fig.savefig(out / 'race.png', dpi=120); plt.close(fig)
     return out

@@ -104,6 +104,7 @@ def route_parameter(name:str,                          # Full parameter name/pat
     def r(route, reason): return Route(name, shape, route, reason)
     if (p := substring_match(name, adamw_names)): return r('adamw', f'override: name contains {p!r}')
     view = matrix_view(shape, kind, layout)
+    if 0 in shape: return r('adamw', 'empty (a dimension of 0): nothing to orthogonalize')
     if (p := substring_match(name, muon_names)):
         if view is None: raise ValueError(f"{name!r} has shape {shape}: Muon needs a matrix, so it cannot be forced onto Muon (muon_names pattern {p!r})")
         return r('muon', f'override: name contains {p!r}')

@@ -13,9 +13,9 @@ import keras   # after dl_optim: importing dl_optim first picks the Keras backen
 from keras import ops
 
 # %% auto #0
-__all__ = ['SCHEDULE_SCHEMAS', 'SCHEDULE_TYPES', 'ConstantSchedule', 'StableDecaySchedule', 'WarmupSchedule',
-           'parse_schedule_config', 'learning_rate_schedule_builder', 'schedule_values', 'plot_schedule', 'ScheduleLR',
-           'to_torch_scheduler']
+__all__ = ['SCHEDULE_SCHEMAS', 'SCHEDULE_TYPES', 'PLOT_POINTS', 'ConstantSchedule', 'StableDecaySchedule', 'WarmupSchedule',
+           'parse_schedule_config', 'learning_rate_schedule_builder', 'schedule_values', 'plot_steps', 'plot_schedule',
+           'ScheduleLR', 'to_torch_scheduler']
 
 # %% ../nbs/04_schedules.ipynb #024f591f
 _register = keras.saving.register_keras_serializable(package='dl_optim')
@@ -76,11 +76,11 @@ _WARMUP = dict(warmup_steps=Param(Number(0, integer=True), DEFAULTS['warmup']['w
                warmup_start_lr=Param(Number(0), DEFAULTS['warmup']['warmup_start_lr']))
 SCHEDULE_SCHEMAS = {
     'cosine_decay': dict(learning_rate=Param(_lr), decay_steps=Param(_steps), alpha=Param(_fraction, _SD['cosine_decay']['alpha'])),
-    'exponential_decay': dict(learning_rate=Param(_lr), decay_steps=Param(_steps), decay_rate=Param(Number(0, low_open=True)),
+    'exponential_decay': dict(learning_rate=Param(_lr), decay_steps=Param(_steps), decay_rate=Param(Number(0, 1, low_open=True)),
                               staircase=Param(Boolean(), False)),
     'cosine_decay_restarts': dict(learning_rate=Param(_lr), decay_steps=Param(_steps),
                                   t_mul=Param(Number(0, low_open=True), _SD['cosine_decay_restarts']['t_mul']),
-                                  m_mul=Param(Number(0, low_open=True), _SD['cosine_decay_restarts']['m_mul']),
+                                  m_mul=Param(Number(0, 1, low_open=True), _SD['cosine_decay_restarts']['m_mul']),
                                   alpha=Param(_fraction, _SD['cosine_decay_restarts']['alpha'])),
     'wsd': dict(learning_rate=Param(_lr), stable_steps=Param(Number(0, integer=True)), decay_steps=Param(_steps),
                 alpha=Param(_fraction, 0.0), decay_shape=Param(Choice('linear', 'cosine'), 'linear')),
@@ -110,31 +110,40 @@ def learning_rate_schedule_builder(config:dict) -> WarmupSchedule:
     return WarmupSchedule(_primary(kind, c), c['warmup_steps'], c['warmup_start_lr'])
 
 # %% ../nbs/04_schedules.ipynb #a916b52e
-def schedule_values(config_or_schedule, steps:int):
-    "The schedule's learning rate at steps 0..steps−1, as a NumPy array"
+PLOT_POINTS = 4000   # most steps a plot evaluates, however long the schedule
+
+def schedule_values(config_or_schedule, steps):
+    "The schedule's learning rate at steps 0..steps−1 (`steps` an int) or at the given steps (an array), as a NumPy array"
     import numpy as np
     s = learning_rate_schedule_builder(config_or_schedule) if isinstance(config_or_schedule, dict) else config_or_schedule
-    return np.asarray(ops.convert_to_numpy(s(ops.arange(steps, dtype='float32'))), dtype='float64')
+    at = ops.arange(steps, dtype='float32') if isinstance(steps, int) else ops.convert_to_tensor(np.asarray(steps, 'float32'))
+    return np.asarray(ops.convert_to_numpy(s(at)), dtype='float64')
 
-def _default_steps(config) -> int:
-    w = config.get('warmup_steps', 0)
-    kind = str(config.get('type', '')).strip().lower()
-    if kind == 'wsd': return int(1.15 * (w + config['stable_steps'] + config['decay_steps'])) + 1
-    if kind == 'cosine_decay_restarts': return w + int(config['decay_steps'] * (1 + config.get('t_mul', 2.0) + config.get('t_mul', 2.0) ** 2)) + 1
+def plot_steps(steps:int, points:int=PLOT_POINTS):
+    "At most `points` integer steps spread evenly over 0..steps−1 (every step when there are fewer)"
+    import numpy as np
+    return np.arange(steps) if steps <= points else np.unique(np.linspace(0, steps - 1, points).round())
+
+def _default_steps(kind:str, c:dict) -> int:
+    "Steps that show the whole schedule (`c` is the parsed config)"
+    w = c['warmup_steps']
+    if kind == 'wsd': return int(1.15 * (w + c['stable_steps'] + c['decay_steps'])) + 1
+    if kind == 'cosine_decay_restarts': return w + int(c['decay_steps'] * (1 + c['t_mul'] + c['t_mul'] ** 2)) + 1
     if kind == 'constant': return max(2 * w, 100)
     if kind == 'exponential_decay':   # until the rate has fallen to a tenth
-        r = config['decay_rate']
-        return w + int(config['decay_steps'] * (min(math.log(0.1) / math.log(r), 20) if 0 < r < 1 else 3)) + 1
-    return int(1.2 * (w + config['decay_steps'])) + 1
+        r = c['decay_rate']
+        return w + int(c['decay_steps'] * (min(math.log(0.1) / math.log(r), 20) if 0 < r < 1 else 3)) + 1
+    return int(1.2 * (w + c['decay_steps'])) + 1
 
 def plot_schedule(config:dict, steps:int|None=None, ax=None, title:str|None=None):
     "Plot the learning rate of a schedule config over `steps` (default: the whole schedule plus a margin), phases shaded"
     import matplotlib.pyplot as plt
     kind, c = parse_schedule_config(config)
-    steps = steps or _default_steps(config)
-    y = schedule_values(config, steps)
+    steps = _default_steps(kind, c) if steps is None else Number(1, integer=True)(steps, 'steps', 'plot_schedule')
+    x = plot_steps(steps)
+    y = schedule_values(config, x)
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3))
-    ax.plot(range(steps), y, lw=1.5)
+    ax.plot(x, y, lw=1.5)
     w = c['warmup_steps']
     if w: ax.axvspan(0, w, color='tab:orange', alpha=0.15, label='warmup')
     if kind == 'wsd':

@@ -12,8 +12,9 @@ import torch
 from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config, check_mapping, DEFAULTS
 
 # %% auto #0
-__all__ = ['SLED_TYPES', 'SLED_SCHEMA', 'sled_reference', 'sled_candidates', 'sled_layer_scores', 'sled_evolve', 'sled_latent',
-           'SledLogitsProcessor', 'sled_builder', 'final_norm_of', 'transformers_layer_logits', 'sled_generate']
+__all__ = ['SLED_TYPES', 'MAX_TOTAL_STEP', 'SLED_SCHEMA', 'sled_reference', 'sled_candidates', 'tempered_softmax',
+           'sled_layer_scores', 'sled_evolve', 'sled_latent', 'SledLogitsProcessor', 'sled_builder', 'final_norm_of',
+           'transformers_layer_logits', 'sled_generate']
 
 # %% ../nbs/09_sled.ipynb #721d1c3b
 def _softmax_np(x):
@@ -57,6 +58,9 @@ class _TorchOps:
     def cast(self, x, name): return x.to(getattr(torch, name))
     def softmax(self, x): return torch.softmax(x, dim=-1)
     def rowsum(self, x): return x.sum(-1, keepdim=True)
+    def rowmax(self, x): return x.amax(-1, keepdim=True)
+    def rowmin(self, x): return x.amin(-1, keepdim=True)
+    def argmax_mask(self, x): return torch.nn.functional.one_hot(x.argmax(-1), x.shape[-1]).to(x.dtype)
     def sqrt(self, x): return torch.sqrt(x)
     def clamp_min(self, x, v): return torch.clamp_min(x, v)
     def top_k(self, x, k): return torch.topk(x, k, dim=-1).indices
@@ -83,6 +87,9 @@ class _KerasOps:
     def cast(self, x, name): return self.ops.cast(x, name)
     def softmax(self, x): return self.ops.softmax(x, axis=-1)
     def rowsum(self, x): return self.ops.sum(x, axis=-1, keepdims=True)
+    def rowmax(self, x): return self.ops.max(x, axis=-1, keepdims=True)
+    def rowmin(self, x): return self.ops.min(x, axis=-1, keepdims=True)
+    def argmax_mask(self, x): return self.ops.one_hot(self.ops.argmax(x, axis=-1), self.ops.shape(x)[-1], dtype=x.dtype)
     def sqrt(self, x): return self.ops.sqrt(x)
     def clamp_min(self, x, v): return self.ops.maximum(x, v)
     def top_k(self, x, k): return self.ops.top_k(x, k, sorted=False)[1]
@@ -118,14 +125,26 @@ def sled_candidates(xp, final, k:int):
     "Phase 0: the indices `[B, k]` of the k largest final logits"
     return xp.top_k(final, k)
 
+def tempered_softmax(xp, z, temperature:float):
+    "softmax(z/τ) with the row maximum taken out first, so that z/τ cannot overflow for any τ > 0"
+    return xp.softmax((z - xp.rowmax(z)) / temperature)
+
 def sled_layer_scores(xp, early, final, top, temperature:float):
     "Phase 1 for one early layer: m = max(cos(z_n − z_N, p_n − e_i), 0)² on the candidates, `[B, k]`, by the O(V) closed form"
-    p = xp.softmax(early / temperature)
+    p = tempered_softmax(xp, early, temperature)
     d = early - final
     dp, dd, pp = xp.rowsum(d * p), xp.rowsum(d * d), xp.rowsum(p * p)
     d_k, p_k = xp.take(d, top), xp.take(p, top)
-    g_norm = xp.sqrt(xp.clamp_min(pp - 2 * p_k + 1, 0.0))
-    cos = (dp - d_k) / xp.clamp_min(xp.sqrt(dd) * g_norm, 1e-8)
+    # the layer's own top token j: 1 − p_j and ⟨d, p − e_j⟩ as sums over the other tokens (no cancellation)
+    star = xp.argmax_mask(early)
+    p_rest = p * (1 - star)
+    d_star = xp.rowsum(d * star)
+    q = xp.rowsum(p_rest)
+    gg_star, dg_star = xp.rowsum(p_rest * p_rest) + q * q, xp.rowsum(p_rest * (d - d_star))
+    is_star = xp.take(star, top) > 0
+    gg = xp.where(is_star, gg_star, xp.clamp_min(pp - 2 * p_k + 1, 0.0))
+    dg = xp.where(is_star, dg_star, dp - d_k)
+    cos = dg / xp.clamp_min(xp.sqrt(dd) * xp.sqrt(gg), 1e-8)
     return xp.clamp_min(cos, 0.0) ** 2
 
 def sled_evolve(xp, final, top, latent, evolution_rate:float, temperature:float, tau_update:float, num_steps:int):
@@ -133,7 +152,7 @@ def sled_evolve(xp, final, top, latent, evolution_rate:float, temperature:float,
     target = xp.scatter(top, latent, final)
     h = final
     for t in range(num_steps):
-        h = h - (evolution_rate * (1 - t / num_steps) / tau_update) * (xp.softmax(h / temperature) - target)
+        h = h - (evolution_rate * (1 - t / num_steps) / tau_update) * (tempered_softmax(xp, h, temperature) - target)
     return h
 
 # %% ../nbs/09_sled.ipynb #9e4a34b7
@@ -147,13 +166,14 @@ def sled_latent(xp, scores:list):
 # %% ../nbs/09_sled.ipynb #691848c4
 SLED_TYPES = ('sled_v1',)
 _SLED = DEFAULTS['sled']
+MAX_TOTAL_STEP = 1e30   # α(T + 1)/(2τ_u), the most any logit can move: far inside float32's range
 SLED_SCHEMA = dict(
     evolution_rate=Param(Number(0, low_open=True), _SLED['evolution_rate']),
     evolution_scale=Param(Number(1, integer=True), _SLED['evolution_scale']),
     temperature=Param(Number(0, low_open=True), _SLED['temperature']),
     use_tau_in_update=Param(Boolean(), _SLED['use_tau_in_update']),
-    inactive_logit_value=Param(Number(), _SLED['inactive_logit_value']),
-    num_steps=Param(Number(1, integer=True), 1),
+    inactive_logit_value=Param(Number(high=0, high_open=True), _SLED['inactive_logit_value']),
+    num_steps=Param(Number(1, 10_000, integer=True), 1),
 )
 _FINITE_MIN = {'float16': -65504.0}
 
@@ -164,8 +184,13 @@ def _parse_sled(config:dict, where:str):
         if 'inactive_logit_value' in config:
             raise ConfigError('evolution_lower_bound', config['evolution_lower_bound'],
                               'only one of evolution_lower_bound and inactive_logit_value (they are the same parameter)', where)
-        config['inactive_logit_value'] = config.pop('evolution_lower_bound')
-    return parse_config(config, SLED_SCHEMA, where)
+        config['inactive_logit_value'] = SLED_SCHEMA['inactive_logit_value'].check(config.pop('evolution_lower_bound'), 'evolution_lower_bound', where)
+    c = parse_config(config, SLED_SCHEMA, where)
+    total = c['evolution_rate'] * (c['num_steps'] + 1) / 2 / (c['temperature'] if c['use_tau_in_update'] else 1.0)
+    if total > MAX_TOTAL_STEP:
+        raise ConfigError('evolution_rate', c['evolution_rate'], f'a rate with evolution_rate·(num_steps + 1)/2/temperature '
+                          f'<= {MAX_TOTAL_STEP:g} (here {total:g}), so that the evolved logits stay finite in float32', where)
+    return c
 
 # %% ../nbs/09_sled.ipynb #81cdfd42
 class SledLogitsProcessor:
@@ -226,7 +251,10 @@ class SledLogitsProcessor:
         tau_u = self.temperature if self.use_tau_in_update else 1.0
         h = sled_evolve(xp, final, top, latent, self.evolution_rate, self.temperature, tau_u, self.num_steps)
         keep = xp.scatter(top, xp.ones_like(latent), final) > 0
-        out = xp.where(keep, h, max(self.inactive_logit_value, _FINITE_MIN.get(out_dtype, -math.inf)))
+        eta = max(self.inactive_logit_value, _FINITE_MIN.get(out_dtype, -math.inf))
+        kept_min = xp.rowmin(xp.where(keep, h, math.inf))
+        inactive = xp.clamp_min(xp.where(kept_min - 1 < eta, kept_min - 1, eta), _FINITE_MIN.get(out_dtype, -math.inf))
+        out = xp.where(keep, h, inactive)
         out = xp.where(xp.column(finite), out, math.nan)
         return xp.cast(out, out_dtype)
 
@@ -259,6 +287,7 @@ def transformers_layer_logits(model,                 # A transformers causal LM 
                               normalize_early:bool=False,  # Apply the final norm to early states (not the official convention)
                               final_norm=None):      # The norm module, when `final_norm_of` cannot find it
     "Logits `[L+1, B, V]` for SLED: the LM head on the chosen early hidden states, then the model's own final logits"
+    normalize_early = Boolean()(normalize_early, 'normalize_early', 'transformers_layer_logits')
     hidden = outputs.hidden_states
     if hidden is None: raise ValueError('run the model with output_hidden_states=True')
     n = len(hidden) - 1
@@ -281,6 +310,7 @@ def sled_generate(model,                    # A transformers causal LM
                   layers=None,              # Early layers for SLED (None = all)
                   normalize_early:bool=False):  # See `transformers_layer_logits`
     "Greedy decoding with SLED applied at every step; returns `[B, S + new]` token ids"
+    normalize_early = Boolean()(normalize_early, 'normalize_early', 'sled_generate')
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
     out, past, step_ids = input_ids, None, input_ids
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)

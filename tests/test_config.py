@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st, settings
-from dl_optim.config import (ConfigError, Number, Boolean, Choice, Strings, Param, parse_config, check_mapping,
+from dl_optim.config import (FLOAT32_MAX, FLOAT32_TINY, ConfigError, Number, Boolean, Choice, Strings, Param, parse_config, check_mapping,
                              check_known_keys, check_required_keys, DEFAULTS)
 
 # Any value a config file or a careless caller could produce
@@ -53,9 +53,21 @@ def test_real_numbers_pass_unchanged(x):
     out = Number()(x)
     assert type(out) is float and out == float(x)
 
+@given(st.one_of(st.floats(allow_nan=False, allow_infinity=False).filter(lambda v: abs(v) > FLOAT32_MAX),
+                 st.integers(10**39, 10**500)))
+def test_values_float32_cannot_hold_are_errors(x):
+    "Finite in Python, inf in float32: a learning rate of 1e300 never reaches a tensor"
+    with pytest.raises(ConfigError, match="'lr'"): Number()(x, 'lr')
+
+@given(st.floats(0, FLOAT32_TINY, exclude_max=True))
+def test_positive_values_stay_positive_in_float32(x):
+    "A temperature or ε of 1e-300 is 0 in float32 and would divide by zero"
+    with pytest.raises(ConfigError, match="'eps'"): Number(0, low_open=True)(x, 'eps')
+
 @given(st.floats(allow_nan=False), st.floats(allow_nan=False))
 def test_range_boundaries(lo, hi):
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi: return
+    if not (abs(lo) <= FLOAT32_MAX and abs(hi) <= FLOAT32_MAX) or lo >= hi: return
+    if lo == 0 and hi < FLOAT32_TINY: return   # an open (0, hi) range below float32's positive floor holds nothing
     closed, open_ = Number(lo, hi), Number(lo, hi, low_open=True, high_open=True)
     assert closed(lo) == lo and closed(hi) == hi
     for v in (lo, hi):

@@ -5,7 +5,7 @@ import torch
 import keras
 from keras import ops
 from dl_optim.newton_schulz import orthogonalize
-from dl_optim.newton_schulz_keras import orthogonalize_keras
+from dl_optim.newton_schulz_keras import orthogonalize_keras, default_ns_dtype_keras
 
 pytestmark = pytest.mark.keras
 BACKEND = keras.backend.backend()
@@ -36,7 +36,9 @@ def test_jit_compiled_matches_eager(shape, dtype):
     G = ops.convert_to_tensor(np.random.default_rng(1).standard_normal(shape).astype('float32'))
     eager = ops.convert_to_numpy(orthogonalize_keras(G, dtype=dtype))
     jitted = ops.convert_to_numpy(compiled(lambda x: orthogonalize_keras(x, dtype=dtype))(G))
-    np.testing.assert_allclose(jitted, eager, atol=1e-4, rtol=1e-3)
+    used = dtype or default_ns_dtype_keras()   # the tolerance follows the dtype actually used (bf16 on AMX/AVX512-BF16)
+    tol = dict(atol=1e-4, rtol=1e-3) if used == 'float32' else dict(atol=3e-2, rtol=3e-2)   # bf16: 8-bit mantissa
+    np.testing.assert_allclose(jitted, eager, **tol)
 
 def test_zero_and_bf16():
     z = ops.convert_to_numpy(orthogonalize_keras(ops.zeros((6, 4))))
