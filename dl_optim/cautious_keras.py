@@ -10,6 +10,8 @@ import keras
 from keras import ops
 from .config import Number, Boolean
 from .cautious import cautious
+import warnings
+from .config import ConfigError
 from .optimizers import WeightDecayExclusions
 
 # %% auto #0
@@ -42,6 +44,10 @@ class _CautiousAdamBase(WeightDecayExclusions, keras.optimizers.Optimizer):
                  name:str|None=None,
                  **kwargs):                               # clipnorm, global_clipnorm, use_ema, ... (Keras)
         w = type(self).__name__
+        if 'cation' in kwargs:   # the spelling documented by subtotechnoblade/Optimizers
+            warnings.warn(f"{w}: 'cation' (subtotechnoblade/Optimizers' spelling) is deprecated; use caution=", DeprecationWarning, stacklevel=2)
+            if caution != _SEED3['caution']: raise ConfigError('cation', kwargs['cation'], "only one of 'cation' and 'caution'", w)
+            caution = kwargs.pop('cation')
         checked = dict(beta_1=Number(0, 1, high_open=True)(beta_1, 'beta_1', w),
                        beta_2=Number(0, 1, high_open=True)(beta_2, 'beta_2', w),
                        epsilon=Number(0, low_open=True)(epsilon, 'epsilon', w), caution=Boolean()(caution, 'caution', w))

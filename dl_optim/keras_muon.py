@@ -7,9 +7,10 @@ Docs: https://dl-optim.github.io/dl_optim/keras_muon.html.md"""
 # %% ../nbs/05_keras_muon.ipynb #3fafe868
 from __future__ import annotations
 from .config import ConfigError, Number, Boolean, Strings, DEFAULTS
-from .newton_schulz import resolve_schedule
-from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, check_adjust_lr,
-                              DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES)
+import warnings
+from .newton_schulz import resolve_schedule, JORDAN
+from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, Route, check_adjust_lr,
+                              row_blocks_for, DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES, EMBEDDING_COMPONENTS)
 import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
 from keras import ops
 from .newton_schulz_keras import orthogonalize_keras
@@ -17,7 +18,8 @@ from .cautious_keras import adam_direction
 from .optimizers import WeightDecayExclusions
 
 # %% auto #0
-__all__ = ['keras_variable_kind', 'Muon']
+__all__ = ['keras_variable_kind', 'einsum_in_axes', 'mha_in_axes', 'model_layer_info', 'output_layers', 'Muon', 'as_matrices',
+           'from_matrices']
 
 # %% ../nbs/05_keras_muon.ipynb #3f81d7b9
 def keras_variable_kind(path:str, shape) -> str|None:
@@ -30,6 +32,73 @@ def keras_variable_kind(path:str, shape) -> str|None:
     if last in ('kernel', 'depthwise_kernel', 'pointwise_kernel') and (len(shape) == 4 or (len(shape) == 3 and 'conv' in layer)): return 'conv'
     if last == 'kernel' and len(shape) == 2: return 'linear'
     return None
+
+# %% ../nbs/05_keras_muon.ipynb #cad430e1
+def einsum_in_axes(equation:str) -> tuple:
+    "The kernel axes of an `EinsumDense` equation ('in,kernel->out') that are contracted with the input"
+    try:
+        inp, rest = equation.replace(' ', '').split(',')
+        kernel, _ = rest.split('->')
+    except ValueError: raise ValueError(f'cannot read the EinsumDense equation {equation!r} (expected "in,kernel->out")') from None
+    inp, kernel = inp.replace('...', ''), kernel.replace('...', '')
+    return tuple(i for i, c in enumerate(kernel) if c in inp)
+
+_MHA_IN_AXES = {'query': (0,), 'key': (0,), 'value': (0,), 'attention_output': (0, 1)}
+
+def mha_in_axes(path:str, shape) -> tuple|None:
+    "The input axes of a `MultiHeadAttention` projection kernel, from the names Keras gives them; None if not one"
+    parts = path.split('/')
+    if len(shape) != 3 or len(parts) < 2 or parts[-1] != 'kernel': return None
+    return _MHA_IN_AXES.get(parts[-2])
+
+# %% ../nbs/05_keras_muon.ipynb #d4bac320
+def _legacy_aliases(kwargs:dict, momentum, coefficients, adam_epsilon, caution):
+    "The argument names of the Keras Muon in subtotechnoblade/Optimizers (muon_beta, muon_a/b/c, epsilon, cation) mapped to ours"
+    w = 'Muon'
+    def take(alias, value, default, target, check):
+        if alias not in kwargs: return value
+        if value != default: raise ConfigError(alias, kwargs[alias], f'only one of {alias!r} and {target!r} (the same setting)', w)
+        return check(kwargs.pop(alias), alias, w)   # errors name the argument the user wrote
+    momentum = take('muon_beta', momentum, _D['momentum'], 'momentum', Number(0, 1, high_open=True))
+    adam_epsilon = take('epsilon', adam_epsilon, _D['adam_epsilon'], 'adam_epsilon', Number(0, low_open=True))
+    if 'cation' in kwargs:
+        warnings.warn("Muon: 'cation' (subtotechnoblade/Optimizers' spelling) is deprecated; use caution=", DeprecationWarning, stacklevel=3)
+        caution = take('cation', caution, False, 'caution', Boolean())
+    abc = [k for k in ('muon_a', 'muon_b', 'muon_c') if k in kwargs]
+    if abc:
+        if coefficients != 'polar_express': raise ConfigError(abc[0], kwargs[abc[0]], "only one of muon_a/b/c and 'coefficients'", w)
+        coefficients = tuple(Number()(kwargs.pop(k, d), k, w) for k, d in zip(('muon_a', 'muon_b', 'muon_c'), JORDAN))
+    return momentum, coefficients, adam_epsilon, caution
+
+def _check_layer_info(info) -> dict:
+    "`layer_info` as {path: {'in_axes': [...], 'is_head': bool}}, JSON-able so that it is saved with the optimizer"
+    if info is None: return {}
+    if not isinstance(info, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in info.items()):
+        raise ConfigError('layer_info', info, "a dict {variable path: {'in_axes': [...], 'is_head': bool}} (Muon.for_model builds it)", 'Muon')
+    return {k: {**v, 'in_axes': tuple(v['in_axes'])} if v.get('in_axes') is not None else dict(v) for k, v in info.items()}
+
+def model_layer_info(model) -> dict:
+    "What the routing needs from a built Keras model: the `EinsumDense` kernels' input axes and the output heads"
+    info = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.EinsumDense) and getattr(layer, 'kernel', None) is not None:
+            info.setdefault(layer.kernel.path, {})['in_axes'] = einsum_in_axes(layer.equation)
+    for layer in output_layers(model):
+        info.setdefault(layer.kernel.path, {})['is_head'] = True
+    return info
+
+def output_layers(model) -> list:
+    "The layers with a kernel that produce the model's outputs, looking back through layers without one (activations)"
+    ops_ = [t._keras_history.operation for t in model.outputs] if getattr(model, 'outputs', None) else model.layers[-1:]
+    found, seen = [], set()
+    while ops_:
+        op = ops_.pop()
+        if id(op) in seen: continue
+        seen.add(id(op))
+        if getattr(op, 'kernel', None) is not None and not isinstance(op, keras.layers.Embedding): found.append(op); continue
+        for node in getattr(op, '_inbound_nodes', [])[:1]:
+            ops_ += [t._keras_history.operation for t in node.input_tensors if hasattr(t, '_keras_history')]
+    return found
 
 # %% ../nbs/05_keras_muon.ipynb #fa176182
 _D = DEFAULTS['muon']
@@ -58,9 +127,14 @@ class Muon(WeightDecayExclusions, keras.optimizers.Optimizer):
                  ns_dtype:str|None=None,                      # NS compute dtype name; None: bf16 on GPUs, float32 on CPUs
                  head_names=DEFAULT_HEAD_NAMES,               # Path components marking output heads (→ Adam)
                  adam_weight_decay:float|None=None,           # Adam-side weight decay; None: same as `weight_decay`
+                 layer_info:dict|None=None,                   # Per-variable-path facts from the model (`for_model` fills it; saved)
+                 qkv_names=(),                                # Opt-in: path substrings of fused QKV kernels, orthogonalized as Q, K, V
+                 per_head_names=(),                           # Opt-in: path substrings of attention kernels orthogonalized per head
+                 head_dim:int|None=None,                      # Outputs per attention head, for `per_head_names`
                  name:str='Muon',
                  **kwargs):                                   # clipnorm, clipvalue, global_clipnorm, use_ema, ... (Keras)
         w = 'Muon'
+        momentum, coefficients, adam_epsilon, caution = _legacy_aliases(kwargs, momentum, coefficients, adam_epsilon, caution)
         if not (isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) or callable(learning_rate)):
             learning_rate = Number(0)(learning_rate, 'learning_rate', w)   # Keras itself takes -1.0 and NaN
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
@@ -83,14 +157,30 @@ class Muon(WeightDecayExclusions, keras.optimizers.Optimizer):
             raise ConfigError('ns_dtype', ns_dtype, "None, 'float32', 'bfloat16', 'float16' or 'float64'", w)
         self.coefficients, self.adjust_lr, self.ns_dtype = coefficients, check_adjust_lr(adjust_lr, 'adjust_lr', w), ns_dtype
         self._schedule = resolve_schedule(coefficients, self.ns_steps, 'ns_steps', w)
+        self.layer_info = _check_layer_info(layer_info)
+        self.qkv_names = Strings()(qkv_names, 'qkv_names', w)
+        self.per_head_names = Strings()(per_head_names, 'per_head_names', w)
+        self.head_dim = Number(1, integer=True, optional=True)(head_dim, 'head_dim', w)
+
+    @classmethod
+    def for_model(cls, model, **kwargs):
+        "A Muon that knows `model`: its output layers go to Adam and every `EinsumDense` kernel is split by its equation"
+        return cls(layer_info=model_layer_info(model), **kwargs)
 
     def _route(self, variable):
         path, shape = variable.path, tuple(variable.shape)
         kind = keras_variable_kind(path, shape)
         if not self.exclude_embeddings and kind == 'embedding': kind = None
-        return route_parameter(path, shape, kind, layout='keras',
+        info = self.layer_info.get(path, {})
+        in_axes = info.get('in_axes') or mha_in_axes(path, shape)
+        if in_axes is not None and kind is None: kind = 'linear'   # an EinsumDense kernel with known input axes
+        try: base = matrix_view(shape, kind, 'keras', in_axes) if 0 not in shape else None
+        except ValueError as e: return Route(path, shape, 'adamw', f'no matrix view: {e}')
+        blocks = row_blocks_for(path, base, self.qkv_names, self.per_head_names, self.head_dim)
+        return route_parameter(path, shape, kind, is_head=info.get('is_head', False), layout='keras',
                                embedding_names=self.exclude_embedding_names if self.exclude_embeddings else (),
-                               head_names=self.head_names, adamw_names=self.exclude_layers)
+                               head_names=self.head_names, adamw_names=self.exclude_layers, in_axes=in_axes,
+                               row_blocks=blocks, embedding_components=EMBEDDING_COMPONENTS if self.exclude_embeddings else ())
 
     def _should_use_muon(self, variable) -> bool:
         "Whether Muon (True) or Adam (False) trains `variable`; usable before the optimizer is built"
@@ -105,23 +195,40 @@ class Muon(WeightDecayExclusions, keras.optimizers.Optimizer):
 def _build(self, var_list):
     if self.built: return
     keras.optimizers.Optimizer.build(self, var_list)
+    routes = [self._route(v) for v in var_list]
+    if not any(r.reason.startswith(('output head', 'override')) for r in routes):   # a named or excluded head is fine
+        warnings.warn('Muon found no output head among the variables (none produces a model output by name or by '
+                      'Muon.for_model(model)); a final Dense would be orthogonalized. Build it with '
+                      'Muon.for_model(model, ...) or name the head in head_names.', UserWarning, stacklevel=2)
+    if any(r.by_shape and r.route == 'muon' for r in routes):
+        warnings.warn(f'Muon: {sum(r.by_shape and r.route == "muon" for r in routes)} kernel(s) were split by a guess '
+                      '(no EinsumDense equation known); use Muon.for_model(model).', UserWarning, stacklevel=2)
     self._muon_slot, self._adam_m, self._adam_v, self._views = [None] * len(var_list), [None] * len(var_list), [None] * len(var_list), [None] * len(var_list)
     for var in var_list:
         i = self._get_variable_index(var)
         r = self._route(var)
         if r.route == 'muon':
             self._muon_slot[i] = self.add_variable_from_reference(var, 'momentum')
-            self._views[i] = matrix_view(tuple(var.shape), keras_variable_kind(var.path, tuple(var.shape)), layout='keras')
+            self._views[i] = r.view
         else:
             self._adam_m[i] = self.add_variable_from_reference(var, 'adam_m')
             self._adam_v[i] = self.add_variable_from_reference(var, 'adam_v')
+
+def as_matrices(x, view):
+    "`x` (Keras layout: inputs first) as `view.batch` matrices of `view.rows` × `view.cols`"
+    m = ops.transpose(ops.reshape(x, (view.cols, -1))) if view.transposed else ops.reshape(x, (-1, view.cols))
+    return ops.reshape(m, (view.batch, view.rows, view.cols)) if view.batch > 1 else m
+
+def from_matrices(o, view, shape):
+    "The inverse of `as_matrices`"
+    m = ops.reshape(o, (view.batch * view.rows, view.cols))
+    return ops.reshape(ops.transpose(m) if view.transposed else m, shape)
 
 def _muon_step(self, g, var, lr, m, view):
     mu = self.momentum
     self.assign_add(m, (g - m) * (1.0 - mu))                            # m ← μm + (1−μ)g
     u = g + (m - g) * mu if self.nesterov else m                        # (1−μ)g + μm
-    U = ops.reshape(u, (view.cols, view.rows))                          # Keras layout: (in…, out…) → (in, out)
-    O = ops.reshape(orthogonalize_keras(U, self._schedule, dtype=self.ns_dtype), var.shape)
+    O = from_matrices(orthogonalize_keras(as_matrices(u, view), self._schedule, dtype=self.ns_dtype), view, var.shape)
     if self.muon_weight_decay and self._use_weight_decay(var): self.assign(var, var * (1.0 - lr * self.muon_weight_decay))
     self.assign_sub(var, ops.cast(O, var.dtype) * (lr * lr_scale(view, self.adjust_lr)))
 
@@ -148,7 +255,9 @@ def _get_config(self):
                   exclude_embedding_names=self.exclude_embedding_names, adam_lr_ratio=self.adam_lr_ratio,
                   exclude_layers=self.exclude_layers, exclude_embeddings=self.exclude_embeddings, caution=self.caution,
                   use_nadam=self.use_nadam, coefficients=self.coefficients, adjust_lr=self.adjust_lr,
-                  ns_dtype=self.ns_dtype, head_names=self.head_names, adam_weight_decay=self.adam_weight_decay)
+                  ns_dtype=self.ns_dtype, head_names=self.head_names, adam_weight_decay=self.adam_weight_decay,
+                  layer_info={k: {**v, 'in_axes': list(v['in_axes'])} if 'in_axes' in v else v for k, v in self.layer_info.items()},
+                  qkv_names=self.qkv_names, per_head_names=self.per_head_names, head_dim=self.head_dim)
     return config
 
 Muon.build, Muon.update_step, Muon.get_config = _build, _update_step, _get_config

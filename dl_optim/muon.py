@@ -6,6 +6,7 @@ Docs: https://dl-optim.github.io/dl_optim/muon.html.md"""
 
 # %% ../nbs/03_muon.ipynb #9fceb661
 from __future__ import annotations
+import warnings
 from collections import defaultdict
 import torch
 from torch import nn
@@ -14,21 +15,37 @@ from .cautious import adamw_step
 from .config import ConfigError, Number, Boolean, Strings, Betas, DEFAULTS, did_you_mean
 from .newton_schulz import orthogonalize, resolve_schedule, Schedule
 from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, Route, check_adjust_lr,
-                              DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES)
+                              row_blocks_for, DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES)
 
 # %% auto #0
-__all__ = ['MUON_CHECKS', 'ADAMW_CHECKS', 'module_kind', 'describe_module', 'Muon', 'muon_momentum', 'MomentumWarmup']
+__all__ = ['MUON_CHECKS', 'ADAMW_CHECKS', 'module_kind', 'param_kind', 'module_layout', 'describe_module', 'Muon', 'as_matrices',
+           'from_matrices', 'muon_momentum', 'MomentumWarmup']
 
 # %% ../nbs/03_muon.ipynb #311d566b
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.LocalResponseNorm) + ((nn.RMSNorm,) if hasattr(nn, 'RMSNorm') else ())
 
+def _is_hf_conv1d(m) -> bool:
+    "transformers' `Conv1D` (GPT-2 and relatives): a linear layer whose weight is stored (in, out)"
+    return type(m).__name__ == 'Conv1D' and type(m).__module__.startswith('transformers')
+
 def module_kind(m:nn.Module) -> str|None:
     "'embedding', 'linear', 'conv' or 'norm' for the layer types the routing rules know, else None"
     if isinstance(m, (nn.Embedding, nn.EmbeddingBag)): return 'embedding'
-    if isinstance(m, nn.Linear): return 'linear'
+    if isinstance(m, nn.Linear) or _is_hf_conv1d(m): return 'linear'
     if isinstance(m, nn.modules.conv._ConvNd): return 'conv'
     if isinstance(m, _NORMS): return 'norm'
     return None
+
+def param_kind(m:nn.Module, pname:str) -> str|None:
+    "The kind of parameter `pname` of module `m`: `module_kind`, except inside `nn.MultiheadAttention` (linear weights and biases)"
+    if isinstance(m, nn.MultiheadAttention): return 'linear' if pname.endswith('weight') else 'bias'
+    return module_kind(m)
+
+def module_layout(m:nn.Module, pname:str) -> dict:
+    "How `m` stores its parameter `pname`: `layout` ('torch' or 'in_out') and conv `groups`"
+    if _is_hf_conv1d(m) and pname == 'weight': return dict(layout='in_out', groups=1)
+    if isinstance(m, nn.modules.conv._ConvNd) and pname == 'weight': return dict(layout='torch', groups=m.groups)
+    return dict(layout='torch', groups=1)
 
 def describe_module(model:nn.Module) -> list[dict]:
     "One dict per trainable parameter: name (aliases for tied ones), tensor, kind, is_head, tied_to_embedding"
@@ -36,18 +53,18 @@ def describe_module(model:nn.Module) -> list[dict]:
     for mname, mod in model.named_modules(remove_duplicate=False):
         for pname, p in mod.named_parameters(recurse=False, remove_duplicate=False):
             owners[id(p)].append((f'{mname}.{pname}' if mname else pname, pname, mod))
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    linears = [m for m in model.modules() if module_kind(m) == 'linear']
     last_linear = linears[-1] if linears else None
     out = []
     for name, p in model.named_parameters():
         if not p.requires_grad: continue
         own = owners[id(p)]
-        kinds = [module_kind(mod) for _, _, mod in own]
+        kinds = [param_kind(mod, pn) for _, pn, mod in own]
         aliases = sorted({full for full, _, _ in own} - {name})
         out.append(dict(name=name + (f" (= {', '.join(aliases)})" if aliases else ''), param=p,
                         kind='embedding' if 'embedding' in kinds else kinds[0],
                         is_head=any(mod is last_linear and pn == 'weight' for _, pn, mod in own),
-                        tied_to_embedding='embedding' in kinds and len(set(kinds)) > 1))
+                        tied_to_embedding='embedding' in kinds and len(set(kinds)) > 1, **module_layout(own[0][2], own[0][1])))
     return out
 
 # %% ../nbs/03_muon.ipynb #27534927
@@ -100,7 +117,11 @@ class Muon(torch.optim.Optimizer):
                  exclude_embedding_names=DEFAULT_EMBEDDING_NAMES, # Name substrings marking embeddings (→ AdamW)
                  head_names=DEFAULT_HEAD_NAMES,            # Name components marking output heads (→ AdamW)
                  muon_names=(),                            # Name substrings forced onto Muon
-                 adamw_names=()):                          # Name substrings forced onto AdamW
+                 adamw_names=(),                           # Name substrings forced onto AdamW
+                 model:nn.Module|None=None,                # The model `params` come from: names and layer kinds for plain tensors
+                 qkv_names=(),                             # Opt-in: name substrings of fused QKV projections, orthogonalized as Q, K, V
+                 per_head_names=(),                        # Opt-in: name substrings of attention projections orthogonalized per head
+                 head_dim:int|None=None):                  # Rows per attention head, for `per_head_names`
         where = 'Muon'
         hyper = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, coefficients=coefficients,
                      weight_decay=weight_decay, adjust_lr=adjust_lr, ns_dtype=ns_dtype,
@@ -111,7 +132,12 @@ class Muon(torch.optim.Optimizer):
                      head_names=Strings()(head_names, 'head_names', where),
                      muon_names=Strings()(muon_names, 'muon_names', where),
                      adamw_names=Strings()(adamw_names, 'adamw_names', where))
+        if model is not None and not isinstance(model, nn.Module): raise ConfigError('model', model, 'an nn.Module or None', where)
+        split = dict(qkv_names=Strings()(qkv_names, 'qkv_names', where), per_head_names=Strings()(per_head_names, 'per_head_names', where),
+                     head_dim=Number(1, integer=True, optional=True)(head_dim, 'head_dim', where))
+        rules = dict(rules, model=model, split=split)
         groups, report, views = _route_groups(params, hyper, rules)
+        _warn_by_shape(report)
         self._report, self._hyper, self._rules = RoutingReport(report), hyper, rules
         super().__init__(groups, defaults=dict(use_muon=False))
         self._views = views   # param -> MatrixView, from the layer kinds seen at routing time
@@ -121,6 +147,7 @@ class Muon(torch.optim.Optimizer):
         if not hasattr(self, '_views'): return super().add_param_group(param_group)   # the constructor's own, already routed
         if not isinstance(param_group, dict): raise TypeError(f'param_group must be a dict, not {type(param_group).__name__}')
         groups, report, views = _route_groups([param_group], self._hyper, self._rules)
+        _warn_by_shape(report)
         for g in groups: super().add_param_group(g)
         self._report.extend(report); self._views.update(views)
 
@@ -136,15 +163,26 @@ def _check_hyper(hyper:dict, where:str) -> dict:
     return out
 
 def _entries(params, rules) -> list[dict]:
-    "Normalise a module, named parameters or plain tensors into dicts with name, param, kind, is_head, tied_to_embedding"
+    "Normalise a module, named parameters or plain tensors into dicts with name, param, kind, is_head, tied_to_embedding, layout, groups"
     if isinstance(params, nn.Module): return describe_module(params)
     if isinstance(params, torch.Tensor): raise TypeError("params must be an iterable of tensors, an nn.Module or param groups, not a single tensor")
+    known = {id(e['param']): e for e in describe_module(rules['model'])} if rules.get('model') is not None else {}
     out = []
     for i, item in enumerate(params):
         name, p = item if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) else (f'param{i}', item)
         if not isinstance(p, torch.Tensor): raise TypeError(f"parameter {name!r} is a {type(p).__name__}, not a tensor")
-        out.append(dict(name=name, param=p, kind=None, is_head=False, tied_to_embedding=False))
+        out.append(known.get(id(p)) or dict(name=name, param=p, kind=None, is_head=False, tied_to_embedding=False, layout='torch', groups=1))
     return out
+
+def _warn_by_shape(report):
+    "One warning per optimizer when tensors reached Muon by their shape alone (an embedding or a head among them would be missed)"
+    n = sum(r.by_shape and r.route == 'muon' for r in report)
+    if n:
+        warnings.warn(f'Muon: {n} tensor(s) were routed to Muon by their shape alone (layer type unknown: plain tensors, '
+                      'named_parameters(), or bare nn.Parameters of custom modules); an embedding or output head among them '
+                      'would be orthogonalized. Pass the nn.Module itself, or model=model, or param groups with use_muon; '
+                      'routing_report() marks them.',
+                      UserWarning, stacklevel=3)
 
 def _route_groups(params, hyper:dict, rules:dict):
     if isinstance(params, nn.Module) or isinstance(params, torch.Tensor): user_groups = [{'params': params}]
@@ -170,14 +208,19 @@ def _route_groups(params, hyper:dict, rules:dict):
             if p.is_sparse: raise ValueError(f"parameter {e['name']!r} is sparse; Muon and AdamW here need dense tensors")
             if p.is_complex(): raise ValueError(f"parameter {e['name']!r} is complex; Muon is defined for real matrices (view it with torch.view_as_real)")
             if forced is None:
-                r = route_parameter(e['name'], tuple(p.shape), e['kind'], e['is_head'], e['tied_to_embedding'], 'torch', **rules)
+                names = {k: rules[k] for k in ('embedding_names', 'head_names', 'muon_names', 'adamw_names')}
+                base = matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups']) if 0 not in p.shape else None
+                blocks = row_blocks_for(e['name'], base, **rules['split'])
+                r = route_parameter(e['name'], tuple(p.shape), e['kind'], e['is_head'], e['tied_to_embedding'], e['layout'],
+                                    groups=e['groups'], row_blocks=blocks, **names)
             elif forced:
                 if p.ndim < 2 or p.numel() == 0:
                     raise ConfigError('use_muon', True, f"only for tensors with 2 or more dimensions, none of them 0; {e['name']!r} has shape {tuple(p.shape)}", where)
-                r = Route(e['name'], tuple(p.shape), 'muon', f'param group {gi}: use_muon=True')
+                r = Route(e['name'], tuple(p.shape), 'muon', f'param group {gi}: use_muon=True',
+                          matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups']))
             else: r = Route(e['name'], tuple(p.shape), 'adamw', f'param group {gi}: use_muon=False')
             report.append(r)
-            if r.route == 'muon': views[p] = matrix_view(tuple(p.shape), e['kind'])
+            if r.route == 'muon': views[p] = r.view
             split[r.route == 'muon'][0].append(p); split[r.route == 'muon'][1].append(e['name'].split(' ')[0])
         muon_keys = {k: gh[k] for k in MUON_CHECKS}
         adam_keys = {_ADAMW_KEYS[k]: gh[k] for k in ADAMW_CHECKS}
@@ -186,6 +229,16 @@ def _route_groups(params, hyper:dict, rules:dict):
     return groups, report, views
 
 # %% ../nbs/03_muon.ipynb #73d22c32
+def as_matrices(x:torch.Tensor, view) -> torch.Tensor:
+    "`x` (stored in any layout) as `view.batch` matrices of `view.rows` × `view.cols`"
+    m = x.reshape(view.cols, -1).mT if view.transposed else x.reshape(-1, view.cols)
+    return m.reshape(view.batch, view.rows, view.cols)
+
+def from_matrices(o:torch.Tensor, view, shape) -> torch.Tensor:
+    "The inverse of `as_matrices`: the matrices back in the parameter's storage layout and shape"
+    m = o.reshape(view.batch * view.rows, view.cols)
+    return (m.mT if view.transposed else m).reshape(shape)
+
 @torch.no_grad()
 def _muon_update(self, group):
     "Momentum, batched Newton–Schulz, weight decay and update for one Muon group"
@@ -203,12 +256,12 @@ def _muon_update(self, group):
         view = self._views.get(p) or matrix_view(tuple(p.shape))   # groups added later: view from the shape
         buckets[(view, u.dtype, u.device)].append((p, u))
     for (view, _, _), items in buckets.items():
-        stacked = torch.stack([u.reshape(view.batch, view.rows, view.cols) for _, u in items]).flatten(0, 1)
+        stacked = torch.stack([as_matrices(u, view) for _, u in items]).flatten(0, 1)
         O = orthogonalize(stacked if stacked.size(0) > 1 else stacked[0], sched, dtype=group['ns_dtype'])
         O = O.reshape(len(items), view.batch, view.rows, view.cols)
         step = lr * lr_scale(view, group['adjust_lr'])
         for (p, _), o in zip(items, O):
-            o = o.reshape(p.shape).to(p.dtype)
+            o = from_matrices(o, view, p.shape).to(p.dtype)
             if wd:
                 if group['cautious_weight_decay']: p.sub_(p * (o * p > 0) * (lr * wd))
                 else: p.mul_(1 - lr * wd)

@@ -59,7 +59,7 @@ def test_issue_routing_example():
     rep = Muon(Mixed()).routing_report()
     assert sorted(r.name for r in rep if r.route == 'muon') == ['conv.weight', 'fc1.weight', 'fc2.weight']
     assert {r.name: r.reason for r in rep}['out.weight'] == 'output head (last linear layer)'
-    assert all(set(row) == {'name', 'shape', 'route', 'reason'} for row in rep.rows())
+    assert all(set(row) == {'name', 'shape', 'route', 'reason', 'view', 'by_shape'} for row in rep.rows())
     assert 'conv.weight' in str(rep)
 
 def test_tied_head_follows_embedding():
