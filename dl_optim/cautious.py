@@ -55,6 +55,12 @@ class AdamW(torch.optim.Optimizer):
         betas, caution = Betas()(betas, 'betas', w), Boolean()(caution, 'caution', w)   # the checked values, as plain Python
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution))
 
+    def add_param_group(self, param_group:dict):
+        "Add a group, with `initial_lr` set from its `lr` (as torch's schedulers would)"
+        super().add_param_group(param_group)
+        g = self.param_groups[-1]
+        g.setdefault('initial_lr', g['lr'].clone() if isinstance(g['lr'], torch.Tensor) else g['lr'])
+
     @torch.no_grad()
     def step(self, closure=None):
         "One step over every parameter with a gradient"

@@ -10,11 +10,12 @@ import math, os
 from collections import Counter, defaultdict
 import torch
 import torch.distributed as dist
-from .muon import Muon, _muon_update, _adamw_update, _adamw_apply
-from .config import Boolean
+from .muon import Muon, _muon_update, _adamw_update, _adamw_apply, _check_lr, initial_lr
+from .config import ConfigError, Boolean, Betas, Number, did_you_mean
 
 # %% auto #0
-__all__ = ['ADAMW_SHARD_MIN_NUMEL', 'ownership', 'DistMuon', 'ownership_table', 'ns_flops', 'step_time', 'run_race_distributed']
+__all__ = ['ADAMW_SHARD_MIN_NUMEL', 'ownership', 'ShardedComms', 'DistMuon', 'DistAdamW', 'ownership_table', 'ns_flops',
+           'step_time', 'run_race_distributed']
 
 # %% ../nbs/12_distributed.ipynb #0e281b79
 def ownership(count:int, world:int) -> tuple[int, int]:
@@ -35,35 +36,19 @@ _REDUCE_SCATTER = getattr(dist, 'reduce_scatter_single', None) or dist.reduce_sc
 _ALL_GATHER = getattr(dist, 'all_gather_single', None) or dist.all_gather_into_tensor
 
 # %% ../nbs/12_distributed.ipynb #f1a7e509
-class DistMuon(Muon):
-    "Muon on torch.distributed: each rank orthogonalizes its share of the matrices; state_dict is the single-process one"
-    def __init__(self, params,
-                 process_group=None,          # Process group (None: the default group; a world of 1 without torch.distributed)
-                 grads_synced:bool=False,     # True when DDP has already averaged the gradients (skips the reduction)
-                 **kwargs):                   # Every argument of `Muon` (lr, momentum, weight_decay, adam_lr, caution, ...)
-        super().__init__(params, **kwargs)
-        self.process_group, self.grads_synced = process_group, Boolean()(grads_synced, 'grads_synced', 'DistMuon')
+class ShardedComms:
+    "What DistMuon and DistAdamW share: the process group, counted collectives, and which AdamW tensors are sharded"
+    def _setup_comms(self, process_group, grads_synced, where):
+        self.process_group, self.grads_synced = process_group, Boolean()(grads_synced, 'grads_synced', where)
         live = dist.is_available() and dist.is_initialized()
         self.world = dist.get_world_size(process_group) if live else 1
         self.rank = dist.get_rank(process_group) if live else 0
         self.comm_bytes = Counter()   # bytes this rank handed to each kind of collective (input side)
-        self._buckets, self._adam_sharded = self._plan()
 
-    def _plan(self):
-        buckets = []
-        for gi, g in enumerate(self.param_groups):
-            if not g['use_muon']: continue
-            by_key = defaultdict(list)
-            for p in g['params']: by_key[(tuple(p.shape), p.dtype, _is_dtensor(p))].append(p)
-            buckets += [_Bucket(gi, ps) for ps in by_key.values()]
-        sharded = {p for g in self.param_groups if not g['use_muon'] for p in g['params']
-                   if self.world > 1 and not _is_dtensor(p) and p.ndim >= 1 and p.shape[0] % self.world == 0
-                   and p.numel() >= ADAMW_SHARD_MIN_NUMEL}
-        return buckets, sharded
-
-    def owner(self, bucket:_Bucket, i:int) -> int:
-        "The rank that updates matrix `i` of `bucket`"
-        return i // ownership(len(bucket.params), self.world)[0]
+    def _shardable(self, p) -> bool:
+        "AdamW state of `p` is split along dim 0 (ZeRO-2) when the ranks divide it and it is large enough to pay"
+        return (self.world > 1 and not _is_dtensor(p) and p.ndim >= 1 and p.shape[0] % self.world == 0
+                and p.numel() >= ADAMW_SHARD_MIN_NUMEL)
 
     # -- collectives (counted) --
     def _collective(self, kind, fn, tensor):
@@ -84,6 +69,30 @@ class DistMuon(Muon):
         if self.world == 1: return t
         self._collective('all_reduce', lambda: dist.all_reduce(t, op=op or dist.ReduceOp.AVG, group=self.process_group), t)
         return t
+
+class DistMuon(ShardedComms, Muon):
+    "Muon on torch.distributed: each rank orthogonalizes its share of the matrices; state_dict is the single-process one"
+    def __init__(self, params,
+                 process_group=None,          # Process group (None: the default group; a world of 1 without torch.distributed)
+                 grads_synced:bool=False,     # True when DDP has already averaged the gradients (skips the reduction)
+                 **kwargs):                   # Every argument of `Muon` (lr, momentum, weight_decay, adam_lr, caution, ...)
+        super().__init__(params, **kwargs)
+        self._setup_comms(process_group, grads_synced, 'DistMuon')
+        self._buckets, self._adam_sharded = self._plan()
+
+    def _plan(self):
+        buckets = []
+        for gi, g in enumerate(self.param_groups):
+            if not g['use_muon']: continue
+            by_key = defaultdict(list)
+            for p in g['params']: by_key[(tuple(p.shape), p.dtype, _is_dtensor(p))].append(p)
+            buckets += [_Bucket(gi, ps) for ps in by_key.values()]
+        sharded = {p for g in self.param_groups if not g['use_muon'] for p in g['params'] if self._shardable(p)}
+        return buckets, sharded
+
+    def owner(self, bucket:_Bucket, i:int) -> int:
+        "The rank that updates matrix `i` of `bucket`"
+        return i // ownership(len(bucket.params), self.world)[0]
 
 # %% ../nbs/12_distributed.ipynb #ee09bc37
 def _has_grad_flags(self, params):
@@ -205,8 +214,15 @@ def _dist_state_dict(self):
     full = {}
     for b in self._buckets:
         for p, m in zip(b.params, _full_momentum(self, b)): full[p] = {'momentum_buffer': m.clone()}
-    for g in self.param_groups:
-        if g['use_muon']: continue
+    full.update(_adam_full_state(self, [g for g in self.param_groups if not g['use_muon']]))
+    saved, self.state = self.state, defaultdict(dict, full)
+    try: return torch.optim.Optimizer.state_dict(self)
+    finally: self.state = saved
+
+def _adam_full_state(self, groups) -> dict:
+    "Every AdamW parameter's complete state (step, exp_avg, exp_avg_sq), gathered from the shards: a collective"
+    full = {}
+    for g in groups:
         for p in g['params']:
             st = self.state.get(p) or {}
             if p in self._adam_sharded:
@@ -218,9 +234,15 @@ def _dist_state_dict(self):
             else:
                 full[p] = {k: v.clone() for k, v in st.items()} if st else {
                     'step': torch.tensor(0.0), 'exp_avg': torch.zeros_like(p), 'exp_avg_sq': torch.zeros_like(p)}
-    saved, self.state = self.state, defaultdict(dict, full)
-    try: return torch.optim.Optimizer.state_dict(self)
-    finally: self.state = saved
+    return full
+
+def _adam_keep_shards(self):
+    "After loading complete AdamW states: keep this rank's slice of each sharded tensor's moments"
+    for p in self._adam_sharded:
+        st = self.state.get(p)
+        if st:
+            for k in ('exp_avg', 'exp_avg_sq'):
+                if k in st: st[k] = _shard(self, st[k]).clone()
 
 def _dist_load_state_dict(self, state_dict):
     "Load a complete state (from any world size, or from a single-process `Muon`) and keep this rank's share"
@@ -231,13 +253,62 @@ def _dist_load_state_dict(self, state_dict):
             if st is None: continue
             if self.owner(b, i) != self.rank: self.state.pop(p)
             elif _is_dtensor(p) and _is_dtensor(st.get('momentum_buffer')): st['momentum_buffer'] = st['momentum_buffer'].full_tensor()
-    for p in self._adam_sharded:
-        st = self.state.get(p)
-        if st:
-            for k in ('exp_avg', 'exp_avg_sq'):
-                if k in st: st[k] = _shard(self, st[k]).clone()
+    _adam_keep_shards(self)
 
 DistMuon.state_dict, DistMuon.load_state_dict = _dist_state_dict, _dist_load_state_dict
+
+# %% ../nbs/12_distributed.ipynb #b7f1569f
+def _adamw_hyper(group:dict, where:str) -> dict:
+    "AdamW's hyper-parameters (torch names) checked: lr, betas, eps, weight_decay, caution"
+    checks = dict(lr=_check_lr, betas=Betas(), eps=Number(0, low_open=True), weight_decay=Number(0), caution=Boolean())
+    for k in group:
+        if k not in checks: raise ConfigError(k, group[k], 'params or one of ' + ', '.join(checks), where, did_you_mean(k, checks))
+    return {k: checks[k](v, k, where) for k, v in group.items()}
+
+class DistAdamW(ShardedComms, torch.optim.Optimizer):
+    "AdamW (optionally cautious) on torch.distributed, ZeRO-2 style: state sharded, complete `state_dict` on every rank"
+    def __init__(self, params,
+                 lr:float=1e-3,               # Learning rate (a number or a 0-D tensor)
+                 betas=(0.9, 0.999),          # (β1, β2)
+                 eps:float=1e-8,              # ε added to sqrt(v̂)
+                 weight_decay:float=1e-2,     # Decoupled weight decay (torch's AdamW default)
+                 caution:bool=False,          # Cautious updates
+                 process_group=None,          # Process group (None: the default group; a world of 1 without torch.distributed)
+                 grads_synced:bool=False):    # True when DDP has already averaged the gradients
+        where = 'DistAdamW'
+        defaults = _adamw_hyper(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution), where)
+        self._setup_comms(process_group, grads_synced, where)
+        self._adam_sharded = set()
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group:dict):
+        "Add a group: hyper-parameters checked, `initial_lr` set, large tensors' state sharded"
+        if not isinstance(param_group, dict): raise TypeError(f'param_group must be a dict, not {type(param_group).__name__}')
+        hyper = _adamw_hyper({k: v for k, v in param_group.items() if k not in ('params', 'initial_lr')}, 'DistAdamW param group')
+        super().add_param_group({**param_group, **hyper})
+        g = self.param_groups[-1]
+        g.setdefault('initial_lr', initial_lr(g['lr']))
+        self._adam_sharded |= {p for p in g['params'] if self._shardable(p)}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        "One step: each group through the shared sharded AdamW"
+        loss = None
+        if closure is not None:
+            with torch.enable_grad(): loss = closure()
+        for g in self.param_groups: _adamw_group(self, g)
+        return loss
+
+    def state_dict(self):
+        "The complete state of `torch.optim.AdamW` (a collective: call it on every rank)"
+        saved, self.state = self.state, defaultdict(dict, _adam_full_state(self, self.param_groups))
+        try: return torch.optim.Optimizer.state_dict(self)
+        finally: self.state = saved
+
+    def load_state_dict(self, state_dict):
+        "Load a complete state (from any world size, a `DistAdamW` or a `torch.optim.AdamW`) and keep this rank's share"
+        torch.optim.Optimizer.load_state_dict(self, state_dict)
+        _adam_keep_shards(self)
 
 # %% ../nbs/12_distributed.ipynb #fa4c4f39
 def ownership_table(shapes_counts, world:int):

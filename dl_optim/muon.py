@@ -18,8 +18,8 @@ from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, Rou
                               row_blocks_for, DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES)
 
 # %% auto #0
-__all__ = ['MUON_CHECKS', 'ADAMW_CHECKS', 'module_kind', 'param_kind', 'module_layout', 'describe_module', 'Muon', 'as_matrices',
-           'from_matrices', 'muon_momentum', 'MomentumWarmup']
+__all__ = ['MUON_CHECKS', 'ADAMW_CHECKS', 'module_kind', 'param_kind', 'module_layout', 'describe_module', 'Muon', 'initial_lr',
+           'as_matrices', 'from_matrices', 'muon_momentum', 'MomentumWarmup']
 
 # %% ../nbs/03_muon.ipynb #311d566b
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.LocalResponseNorm) + ((nn.RMSNorm,) if hasattr(nn, 'RMSNorm') else ())
@@ -156,6 +156,10 @@ class Muon(torch.optim.Optimizer):
         return self._report
 
 # %% ../nbs/03_muon.ipynb #4670816f
+def initial_lr(lr):
+    "A group's `initial_lr` from its `lr`, set at construction as torch's schedulers would (a tensor is copied)"
+    return lr.clone() if isinstance(lr, torch.Tensor) else lr
+
 def _check_hyper(hyper:dict, where:str) -> dict:
     checks = {**MUON_CHECKS, **ADAMW_CHECKS}
     out = {k: checks[k](v, k, where) for k, v in hyper.items()}
@@ -224,6 +228,7 @@ def _route_groups(params, hyper:dict, rules:dict):
             split[r.route == 'muon'][0].append(p); split[r.route == 'muon'][1].append(e['name'].split(' ')[0])
         muon_keys = {k: gh[k] for k in MUON_CHECKS}
         adam_keys = {_ADAMW_KEYS[k]: gh[k] for k in ADAMW_CHECKS}
+        muon_keys['initial_lr'], adam_keys['initial_lr'] = initial_lr(muon_keys['lr']), initial_lr(adam_keys['lr'])
         if split[True][0]: groups.append(dict(params=split[True][0], param_names=split[True][1], use_muon=True, **muon_keys))
         if split[False][0]: groups.append(dict(params=split[False][0], param_names=split[False][1], use_muon=False, **adam_keys))
     return groups, report, views

@@ -219,3 +219,89 @@ def test_ownership():
     ps = [nn.Parameter(torch.randn(8, 8)) for _ in range(5)]
     opt = DistMuon([(f'l{i}.weight', p) for i, p in enumerate(ps)])
     assert opt.world == 1 and [opt.owner(opt._buckets[0], i) for i in range(5)] == [0] * 5
+
+# ---- DistAdamW: the same sharded AdamW, on its own ----------------------------------------------------------------
+from dl_optim.distributed import DistAdamW
+ADAM_KW = dict(lr=3e-3, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.01)
+
+def adamw_reference(world, steps, start=None, opt_state=None):
+    "Single-process torch.optim.AdamW on the ranks' averaged gradients"
+    torch.manual_seed(0)
+    model = Net() if start is None else start
+    opt = torch.optim.AdamW(model.parameters(), **ADAM_KW)
+    if opt_state is not None: opt.load_state_dict(opt_state)
+    for step in range(steps):
+        opt.zero_grad()
+        sum(loss_of(model, r, step) for r in range(world)).__truediv__(world).backward()
+        opt.step()
+    return model, opt
+
+def _adamw_equal(rank, world, tmp):
+    torch.manual_seed(0)
+    model = Net(); opt = DistAdamW(model.parameters(), **ADAM_KW)
+    assert opt._adam_sharded   # the embedding (96 × 16) is sharded at W = 2 and 3
+    for step in range(STEPS):
+        opt.zero_grad(); loss_of(model, rank, step).backward(); opt.step()   # `branch` has gradients on rank 0 only
+    ref, ref_opt = adamw_reference(world, STEPS)
+    for (n, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=lambda m: f'{n}: {m}')
+    sd, ref_sd = opt.state_dict(), ref_opt.state_dict()
+    assert sd['state'].keys() >= ref_sd['state'].keys()   # never-used parameters get zero state (so DCP loads in place)
+    assert all(float(sd['state'][i]['step']) == 0 for i in sd['state'].keys() - ref_sd['state'].keys())
+    for i, st in ref_sd['state'].items():
+        for k, v in st.items(): torch.testing.assert_close(sd['state'][i][k], v, rtol=0, atol=1e-6)
+    assert opt.comm_bytes['reduce_scatter'] > 0 and opt.comm_bytes['all_gather'] > 0
+
+@pytest.mark.parametrize('world', [2, 3])
+def test_dist_adamw_equals_torch_adamw(world):
+    _run(_adamw_equal, world)
+
+def _adamw_save(rank, world, tmp, steps):
+    import torch.distributed.checkpoint as dcp
+    torch.manual_seed(0)
+    model = Net(); opt = DistAdamW(model.parameters(), **ADAM_KW)
+    for step in range(steps):
+        opt.zero_grad(); loss_of(model, rank, step).backward(); opt.step()
+    dcp.save({'model': model.state_dict(), 'optim': opt.state_dict()}, checkpoint_id=os.path.join(tmp, 'ckpt'))
+
+def _adamw_resume(rank, world, tmp, saved_world, steps, more):
+    import torch.distributed.checkpoint as dcp
+    torch.manual_seed(5)
+    model = Net(); opt = DistAdamW(model.parameters(), **ADAM_KW)
+    sd = {'model': model.state_dict(), 'optim': opt.state_dict()}
+    dcp.load(sd, checkpoint_id=os.path.join(tmp, 'ckpt'))
+    model.load_state_dict(sd['model']); opt.load_state_dict(sd['optim'])
+    for step in range(steps, steps + more):
+        opt.zero_grad()
+        shards = [r for r in range(saved_world) if r % world == rank]
+        if shards: (sum(loss_of(model, r, step) for r in shards) * (world / saved_world)).backward()
+        opt.step()
+    ref, _ = adamw_reference(saved_world, steps + more)
+    for (n, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=2e-6, msg=lambda m: f'{n}: {m}')
+
+def test_dist_adamw_checkpoint_two_to_three_ranks_and_to_one():
+    "dcp.save on 2 ranks; resumed on 3 ranks, and in one process, it continues as if never interrupted"
+    import torch.distributed.checkpoint as dcp
+    with tempfile.TemporaryDirectory() as tmp:
+        _run_in(tmp, _adamw_save, 2, 2)
+        _run_in(tmp, _adamw_resume, 3, 2, 2, 2)
+        torch.manual_seed(5)
+        model = Net(); opt = DistAdamW(model.parameters(), **ADAM_KW)   # one process, no process group
+        sd = {'model': model.state_dict(), 'optim': opt.state_dict()}
+        dcp.load(sd, checkpoint_id=os.path.join(tmp, 'ckpt'), no_dist=True)
+        model.load_state_dict(sd['model']); opt.load_state_dict(sd['optim'])
+        for step in range(2, 4):
+            opt.zero_grad(); sum(loss_of(model, r, step) for r in range(2)).__truediv__(2).backward(); opt.step()
+        ref, _ = adamw_reference(2, 4)
+        for p, q in zip(model.parameters(), ref.parameters()): torch.testing.assert_close(p, q, rtol=0, atol=2e-6)
+        torch.optim.AdamW(Net().parameters(), **ADAM_KW).load_state_dict(opt.state_dict())   # torch's own AdamW reads it
+
+def test_initial_lr_from_construction():
+    "nanochat's manual schedule (group['lr'] = group['initial_lr'] * lrm) runs on every dl_optim optimizer"
+    from dl_optim.cautious import AdamW as CautiousAdamW
+    model = Net()
+    for opt in (Muon(model), DistMuon(model), DistAdamW(model.parameters()), CautiousAdamW(model.parameters())):
+        for g in opt.param_groups: g['lr'] = g['initial_lr'] * 0.5
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1)   # a torch scheduler still starts from initial_lr
+        assert all(abs(g['lr'] - 0.1 * g['initial_lr']) < 1e-12 for g in opt.param_groups)
