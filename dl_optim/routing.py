@@ -127,7 +127,7 @@ def route_parameter(name:str,                          # Full parameter name/pat
                     embedding_names=DEFAULT_EMBEDDING_NAMES, # Substrings marking embeddings
                     head_names=DEFAULT_HEAD_NAMES,     # Path components marking output heads
                     muon_names=(),                     # Substrings forcing Muon
-                    adamw_names=(),                    # Substrings forcing AdamW (seed 003's `exclude_layers`)
+                    adamw_names=(),                    # Substrings forcing AdamW (`exclude_layers` in the Keras Muon)
                     in_axes:tuple|None=None,           # Kernel input axes (Keras `EinsumDense`), see `matrix_view`
                     groups:int=1,                      # Convolution groups
                     row_blocks:int=1,                  # Opt-in split of the output rows (fused QKV, attention heads)

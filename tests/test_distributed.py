@@ -41,11 +41,11 @@ def loss_of(model, rank, step):
 
 KW = dict(lr=0.02, weight_decay=0.01, adam_lr=3e-3, adam_weight_decay=0.01, ns_dtype=torch.float32)
 
-def reference(world, steps, start=None, opt_state=None):
-    "Single-process Muon on the average of the ranks' gradients (what DistMuon must reproduce)"
+def reference(world, steps, start=None, opt_state=None, make=None):
+    "Single-process Muon (or `make(model)`) on the average of the ranks' gradients (what the Dist optimizer must reproduce)"
     torch.manual_seed(0)
     model = Net() if start is None else start
-    opt = Muon(model, **KW)
+    opt = make(model) if make else Muon(model, **KW)
     if opt_state is not None: opt.load_state_dict(opt_state)
     for step in range(steps):
         opt.zero_grad()
@@ -224,17 +224,9 @@ def test_ownership():
 from dl_optim.distributed import DistAdamW
 ADAM_KW = dict(lr=3e-3, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.01)
 
-def adamw_reference(world, steps, start=None, opt_state=None):
+def adamw_reference(world, steps):
     "Single-process torch.optim.AdamW on the ranks' averaged gradients"
-    torch.manual_seed(0)
-    model = Net() if start is None else start
-    opt = torch.optim.AdamW(model.parameters(), **ADAM_KW)
-    if opt_state is not None: opt.load_state_dict(opt_state)
-    for step in range(steps):
-        opt.zero_grad()
-        sum(loss_of(model, r, step) for r in range(world)).__truediv__(world).backward()
-        opt.step()
-    return model, opt
+    return reference(world, steps, make=lambda m: torch.optim.AdamW(m.parameters(), **ADAM_KW))
 
 def _adamw_equal(rank, world, tmp):
     torch.manual_seed(0)
