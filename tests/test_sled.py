@@ -139,3 +139,24 @@ def test_official_lower_bound_name_and_round_trip():
     p = sled_builder({'type': 'sled_v1', 'config': {'evolution_lower_bound': -2500, 'num_steps': 10}})
     assert p.inactive_logit_value == -2500 and p.num_steps == 10
     assert SledLogitsProcessor.from_config(p.get_config()).get_config() == p.get_config()
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(V=st.integers(4, 400), L=st.integers(1, 6), k=st.integers(1, 12), T=st.sampled_from([1, 10]),
+       gap=st.floats(4.0, 34.0), which=st.integers(0, 10**6), alpha=st.floats(0.5, 3.0), seed=st.integers(0, 10**6),
+       dtype=st.sampled_from([torch.float32, torch.float16]))
+def test_confident_early_layers_equal_the_literal_algorithm(V, L, k, T, gap, which, alpha, seed, dtype):
+    """Early layers nearly one-hot (top softmax probability up to 1 − 1e-12): float32 within 1e-4 of the float64 literal
+    algorithm, float16 within its own rounding of it"""
+    rng = np.random.default_rng(seed)
+    final = rng.normal(size=(2, V)) * 3
+    early = rng.normal(size=(L, 2, V))
+    early[:, np.arange(2), (which + np.arange(2)) % V] = early.max(-1) + gap   # one confident token per row and layer
+    if which % 3 == 0: early[0] = final          # sometimes a layer equals the final one (no signal from it)
+    x = torch.tensor(np.concatenate([early, final[None]]), dtype=dtype)
+    cfg = dict(evolution_rate=alpha, evolution_scale=k, num_steps=T, inactive_logit_value=-1000.0)
+    got = SledLogitsProcessor(**cfg)(x).double().numpy()
+    ref = np.stack([sled_reference(x.double().numpy()[:, b], **cfg) for b in range(2)])
+    keep = ref > -1000
+    if dtype == torch.float16:   # the float32 result rounded once: within half a float16 ulp of the reference, plus 1e-4
+        assert (np.abs(got - ref)[keep] <= 2.0 ** -11 * np.abs(ref[keep]) + 1e-4).all()
+    else: assert np.abs(got - ref)[keep].max() <= 1e-4 * max(1.0, np.abs(ref[keep]).max())
