@@ -16,7 +16,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['MISSING', 'FLOAT32_MAX', 'FLOAT32_TINY', 'MAX_INTEGER', 'DEFAULTS', 'ConfigError', 'did_you_mean', 'Number',
            'Boolean', 'Choice', 'Strings', 'Betas', 'input_file', 'output_dir', 'output_file', 'Param', 'check_mapping',
-           'check_known_keys', 'check_required_keys', 'parse_config']
+           'check_known_keys', 'check_required_keys', 'parse_config', 'config_type', 'nested_config']
 
 # %% ../nbs/00_config.ipynb #5e626a7f
 class ConfigError(ValueError):
@@ -203,6 +203,19 @@ def parse_config(config:Mapping,      # The user's config
     check_known_keys(config, list(schema) + list(ignore), where)
     check_required_keys(config, [k for k, p in schema.items() if p.required], where)
     return {k: p.check(config[k], k, where) if k in config else p.default for k, p in schema.items()}
+
+# %% ../nbs/00_config.ipynb #2033410b
+def config_type(config, types, where:str='config') -> str:
+    "The checked `type` of a 'type + config' dict: a ConfigError when the dict, the key or its value is wrong"
+    check_mapping(config, where)
+    if 'type' not in config: raise ConfigError('type', MISSING, 'one of ' + ', '.join(map(repr, types)), where)
+    return Choice(*types)(config['type'], 'type', where)
+
+def nested_config(config:Mapping, where:str='config') -> Mapping:
+    "The inner `config` of a {'type': ..., 'config': {...}} dict ({} when absent); any other key is a ConfigError"
+    for k in config:
+        if k not in ('type', 'config'): raise ConfigError(k, config[k], 'known keys are config, type', where, did_you_mean(k, ('type', 'config')))
+    return config.get('config', {})
 
 # %% ../nbs/00_config.ipynb #5e152d14
 def _frozen(d): return MappingProxyType({k: _frozen(v) if isinstance(v, dict) else v for k, v in d.items()})

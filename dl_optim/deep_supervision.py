@@ -8,7 +8,7 @@ Docs: https://dl-optim.github.io/dl_optim/deep_supervision.html.md"""
 from __future__ import annotations
 import math
 import numpy as np
-from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config, check_mapping
+from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config, check_mapping, config_type, nested_config
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'DEEP_SUPERVISION_TYPES', 'normalise', 'mix', 'one_hot', 'DeepSupervisionSchedule',
@@ -122,11 +122,8 @@ def deep_supervision_schedule_builder(config:dict,            # {"type": ..., "c
     check_mapping(config, where)
     no_outputs = Number(1, integer=True)(no_outputs, 'no_outputs', 'deep_supervision_schedule_builder')
     invert_order = Boolean()(invert_order, 'invert_order', 'deep_supervision_schedule_builder')
-    if 'type' not in config: raise ConfigError('type', MISSING, 'one of ' + ', '.join(map(repr, DEEP_SUPERVISION_TYPES)), where)
-    kind = Choice(*DEEP_SUPERVISION_TYPES)(config['type'], 'type', where)
-    for k in config:
-        if k not in ('type', 'config'): raise ConfigError(k, config[k], "known keys are config, type", where)
-    params = parse_config(config.get('config', {}), STRATEGIES[kind][1], f"{where} ({kind}) 'config'")
+    kind = config_type(config, DEEP_SUPERVISION_TYPES, where)
+    params = parse_config(nested_config(config, where), STRATEGIES[kind][1], f"{where} ({kind}) 'config'")
     return DeepSupervisionSchedule(kind, params, no_outputs, invert_order)
 
 # %% ../nbs/07_deep_supervision.ipynb #390b32fd

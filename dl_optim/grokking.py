@@ -8,7 +8,6 @@ Docs: https://dl-optim.github.io/dl_optim/grokking.html.md"""
 from __future__ import annotations
 import math
 import torch
-import matplotlib.pyplot as plt
 from .config import ConfigError, Param, Number, parse_config
 
 # %% auto #0
@@ -217,6 +216,7 @@ def grokking_table(results) -> str:
 
 def plot_grokking(results, cols:int=3):
     "One panel per method: train (dashed) and validation (solid) accuracy over steps, one line per seed"
+    import matplotlib.pyplot as plt
     methods = list(dict.fromkeys(r['method'] for r in results))
     rows = math.ceil(len(methods) / cols)
     fig, axs = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), sharex=True, sharey=True, squeeze=False)

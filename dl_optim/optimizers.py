@@ -7,7 +7,7 @@ Docs: https://dl-optim.github.io/dl_optim/optimizers.html.md"""
 # %% ../nbs/06_optimizers.ipynb #3822519d
 from __future__ import annotations
 import re
-from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, Strings, parse_config, check_mapping, DEFAULTS
+from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, Strings, parse_config, check_mapping, config_type, nested_config, DEFAULTS
 import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
 
 # %% auto #0
@@ -74,9 +74,7 @@ def optimizer_builder(config:dict,                 # Flat config: `type` plus th
                       *, learning_rate=None):      # The same, under the keyword the seed guide's examples use
     "Build a Keras optimizer from a config dict in the seed guide's format"
     where = 'optimizer config'
-    check_mapping(config, where)
-    if 'type' not in config: raise ConfigError('type', MISSING, 'one of ' + ', '.join(map(repr, OPTIMIZER_TYPES)), where)
-    kind = Choice(*OPTIMIZER_TYPES)(config['type'], 'type', where)
+    kind = config_type(config, OPTIMIZER_TYPES, where)
     lr = _check_lr(lr_schedule, learning_rate)
     schema = _muon_schema() if kind == 'muon' else OPTIMIZER_SCHEMAS[kind]
     c = parse_config(config, {**schema, **_COMMON}, f'{where} ({kind})', ignore=('type',))

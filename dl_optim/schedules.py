@@ -8,7 +8,7 @@ Docs: https://dl-optim.github.io/dl_optim/schedules.html.md"""
 from __future__ import annotations
 import math
 import torch
-from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config, check_mapping, DEFAULTS
+from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config, check_mapping, config_type, nested_config, DEFAULTS
 import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
 from keras import ops
 
@@ -99,9 +99,7 @@ def _primary(kind:str, c:dict):
 def parse_schedule_config(config) -> tuple[str, dict]:
     "Validate a learning-rate schedule config; return its type and the complete, canonical parameters"
     where = 'learning-rate schedule config'
-    check_mapping(config, where)
-    if 'type' not in config: raise ConfigError('type', MISSING, 'one of ' + ', '.join(map(repr, SCHEDULE_TYPES)), where)
-    kind = Choice(*SCHEDULE_TYPES)(config['type'], 'type', where)
+    kind = config_type(config, SCHEDULE_TYPES, where)
     return kind, parse_config(config, {**SCHEDULE_SCHEMAS[kind], **_WARMUP}, f'{where} ({kind})', ignore=('type',))
 
 def learning_rate_schedule_builder(config:dict) -> WarmupSchedule:

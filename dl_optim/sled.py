@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numpy as np
 import torch
-from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config, check_mapping, DEFAULTS
+from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config, check_mapping, config_type, nested_config, DEFAULTS
 
 # %% auto #0
 __all__ = ['SLED_TYPES', 'MAX_TOTAL_STEP', 'SLED_SCHEMA', 'sled_reference', 'sled_candidates', 'tempered_softmax',
@@ -262,12 +262,8 @@ class SledLogitsProcessor:
 def sled_builder(config:dict):  # {"type": "sled_v1", "config": {evolution_rate, evolution_scale, temperature, use_tau_in_update, inactive_logit_value | evolution_lower_bound, num_steps}}
     "Build a `SledLogitsProcessor` from the seed guide's config dict"
     where = 'sled_builder'
-    check_mapping(config, where)
-    if 'type' not in config: raise ConfigError('type', MISSING, 'one of ' + ', '.join(map(repr, SLED_TYPES)), where)
-    Choice(*SLED_TYPES)(config['type'], 'type', where)
-    for k in config:
-        if k not in ('type', 'config'): raise ConfigError(k, config[k], 'known keys are config, type', where)
-    return SledLogitsProcessor(**_parse_sled(config.get('config', {}), where + '.config'))
+    config_type(config, SLED_TYPES, where)
+    return SledLogitsProcessor(**_parse_sled(nested_config(config, where), where + '.config'))
 
 # %% ../nbs/09_sled.ipynb #77463419
 _FINAL_NORM_NAMES = ('norm', 'ln_f', 'final_layernorm', 'final_layer_norm', 'norm_f')

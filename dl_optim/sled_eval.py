@@ -14,7 +14,6 @@ from torch import nn
 import torch.nn.functional as F
 from .config import ConfigError, Number
 from .sled import SledLogitsProcessor
-import matplotlib.pyplot as plt
 
 # %% auto #0
 __all__ = ['SMOLLM2_WHEEL', 'SMOLLM2_FILE', 'SMOLLM2_BYTES', 'PLAIN_ENGLISH', 'CAPITALS', 'SYMBOLS', 'AUTHORS', 'CURRENCIES',
@@ -471,6 +470,7 @@ def sled_eval(items, model=None, tok=None, grid=SLED_GRID, progress=None, alpha=
 
 def plot_sled_eval(result:dict):
     "Test accuracy with 95 % intervals per method, and the dev-split grid of SLED settings"
+    import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(10, 3.2))
     ms = ['greedy', 'sled', 'dola', 'sled_upper_half']
     acc = [result['accuracy'][m] for m in ms]; lo = [max(0.0, acc[i] - result['ci95'][m][0]) for i, m in enumerate(ms)]
@@ -507,5 +507,6 @@ def run_cli(facts:str|None=None, out:str='sled_eval_out', limit:int|None=None, a
     result['config'].update(facts=str(facts or 'dl_optim/data/facts.jsonl'), limit=limit)
     d = Path(out); d.mkdir(parents=True, exist_ok=True)
     (d / 'sled_eval.json').write_text(json.dumps(result, indent=1))
+    import matplotlib.pyplot as plt
     fig = plot_sled_eval(result); fig.savefig(d / 'sled_eval.png', dpi=120); plt.close(fig)
     return result

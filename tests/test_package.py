@@ -50,3 +50,11 @@ def test_cli_bad_value_exit_2():
 def test_cli_info():
     out = json.loads(subprocess.run(['dl-optim', 'info', '--json'], capture_output=True, text=True, check=True).stdout)
     assert out['dl_optim'] and out['ns_dtype_cpu'] in ('float32', 'bfloat16')
+
+def test_torch_modules_import_neither_keras_nor_pyplot():
+    "The torch side stays light: importing Muon, DistMuon, SLED or the grokking filters loads neither Keras nor pyplot"
+    import subprocess, sys
+    code = ('import sys, dl_optim.muon, dl_optim.distributed, dl_optim.sled, dl_optim.grokking, dl_optim.sled_eval, dl_optim.recipes; '
+            'print(sorted(m for m in ("keras", "matplotlib.pyplot") if m in sys.modules))')
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == '[]', (r.stdout, r.stderr[-2000:])

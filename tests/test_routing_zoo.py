@@ -91,7 +91,7 @@ def test_qkv_and_per_head_split():
     opt = Muon(llama, per_head_names=['q_proj'], head_dim=8, ns_dtype=torch.float32)
     W = llama.model.layers[0].self_attn.q_proj.weight
     for p in llama.parameters(): p.grad = torch.zeros_like(p)
-    W.grad = torch.randn_like(W)
+    W.grad = torch.randn(W.shape, generator=torch.Generator().manual_seed(0))
     before = W.detach().clone(); opt.step()
     delta = (before - W.detach()).reshape(4, 8, 32)   # each head's block is itself (nearly) orthogonal: rows orthonormal
     for blk in delta:
