@@ -204,9 +204,8 @@ def _build(self, var_list):
         warnings.warn(f'Muon: {sum(r.by_shape and r.route == "muon" for r in routes)} kernel(s) were split by a guess '
                       '(no EinsumDense equation known); use Muon.for_model(model).', UserWarning, stacklevel=2)
     self._muon_slot, self._adam_m, self._adam_v, self._views = [None] * len(var_list), [None] * len(var_list), [None] * len(var_list), [None] * len(var_list)
-    for var in var_list:
+    for var, r in zip(var_list, routes):   # each variable routed once
         i = self._get_variable_index(var)
-        r = self._route(var)
         if r.route == 'muon':
             self._muon_slot[i] = self.add_variable_from_reference(var, 'momentum')
             self._views[i] = r.view
