@@ -3,7 +3,7 @@
 Run by hand (not in CI): `python bench/muon_step.py [--layers 12] [--d 768] [--vocab 50304] [--rounds 3]`.
 Compared in one process, interleaved round by round, medians reported:
 - torch.optim.AdamW, foreach and fused, on all parameters;
-- torch.optim.Muon on the hidden matrices + torch.optim.AdamW (foreach) on the rest (its NS always runs in bf16;
+- torch.optim.Muon on the hidden matrices + torch.optim.AdamW (fused) on the rest (its NS always runs in bf16;
   skipped when its estimated step time exceeds --max-seconds, as on CPUs without bf16 matrix units);
 - dl_optim Muon (automatic routing, default NS dtype of the device);
 - "NS only": dl_optim's orthogonalize on the same matrices, grouped by shape exactly as the optimizer does.
@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from dl_optim.muon import Muon
 from dl_optim.newton_schulz import orthogonalize, default_ns_dtype
+try: from bench.cpu import cpu_kind
+except ImportError: from cpu import cpu_kind
 
 class GPTParams(nn.Module):
     "The parameter set of a GPT-2-style model (no forward needed): tied head, fused qkv"
@@ -52,8 +54,8 @@ def main():
     bf16_rate = 1.4e9 if default_ns_dtype('cpu') == torch.float32 else 700e9   # measured in bench/newton_schulz.py
     est_torch_muon = flops / bf16_rate
     if est_torch_muon <= args.max_seconds:
-        tm, ta = torch.optim.Muon(hidden(models['torch_muon'])), torch.optim.AdamW(rest(models['torch_muon']), foreach=True)
-        steps['torch.optim.Muon + AdamW'] = lambda: (tm.step(), ta.step())
+        tm, ta = torch.optim.Muon(hidden(models['torch_muon'])), torch.optim.AdamW(rest(models['torch_muon']), fused=True)
+        steps['torch.optim.Muon + AdamW (fused)'] = lambda: (tm.step(), ta.step())
     groups = defaultdict(list)
     for q in mats: groups[tuple(q.shape)].append(q.grad)
     dtype = default_ns_dtype('cpu')
@@ -66,13 +68,13 @@ def main():
     n_params = sum(q.numel() for q in models['dl_optim'].parameters())
     lines = [f"Parameter set: {args.layers} layers, d={args.d}, vocab {args.vocab} ({n_params / 1e6:.1f} M parameters; "
              f"{sum(q.numel() for q in mats) / 1e6:.1f} M in {len(mats)} hidden matrices, NS {flops / 1e9:.0f} GFLOP/step). "
-             f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}, NS dtype {str(dtype)[6:]}; "
+             f"CPU: {cpu_kind()}; {args.threads} threads, torch {torch.__version__}; "
              f"medians of {args.rounds} interleaved rounds.", '',
              '| optimizer | step (ms) | × fused AdamW | × NS only |', '|---|---|---|---|']
     for k, t in med.items():
         lines.append(f"| {k} | {t * 1e3:.1f} | {t / med['torch.optim.AdamW (fused)']:.1f} | {t / med['NS only (same grouping)']:.3f} |")
-    if 'torch.optim.Muon + AdamW' not in med:
-        lines.append(f"| torch.optim.Muon + AdamW | not run: its bf16 NS would take ≈ {est_torch_muon:.0f} s per step here | | |")
+    if 'torch.optim.Muon + AdamW (fused)' not in med:
+        lines.append(f"| torch.optim.Muon + AdamW (fused) | not run: its bf16 NS would take ≈ {est_torch_muon:.0f} s per step here | | |")
     table = '\n'.join(lines)
     print(table)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)

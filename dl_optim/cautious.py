@@ -7,10 +7,12 @@ Docs: https://dl-optim.github.io/dl_optim/cautious.html.md"""
 # %% ../nbs/10_cautious.ipynb #70f7439a
 from __future__ import annotations
 import torch
-from .config import Number, Boolean, Betas
+from torch.optim.adamw import adamw as _torch_adamw
+from .config import Number, Boolean, Betas, Hyper, Spec, learning_rate
+from .ops import ops_for, closure_loss, with_grads
 
 # %% auto #0
-__all__ = ['CAUTION_FLOOR', 'cautious', 'adamw_step', 'AdamW']
+__all__ = ['CAUTION_FLOOR', 'ADAMW_TORCH_SPEC', 'cautious', 'init_adamw_state', 'adamw_update', 'AdamW']
 
 # %% ../nbs/10_cautious.ipynb #2d76cc2d
 CAUTION_FLOOR = 1e-3   # smallest kept fraction used for the rescaling (caps it at 1000x)
@@ -18,29 +20,55 @@ CAUTION_FLOOR = 1e-3   # smallest kept fraction used for the rescaling (caps it 
 def cautious(update,   # The step direction u (the parameter moves by -lr * u)
              grad):    # The gradient it is compared with
     "Zero the components of `update` whose sign disagrees with `grad`; rescale by 1 / (kept fraction)"
-    if isinstance(update, torch.Tensor):
-        keep = (update * grad > 0).to(update.dtype)
-        return update * keep / keep.mean().clamp_min(CAUTION_FLOOR)
-    from keras import ops
-    keep = ops.cast(ops.greater(update * grad, 0), update.dtype)
-    return update * keep / ops.maximum(ops.mean(keep), CAUTION_FLOOR)
+    xp = ops_for(update)
+    keep = xp.positive(update * grad)
+    return update * keep / xp.clamp_min(xp.mean(keep), CAUTION_FLOOR)
 
 # %% ../nbs/10_cautious.ipynb #992350c7
-def adamw_step(p, grad, state:dict, lr, beta1:float, beta2:float, eps:float, weight_decay:float, caution:bool):
-    "One AdamW step for tensor `p` (in place), optionally cautious; `state` holds step, exp_avg, exp_avg_sq"
+_FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+def _fusable(params) -> bool:
+    "torch's fused AdamW runs on plain CPU/CUDA float tensors (not DTensors, not while `torch.compile` traces)"
+    return (not torch.compiler.is_compiling() and
+            all(type(p) in (torch.Tensor, torch.nn.Parameter) and p.device.type in ('cpu', 'cuda') and p.dtype in _FUSED_DTYPES for p in params))
+
+def init_adamw_state(p, state:dict) -> dict:
+    "torch AdamW's state for `p`: step 0 and zero moments"
     if not state:
         state['step'] = torch.tensor(0.0)
         state['exp_avg'] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state['exp_avg_sq'] = torch.zeros_like(p, memory_format=torch.preserve_format)
-    state['step'] += 1
-    t = float(state['step'])
-    m, v = state['exp_avg'], state['exp_avg_sq']
-    m.lerp_(grad, 1 - beta1)
-    v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    if weight_decay: p.mul_(1 - lr * weight_decay)
-    update = (m / (1 - beta1 ** t)) / ((v / (1 - beta2 ** t)).sqrt_() + eps)
-    if caution: update = cautious(update, grad)
-    p.sub_(update * lr)
+    return state
+
+@torch.no_grad()
+def adamw_update(params:list, grads:list, states:list[dict], # Tensors (whole parameters or shards), gradients, AdamW states
+                 lr, betas:tuple, eps:float, weight_decay:float,
+                 caution:bool=False):                        # Mask the Adam direction with `cautious`
+    "torch's AdamW (fused where it runs, else foreach) on explicit tensors, optionally cautious"
+    if not params: return
+    for p, st in zip(params, states): init_adamw_state(p, st)
+    fused = _fusable(params)
+    if fused:
+        for p, st in zip(params, states):
+            if st['step'].device != p.device: st['step'] = st['step'].to(p.device)   # fused kernels keep the step on the device
+    kernel = dict(amsgrad=False, beta1=betas[0], beta2=betas[1], eps=eps, maximize=False, **(dict(fused=True) if fused else dict(foreach=None)))
+    moments = ([st['exp_avg'] for st in states], [st['exp_avg_sq'] for st in states], [], [st['step'] for st in states])
+    if not caution:
+        _torch_adamw(params, grads, *moments, lr=lr, weight_decay=weight_decay, **kernel)
+        return
+    directions = [torch.zeros_like(p) for p in params]
+    _torch_adamw(directions, grads, *moments, lr=1.0, weight_decay=0.0, **kernel)   # leaves -u in `directions`
+    for p, g, d in zip(params, grads, directions):
+        if weight_decay: p.mul_(1 - lr * weight_decay)
+        p.sub_(cautious(d.neg_(), g) * lr)
+
+# %% ../nbs/10_cautious.ipynb #3bad74e8
+ADAMW_TORCH_SPEC = Spec(   # torch.optim.AdamW's names and defaults, plus caution
+    Hyper('lr', 1e-3, learning_rate, 'Learning rate (a number or a 0-D tensor)'),
+    Hyper('betas', (0.9, 0.999), Betas(), '(β1, β2)'),
+    Hyper('eps', 1e-8, Number(0, low_open=True), 'ε added to sqrt(v̂)'),
+    Hyper('weight_decay', 1e-2, Number(0), "Decoupled weight decay (torch's AdamW default)"),
+    Hyper('caution', False, Boolean(), 'Cautious updates'))
 
 class AdamW(torch.optim.Optimizer):
     "AdamW (decoupled weight decay) with optional cautious updates; state compatible with `torch.optim.AdamW`"
@@ -50,10 +78,8 @@ class AdamW(torch.optim.Optimizer):
                  eps:float=1e-8,            # ε added to sqrt(v̂)
                  weight_decay:float=1e-2,   # Decoupled weight decay (torch's AdamW default)
                  caution:bool=True):        # Cautious updates
-        w = 'AdamW'
-        lr, eps, weight_decay = Number(0)(lr, 'lr', w), Number(0, low_open=True)(eps, 'eps', w), Number(0)(weight_decay, 'weight_decay', w)
-        betas, caution = Betas()(betas, 'betas', w), Boolean()(caution, 'caution', w)   # the checked values, as plain Python
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution))
+        defaults = ADAMW_TORCH_SPEC.check(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution), 'AdamW')
+        super().__init__(params, defaults)   # the checked values, as plain Python
 
     def add_param_group(self, param_group:dict):
         "Add a group, with `initial_lr` set from its `lr` (as torch's schedulers would)"
@@ -64,13 +90,9 @@ class AdamW(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         "One step over every parameter with a gradient"
-        loss = None
-        if closure is not None:
-            with torch.enable_grad(): loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
-            b1, b2 = group['betas']
-            for p in group['params']:
-                if p.grad is None: continue
-                if p.grad.is_sparse: raise RuntimeError('AdamW does not support sparse gradients')
-                adamw_step(p, p.grad, self.state[p], group['lr'], b1, b2, group['eps'], group['weight_decay'], group['caution'])
+            params, grads = with_grads(group['params'], 'AdamW')
+            adamw_update(params, grads, [self.state[p] for p in params], group['lr'], group['betas'], group['eps'],
+                         group['weight_decay'], group['caution'])
         return loss

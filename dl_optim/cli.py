@@ -93,8 +93,8 @@ def _plot(args) -> dict:
 
 # %% ../nbs/99_cli.ipynb #deaada6a
 def _race(args) -> dict:
-    from dl_optim.race import RaceConfig, run_race, write_race, race_table
-    from dl_optim.race import prepare_out
+    from dl_optim.experiments.race import RaceConfig, run_race, write_race, race_table
+    from dl_optim.experiments.race import prepare_out
     from dl_optim.config import Number, input_file
     from rich.console import Console
     w = 'dl-optim race'
@@ -108,7 +108,7 @@ def _race(args) -> dict:
     console.print(f"dl-optim race: {', '.join(opts)} on {args.corpus or 'the Python standard library'}, "
                   f"{cfg.steps} steps, seed {cfg.seed}")
     if args.nproc:
-        from dl_optim.distributed import run_race_distributed
+        from dl_optim.experiments.distributed import run_race_distributed
         result = run_race_distributed(cfg, opts, corpus=args.corpus, nproc=args.nproc, progress=not args.quiet)
     else: result = run_race(cfg, opts, corpus=args.corpus, processes=args.processes, progress=not args.quiet)
     out = write_race(result, args.out)
@@ -122,7 +122,7 @@ def _race(args) -> dict:
 def _sled_eval(args) -> dict:
     from rich.console import Console
     from rich.table import Table
-    from dl_optim.sled_eval import run_cli
+    from dl_optim.experiments.sled_eval import run_cli
     from dl_optim.config import Number, input_file, output_dir
     w = 'dl-optim sled-eval'
     Number(1, integer=True, optional=True)(args.limit, '--limit', w)

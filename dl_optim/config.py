@@ -15,8 +15,9 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['MISSING', 'FLOAT32_MAX', 'FLOAT32_TINY', 'MAX_INTEGER', 'DEFAULTS', 'ConfigError', 'did_you_mean', 'Number',
-           'Boolean', 'Choice', 'Strings', 'Betas', 'input_file', 'output_dir', 'output_file', 'Param', 'check_mapping',
-           'check_known_keys', 'check_required_keys', 'parse_config', 'config_type', 'nested_config']
+           'Boolean', 'Choice', 'Strings', 'Betas', 'learning_rate', 'keras_learning_rate', 'input_file', 'output_dir',
+           'output_file', 'Param', 'check_mapping', 'check_known_keys', 'check_required_keys', 'parse_config',
+           'config_type', 'nested_config', 'Hyper', 'Spec']
 
 # %% ../nbs/00_config.ipynb #5e626a7f
 class ConfigError(ValueError):
@@ -141,6 +142,19 @@ class Betas:
         if not (isinstance(value, (tuple, list)) and len(value) == 2): raise ConfigError(key, value, repr(self), where)
         return tuple(Number(0, 1, high_open=True)(b, key, where) for b in value)
 
+# %% ../nbs/00_config.ipynb #a57b9cb1
+def learning_rate(v, key:str='lr', where:str='config'):
+    "A torch learning rate: a number >= 0 or a 0-D floating tensor (checked without importing torch)"
+    if type(v).__module__.startswith('torch') and hasattr(v, 'is_floating_point'):
+        if v.ndim != 0 or not v.is_floating_point(): raise ConfigError(key, v, 'a number >= 0 or a 0-D floating tensor', where)
+        Number(0)(v.item(), key, where)
+        return v
+    return Number(0)(v, key, where)
+
+def keras_learning_rate(v, key:str='learning_rate', where:str='config'):
+    "A Keras learning rate: a number >= 0 (Keras itself takes -1.0 and NaN), or a schedule / callable"
+    return v if callable(v) else Number(0)(v, key, where)
+
 # %% ../nbs/00_config.ipynb #8e263fe5
 def input_file(path, key:str='path', where:str='config') -> Path:
     "An existing, readable file (not a folder)"
@@ -233,3 +247,38 @@ DEFAULTS = _frozen(dict(
     sled=dict(evolution_rate=0.5, evolution_scale=10, temperature=1.0, use_tau_in_update=True,
               inactive_logit_value=-1e9),
 ))
+
+# %% ../nbs/00_config.ipynb #2826536a
+class Hyper:
+    "One optimizer hyper-parameter: default, check, one-line doc, and its spelling in each framework (None: absent)"
+    def __init__(self, name:str, default:Any, check:Callable, doc:str, keras:str|None|_Missing=MISSING,
+                 torch:str|None|_Missing=MISSING, keras_default:Any=MISSING, keras_check:Callable|None=None, group:str|None=None):
+        self.name, self.default, self.check, self.doc = name, default, check, doc
+        self.torch = name if torch is MISSING else torch        # the torch constructor's argument
+        self.keras = name if keras is MISSING else keras        # the Keras constructor's argument
+        self.keras_default = default if keras_default is MISSING else keras_default
+        self.keras_check = keras_check or check
+        self.group = group or name                              # its key in a torch param group
+    def spelling(self, framework:str) -> str|None: return self.keras if framework == 'keras' else self.torch
+    def __repr__(self): return f'Hyper({self.name!r}, default={self.default!r})'
+
+class Spec:
+    "An optimizer's hyper-parameters, in order; `check` validates one framework's arguments against them"
+    def __init__(self, *hypers:Hyper): self.hypers = tuple(hypers)
+    def __add__(self, other:'Spec') -> 'Spec': return Spec(*self.hypers, *other.hypers)
+    def __iter__(self): return iter(self.hypers)
+    def __getitem__(self, name:str) -> Hyper: return next(h for h in self.hypers if h.name == name)
+    def names(self, framework:str='torch') -> list[str]:
+        "The argument names in `framework`'s spelling"
+        return [h.spelling(framework) for h in self.hypers if h.spelling(framework)]
+    def defaults(self, framework:str='torch') -> dict:
+        return {h.spelling(framework): h.keras_default if framework == 'keras' else h.default for h in self.hypers if h.spelling(framework)}
+    def check(self, values:Mapping, where:str, framework:str='torch') -> dict:
+        "The checked `values` (keyed by `framework`'s spelling); an unknown key is a ConfigError with a 'did you mean'"
+        known = {h.spelling(framework): h for h in self.hypers if h.spelling(framework)}
+        out = {}
+        for k, v in values.items():
+            if k not in known: raise ConfigError(k, v, 'known arguments are ' + ', '.join(known), where, did_you_mean(k, known))
+            h = known[k]
+            out[k] = (h.keras_check if framework == 'keras' else h.check)(v, k, where)
+        return out

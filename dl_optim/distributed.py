@@ -10,12 +10,16 @@ import math, os
 from collections import Counter, defaultdict
 import torch
 import torch.distributed as dist
-from .muon import Muon, _muon_update, _adamw_update, _adamw_apply, _check_lr, initial_lr
-from .config import ConfigError, Boolean, Betas, Number, did_you_mean
+from fastcore.basics import patch
+from .muon import Muon, initial_lr
+from .muon_core import muon_state_shapes
+from .cautious import adamw_update, ADAMW_TORCH_SPEC
+from .routing import matrix_view
+from .ops import closure_loss
+from .config import ConfigError, Boolean, Number, did_you_mean
 
 # %% auto #0
-__all__ = ['ADAMW_SHARD_MIN_NUMEL', 'ownership', 'ShardedComms', 'DistMuon', 'DistAdamW', 'ownership_table', 'ns_flops',
-           'step_time', 'run_race_distributed']
+__all__ = ['ADAMW_SHARD_MIN_NUMEL', 'ownership', 'ShardedComms', 'DistMuon', 'DistAdamW', 'ownership_table', 'ns_flops']
 
 # %% ../nbs/12_distributed.ipynb #0e281b79
 def ownership(count:int, world:int) -> tuple[int, int]:
@@ -100,34 +104,38 @@ def _has_grad_flags(self, params):
     flags = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
     return self._all_reduce(flags, dist.ReduceOp.MAX) > 0
 
+def _owned(self, b:_Bucket, flags) -> list[int]:
+    "The indices of the bucket's matrices this rank updates (those some rank has a gradient for)"
+    c = ownership(len(b.params), self.world)[0]
+    return [i for i in range(self.rank * c, min((self.rank + 1) * c, len(b.params))) if flags[i]]
+
+@patch
 @torch.no_grad()
-def _muon_bucket(self, b:_Bucket):
+def _muon_bucket(self:DistMuon, b:_Bucket):
+    "Reduce-scatter the bucket's gradients, update this rank's matrices, all-gather the updated matrices"
     group, params = self.param_groups[b.group_index], b.params
-    if _is_dtensor(params[0]): return _muon_bucket_dtensor(self, b)
+    if _is_dtensor(params[0]): return self._muon_bucket_dtensor(b)
     c, padded = ownership(len(params), self.world)
-    ref = params[0]
+    ref, first = params[0], self.rank * c
     flags = _has_grad_flags(self, params)
     stacked = torch.zeros((padded, *ref.shape), dtype=ref.dtype, device=ref.device)
     for i, p in enumerate(params):
         if p.grad is not None: stacked[i].copy_(p.grad)
-    mine = range(self.rank * c, min((self.rank + 1) * c, len(params)))
-    if self.grads_synced: chunk = stacked[self.rank * c:(self.rank + 1) * c]
+    if self.grads_synced: chunk = stacked[first:first + c]
     else: chunk = self._reduce_scatter(torch.empty((c, *ref.shape), dtype=ref.dtype, device=ref.device), stacked)
-    owned = [params[i] for i in mine]
-    saved = [p.grad for p in owned]
-    for j, (i, p) in enumerate(zip(mine, owned)): p.grad = chunk[j] if flags[i] else None
-    try: _muon_update(self, {**group, 'params': owned})
-    finally:
-        for p, g in zip(owned, saved): p.grad = g
+    mine = _owned(self, b, flags)
+    self._muon_step(group, [params[i] for i in mine], [chunk[i - first] for i in mine])
     out = torch.zeros((c, *ref.shape), dtype=ref.dtype, device=ref.device)
-    for j, p in enumerate(owned): out[j].copy_(p)
+    for i in range(first, min(first + c, len(params))): out[i - first].copy_(params[i])
     full = self._all_gather(torch.empty_like(stacked), out)
     for i, p in enumerate(params):
         if self.owner(b, i) != self.rank and flags[i]: p.copy_(full[i])
 
 # %% ../nbs/12_distributed.ipynb #dbbc8a61
+@patch
 @torch.no_grad()
-def _muon_bucket_dtensor(self, b:_Bucket):
+def _muon_bucket_dtensor(self:DistMuon, b:_Bucket):
+    "FSDP2 parameters: gather full matrices and gradients, update the owned ones, all-gather, keep this rank's shards"
     from torch.distributed.tensor import distribute_tensor
     group, params = self.param_groups[b.group_index], b.params
     c, padded = ownership(len(params), self.world)
@@ -135,20 +143,11 @@ def _muon_bucket_dtensor(self, b:_Bucket):
     full_p = [p.full_tensor() for p in params]
     full_g = [p.grad.full_tensor() if p.grad is not None else torch.zeros_like(fp) for p, fp in zip(params, full_p)]
     for fp, fg in zip(full_p, full_g): self.comm_bytes['all_gather'] += (fp.numel() + fg.numel()) * fp.element_size()
-    mine = range(self.rank * c, min((self.rank + 1) * c, len(params)))
-    owned = [full_p[i] for i in mine]
-    for i, fp in zip(mine, owned):   # the owner's momentum is keyed by the DTensor parameter; lend it to the full copy
-        fp.grad = full_g[i] if flags[i] else None
-        if params[i] in self.state: self.state[fp] = self.state.pop(params[i])
-        if params[i] in self._views: self._views[fp] = self._views[params[i]]
-    try: _muon_update(self, {**group, 'params': owned})
-    finally:
-        for i, fp in zip(mine, owned):
-            if fp in self.state: self.state[params[i]] = self.state.pop(fp)
-            self._views.pop(fp, None)
+    mine = _owned(self, b, flags)   # the owner's state stays keyed by the DTensor parameter, whole
+    self._muon_step(group, [full_p[i] for i in mine], [full_g[i] for i in mine], keys=[params[i] for i in mine])
     ref = full_p[0]
     out = torch.zeros((c, *ref.shape), dtype=ref.dtype, device=ref.device)
-    for j, fp in enumerate(owned): out[j].copy_(fp)
+    for i in range(self.rank * c, min((self.rank + 1) * c, len(params))): out[i - self.rank * c].copy_(full_p[i])
     full = self._all_gather(torch.empty((padded, *ref.shape), dtype=ref.dtype, device=ref.device), out)
     for i, p in enumerate(params):
         if flags[i]:
@@ -159,65 +158,54 @@ def _shard(self, t):
     n = t.shape[0] // self.world
     return t[self.rank * n:(self.rank + 1) * n]
 
+@patch
 @torch.no_grad()
-def _adamw_group(self, group):
+def _adamw_group(self:ShardedComms, group):
+    "One AdamW group: whole tensors averaged and updated everywhere, sharded ones reduce-scattered, updated, all-gathered"
     params = group['params']
     flags = _has_grad_flags(self, params)
-    replicated = [p for p in params if p not in self._adam_sharded]
-    saved = {p: p.grad for p in replicated}
+    whole, whole_grads, sharded, shard_grads = [], [], [], []
     for i, p in enumerate(params):
-        if p in self._adam_sharded: continue
-        if not flags[i]: p.grad = None; continue
+        if not flags[i]: continue
         g = p.grad if p.grad is not None else torch.zeros_like(p)
-        if not self.grads_synced and not _is_dtensor(p): g = self._all_reduce(g.clone())
-        p.grad = g
-    try: _adamw_update(self, {**group, 'params': replicated})
-    finally:
-        for p, g in saved.items(): p.grad = g
-    sharded = [p for i, p in enumerate(params) if p in self._adam_sharded and flags[i]]
-    local_grads = []
-    for p in sharded:
-        g = p.grad if p.grad is not None else torch.zeros_like(p)
-        local_grads.append(_shard(self, g) if self.grads_synced else
-                           self._reduce_scatter(torch.empty_like(_shard(self, p)), g.contiguous()))
-    locals_ = [_shard(self, p) for p in sharded]
-    _adamw_apply(group, locals_, local_grads, [self.state[p] for p in sharded])
-    for p, local in zip(sharded, locals_): self._all_gather(p, local.clone())
+        if p in self._adam_sharded:
+            sharded.append(p)
+            shard_grads.append(_shard(self, g) if self.grads_synced else
+                               self._reduce_scatter(torch.empty_like(_shard(self, p)), g.contiguous()))
+        else:
+            whole.append(p)
+            whole_grads.append(g if self.grads_synced or _is_dtensor(p) else self._all_reduce(g.clone()))
+    shards = [_shard(self, p) for p in sharded]
+    adamw_update(whole + shards, whole_grads + shard_grads, [self.state[p] for p in whole + sharded],
+                 group['lr'], group['betas'], group['eps'], group['weight_decay'], group['caution'])
+    for p, local in zip(sharded, shards): self._all_gather(p, local.clone())
 
+@patch
 @torch.no_grad()
-def _dist_step(self, closure=None):
+def step(self:DistMuon, closure=None):
     "One step: Muon buckets (reduce-scatter, owner update, all-gather), then the AdamW groups"
-    loss = None
-    if closure is not None:
-        with torch.enable_grad(): loss = closure()
-    for b in self._buckets: _muon_bucket(self, b)
+    loss = closure_loss(closure)
+    for b in self._buckets: self._muon_bucket(b)
     for g in self.param_groups:
-        if not g['use_muon']: _adamw_group(self, g)
+        if not g['use_muon']: self._adamw_group(g)
     return loss
 
-DistMuon.step = _dist_step
-
 # %% ../nbs/12_distributed.ipynb #68f4bb83
-def _full_momentum(self, b:_Bucket):
-    "Every matrix's momentum for bucket `b`, gathered from the owners (zeros where none exists yet)"
+def _full_muon_state(self, b:_Bucket) -> list[dict]:
+    "Every matrix's Muon state in bucket `b` (momentum and the variant's own), gathered from the owners; zeros where none exists yet"
     c, padded = ownership(len(b.params), self.world)
     ref = b.params[0]
-    shape = tuple(ref.shape)
-    chunk = torch.zeros((c, *shape), dtype=ref.dtype, device=ref.device if not _is_dtensor(ref) else ref.to_local().device)
-    for j, i in enumerate(range(self.rank * c, min((self.rank + 1) * c, len(b.params)))):
-        buf = self.state.get(b.params[i], {}).get('momentum_buffer')
-        if buf is not None: chunk[j].copy_(buf)
-    return self._all_gather(torch.empty((padded, *shape), dtype=chunk.dtype, device=chunk.device), chunk)[:len(b.params)]
-
-def _dist_state_dict(self):
-    "The complete, rank-symmetric state (a collective: call it on every rank)"
-    full = {}
-    for b in self._buckets:
-        for p, m in zip(b.params, _full_momentum(self, b)): full[p] = {'momentum_buffer': m.clone()}
-    full.update(_adam_full_state(self, [g for g in self.param_groups if not g['use_muon']]))
-    saved, self.state = self.state, defaultdict(dict, full)
-    try: return torch.optim.Optimizer.state_dict(self)
-    finally: self.state = saved
+    device = ref.to_local().device if _is_dtensor(ref) else ref.device
+    view = self._views.get(ref) or matrix_view(tuple(ref.shape))
+    out = [{} for _ in b.params]
+    for key, shape in muon_state_shapes(tuple(ref.shape), view, self.variant).items():
+        chunk = torch.zeros((c, *shape), dtype=ref.dtype, device=device)
+        for j, i in enumerate(range(self.rank * c, min((self.rank + 1) * c, len(b.params)))):
+            t = self.state.get(b.params[i], {}).get(key)
+            if t is not None: chunk[j].copy_(t)
+        full = self._all_gather(torch.empty((padded, *shape), dtype=chunk.dtype, device=device), chunk)
+        for st, t in zip(out, full[:len(b.params)]): st[key] = t.clone()
+    return out
 
 def _adam_full_state(self, groups) -> dict:
     "Every AdamW parameter's complete state (step, exp_avg, exp_avg_sq), gathered from the shards: a collective"
@@ -244,7 +232,18 @@ def _adam_keep_shards(self):
             for k in ('exp_avg', 'exp_avg_sq'):
                 if k in st: st[k] = _shard(self, st[k]).clone()
 
-def _dist_load_state_dict(self, state_dict):
+@patch
+def state_dict(self:DistMuon):
+    "The complete, rank-symmetric state (a collective: call it on every rank)"
+    full = {}
+    for b in self._buckets: full.update(zip(b.params, _full_muon_state(self, b)))
+    full.update(_adam_full_state(self, [g for g in self.param_groups if not g['use_muon']]))
+    saved, self.state = self.state, defaultdict(dict, full)
+    try: return torch.optim.Optimizer.state_dict(self)
+    finally: self.state = saved
+
+@patch
+def load_state_dict(self:DistMuon, state_dict):
     "Load a complete state (from any world size, or from a single-process `Muon`) and keep this rank's share"
     torch.optim.Optimizer.load_state_dict(self, state_dict)
     for b in self._buckets:
@@ -252,31 +251,24 @@ def _dist_load_state_dict(self, state_dict):
             st = self.state.get(p)
             if st is None: continue
             if self.owner(b, i) != self.rank: self.state.pop(p)
-            elif _is_dtensor(p) and _is_dtensor(st.get('momentum_buffer')): st['momentum_buffer'] = st['momentum_buffer'].full_tensor()
+            elif _is_dtensor(p): self.state[p] = {k: v.full_tensor() if _is_dtensor(v) else v for k, v in st.items()}
     _adam_keep_shards(self)
 
-DistMuon.state_dict, DistMuon.load_state_dict = _dist_state_dict, _dist_load_state_dict
-
 # %% ../nbs/12_distributed.ipynb #b7f1569f
-def _adamw_hyper(group:dict, where:str) -> dict:
-    "AdamW's hyper-parameters (torch names) checked: lr, betas, eps, weight_decay, caution"
-    checks = dict(lr=_check_lr, betas=Betas(), eps=Number(0, low_open=True), weight_decay=Number(0), caution=Boolean())
-    for k in group:
-        if k not in checks: raise ConfigError(k, group[k], 'params or one of ' + ', '.join(checks), where, did_you_mean(k, checks))
-    return {k: checks[k](v, k, where) for k, v in group.items()}
+_AW = ADAMW_TORCH_SPEC.defaults()
 
 class DistAdamW(ShardedComms, torch.optim.Optimizer):
     "AdamW (optionally cautious) on torch.distributed, ZeRO-2 style: state sharded, complete `state_dict` on every rank"
     def __init__(self, params,
-                 lr:float=1e-3,               # Learning rate (a number or a 0-D tensor)
-                 betas=(0.9, 0.999),          # (β1, β2)
-                 eps:float=1e-8,              # ε added to sqrt(v̂)
-                 weight_decay:float=1e-2,     # Decoupled weight decay (torch's AdamW default)
-                 caution:bool=False,          # Cautious updates
-                 process_group=None,          # Process group (None: the default group; a world of 1 without torch.distributed)
-                 grads_synced:bool=False):    # True when DDP has already averaged the gradients
+                 lr:float=_AW['lr'],                     # Learning rate (a number or a 0-D tensor)
+                 betas=_AW['betas'],                     # (β1, β2)
+                 eps:float=_AW['eps'],                   # ε added to sqrt(v̂)
+                 weight_decay:float=_AW['weight_decay'], # Decoupled weight decay (torch's AdamW default)
+                 caution:bool=_AW['caution'],            # Cautious updates
+                 process_group=None,                     # Process group (None: the default group; a world of 1 without torch.distributed)
+                 grads_synced:bool=False):               # True when DDP has already averaged the gradients
         where = 'DistAdamW'
-        defaults = _adamw_hyper(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution), where)
+        defaults = ADAMW_TORCH_SPEC.check(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution), where)
         self._setup_comms(process_group, grads_synced, where)
         self._adam_sharded = set()
         super().__init__(params, defaults)
@@ -284,7 +276,7 @@ class DistAdamW(ShardedComms, torch.optim.Optimizer):
     def add_param_group(self, param_group:dict):
         "Add a group: hyper-parameters checked, `initial_lr` set, large tensors' state sharded"
         if not isinstance(param_group, dict): raise TypeError(f'param_group must be a dict, not {type(param_group).__name__}')
-        hyper = _adamw_hyper({k: v for k, v in param_group.items() if k not in ('params', 'initial_lr')}, 'DistAdamW param group')
+        hyper = ADAMW_TORCH_SPEC.check({k: v for k, v in param_group.items() if k not in ('params', 'initial_lr')}, 'DistAdamW param group')
         super().add_param_group({**param_group, **hyper})
         g = self.param_groups[-1]
         g.setdefault('initial_lr', initial_lr(g['lr']))
@@ -293,10 +285,8 @@ class DistAdamW(ShardedComms, torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         "One step: each group through the shared sharded AdamW"
-        loss = None
-        if closure is not None:
-            with torch.enable_grad(): loss = closure()
-        for g in self.param_groups: _adamw_group(self, g)
+        loss = closure_loss(closure)
+        for g in self.param_groups: self._adamw_group(g)
         return loss
 
     def state_dict(self):
@@ -319,137 +309,3 @@ def ns_flops(shape, steps:int=5) -> float:
     "Flops of `steps` quintic Newton–Schulz iterations on an m×n matrix (3 matmuls per step on the wide form)"
     m, n = sorted(shape)
     return steps * (2 * m * m * n + 2 * m * m * m + 2 * m * m * n)
-
-# %% ../nbs/12_distributed.ipynb #0e143556
-def _bench_worker(rank:int, world:int, init_file:str, shapes, rounds:int, threads:int, mode:str, out):
-    "One rank of the step-time benchmark on random gradients; mode 'dist' (DistMuon) or 'ddp' (all-reduce + Muon)"
-    import time, statistics
-    torch.set_num_threads(threads)
-    if world > 1: dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world)
-    torch.manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(s) * 0.02) for s, k in shapes for _ in range(k)]
-    named = [(f'layers.{i}.weight', p) for i, p in enumerate(params)]
-    opt = DistMuon(named, ns_dtype=torch.float32) if mode == 'dist' else Muon(named, ns_dtype=torch.float32)
-    times = []
-    for r in range(rounds + 1):
-        for p in params: p.grad = torch.randn_like(p) * 1e-3
-        if world > 1: dist.barrier()
-        t = time.perf_counter()
-        if mode == 'ddp' and world > 1:
-            for p in params: dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
-        opt.step()
-        if world > 1: dist.barrier()
-        if r: times.append(time.perf_counter() - t)
-    if rank == 0: out.put((statistics.median(times), dict(getattr(opt, 'comm_bytes', {})), rounds + 1))
-    if world > 1: dist.destroy_process_group()
-
-def step_time(world:int, shapes, mode:str='dist', rounds:int=3, threads:int|None=None):
-    "Median step time (s) and per-step collective input bytes of one rank, on `world` local gloo processes"
-    import tempfile, importlib, torch.multiprocessing as mp
-    threads = threads or max(1, (os.cpu_count() or 1) // world)
-    ctx = mp.get_context('spawn'); out = ctx.SimpleQueue()
-    fd, init = tempfile.mkstemp(); os.close(fd); os.remove(init)
-    worker = importlib.import_module('dl_optim.distributed')._bench_worker
-    procs = [ctx.Process(target=worker, args=(r, world, init, shapes, rounds, threads, mode, out)) for r in range(world)]
-    for p in procs: p.start()
-    for p in procs: p.join()
-    if any(p.exitcode for p in procs): raise RuntimeError(f'a benchmark rank failed: exit codes {[p.exitcode for p in procs]}')
-    t, comm, steps = out.get()
-    return t, {k: v / steps for k, v in comm.items()}
-
-# %% ../nbs/12_distributed.ipynb #94012fe1
-def _race_rank(rank:int, world:int, init_file:str, name:str, cfg:dict, train:bytes, val:bytes, queue):
-    "One rank of a distributed race entrant; rank 0 puts progress tuples and finally ('done', curve) on `queue`"
-    import time, numpy as np
-    import torch.nn.functional as F
-    from dl_optim import race as R
-    cfg = R.RaceConfig(**cfg)
-    torch.set_num_threads(cfg.threads)
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world)
-    try:
-        torch.manual_seed(cfg.seed)
-        model = R.CharGPT(cfg.layers, cfg.d, cfg.heads, cfg.ctx)
-        lr, mlr, alr = cfg.lrs['adamw'], cfg.lrs['muon'], cfg.lrs['muon_adam']
-        if name == 'muon': opt = DistMuon(model, lr=mlr, adam_lr=alr, adam_betas=(0.9, 0.95), adam_eps=1e-8)
-        elif name == 'adamw': opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-        else: raise ValueError(f'--nproc supports the entrants adamw and muon, not {name!r}')
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
-        tr, va = np.frombuffer(train, dtype=np.uint8), np.frombuffer(val, dtype=np.uint8)
-        val_batches = list(R._batches(va, cfg, cfg.eval_batches, seed=12345))
-        curve = dict(step=[0], val_loss=[R.evaluate(model, val_batches) if rank == 0 else float('nan')], seconds=[0.0], train_loss=[float('nan')])
-        t0, acc = time.perf_counter(), []
-        for step, (x, y) in enumerate(R._batches(tr, cfg, cfg.steps, seed=cfg.seed + 1), start=1):
-            x, y = x.chunk(world)[rank], y.chunk(world)[rank]
-            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-            opt.zero_grad(set_to_none=True); loss.backward()
-            if name == 'adamw':
-                for p in model.parameters(): dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
-            opt.step(); sched.step()
-            acc.append(loss.item())
-            if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
-                elapsed = time.perf_counter() - t0
-                curve['step'].append(step); curve['val_loss'].append(R.evaluate(model, val_batches))
-                curve['seconds'].append(elapsed); curve['train_loss'].append(float(np.mean(acc))); acc = []
-                t0 += time.perf_counter() - t0 - elapsed
-            if rank == 0 and queue is not None: queue.put((name, step, curve['val_loss'][-1]))
-        if rank == 0: queue.put(('done', name, curve))
-    except Exception as e:
-        queue.put(('error', rank, f'{type(e).__name__}: {e}'))
-        raise
-    finally:
-        dist.destroy_process_group()
-
-def _wait_for_ranks(procs, queue, on_progress) -> dict:
-    "Rank 0's curve; if any rank fails or dies, every rank is stopped and `ChildProcessError` says which, never a hang"
-    import time
-    while True:
-        if not queue.empty():
-            msg = queue.get()
-            if msg[0] == 'done': return msg[2]
-            if msg[0] == 'error':
-                for p in procs: p.terminate()
-                raise ChildProcessError(f'race rank {msg[1]} failed: {msg[2]}')
-            on_progress(msg); continue
-        codes = [p.exitcode for p in procs]
-        if any(c not in (None, 0) for c in codes) or (all(c == 0 for c in codes) and queue.empty()):
-            for p in procs: p.terminate()
-            raise ChildProcessError(f'a race rank ended before finishing (exit codes {codes})')
-        time.sleep(0.05)
-
-def run_race_distributed(cfg, optimizers=('adamw', 'muon'), corpus:str|None=None, nproc:int=2, progress:bool=True) -> dict:
-    "`run_race` with every entrant trained data-parallel on `nproc` local gloo processes (Muon as `DistMuon`)"
-    import tempfile, time, sys, importlib
-    from dataclasses import asdict
-    import torch.multiprocessing as mp
-    from dl_optim import race as R
-    from dl_optim.config import ConfigError, Number
-    nproc = Number(1, integer=True)(nproc, 'nproc', 'dl-optim race')
-    progress = Boolean()(progress, 'progress', 'run_race_distributed')
-    if cfg.batch % nproc: raise ConfigError('nproc', nproc, f'a divisor of the batch size {cfg.batch}', 'dl-optim race')
-    for o in optimizers:
-        if o not in ('adamw', 'muon'): raise ConfigError('optimizers', o, "adamw or muon when --nproc is given", 'dl-optim race')
-    train, val, sha = R.file_corpus(corpus) if corpus else R.stdlib_corpus()
-    ctx = mp.get_context('spawn'); queue = ctx.SimpleQueue()
-    worker = importlib.import_module('dl_optim.distributed')._race_rank
-    curves, t_all = {}, time.perf_counter()
-    for name in optimizers:
-        fd, init = tempfile.mkstemp(); os.close(fd); os.remove(init)
-        procs = [ctx.Process(target=worker, args=(r, nproc, init, name, asdict(cfg), train, val, queue)) for r in range(nproc)]
-        for p in procs: p.start()
-        bar = None
-        if progress:
-            from rich.progress import Progress
-            bar = Progress(transient=False); bar.start(); task = bar.add_task(f'{name} ({nproc} processes)', total=cfg.steps)
-        def progress_(msg):
-            if bar: bar.update(task, completed=msg[1], description=f'{name} ({nproc} processes) val {msg[2]:.3f}')
-        try: curves[name] = _wait_for_ranks(procs, queue, progress_)
-        finally:
-            if bar: bar.stop()
-        for p in procs: p.join()
-        if any(p.exitcode for p in procs): raise RuntimeError(f'a race rank failed: exit codes {[p.exitcode for p in procs]}')
-    result = dict(config=dict(asdict(cfg), corpus=corpus or 'python-stdlib', corpus_sha256=sha, train_bytes=len(train),
-                              val_bytes=len(val), optimizers=list(optimizers), nproc=nproc, torch=torch.__version__,
-                              python=sys.version.split()[0]),
-                  curves=curves, wall_seconds=time.perf_counter() - t_all)
-    result.update(R.summarize(curves))
-    return result

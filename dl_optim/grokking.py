@@ -9,52 +9,24 @@ from __future__ import annotations
 import math
 import torch
 from .config import ConfigError, Param, Number, parse_config
+from .ops import ops_for
+from .step_hooks import StepHook, StepHookHandle, attach_step_hooks
 
 # %% auto #0
-__all__ = ['ORTHOGRAD_EPS', 'GROKFAST_SCHEMA', 'GROKKING_METHODS', 'grokfast_ema', 'grokfast_init', 'grokfast_amplify',
-           'orthograd', 'parse_grokfast', 'GrokFast', 'OrthoGrad', 'GradientFilterHandle', 'attach_gradient_filters',
-           'modular_addition', 'ModularMLP', 'grokking_optimizer', 'grokking_run', 'grokking_experiment',
-           'grokking_table', 'plot_grokking']
+__all__ = ['ORTHOGRAD_EPS', 'GROKFAST_SCHEMA', 'grokfast_ema', 'grokfast_init', 'grokfast_amplify', 'orthograd', 'parse_grokfast',
+           'GrokFast', 'OrthoGrad', 'GradientFilterHandle', 'attach_gradient_filters']
 
 # %% ../nbs/11_grokking.ipynb #388bffc4
 ORTHOGRAD_EPS = 1e-30
 
-def _sum(x):
-    if isinstance(x, torch.Tensor): return x.sum()
-    from keras import ops
-    return ops.sum(x)
-
-def _amax(x):
-    if isinstance(x, torch.Tensor): return x.abs().amax()
-    from keras import ops
-    return ops.max(ops.abs(x))
-
-def _wide(x):
-    "`x` in float32, or float64 if it is float64: half-precision sums of squares overflow and tiny ε underflow"
-    if isinstance(x, torch.Tensor): return x if x.dtype == torch.float64 else x.float()
-    from keras import ops
-    return x if 'float64' in str(x.dtype) else ops.cast(x, 'float32')
-
-def _cast_like(x, like):
-    if isinstance(x, torch.Tensor): return x.to(like.dtype)
-    from keras import ops
-    return ops.cast(x, like.dtype)
-
-def _finite_or(new, old):
-    "`new` if every entry of it is finite, else `old` (a NaN/inf gradient must not enter a filter's state for good)"
-    if isinstance(new, torch.Tensor): return torch.where(torch.isfinite(new).all(), new, old)
-    from keras import ops
-    return ops.where(ops.all(ops.isfinite(new)), new, old)
-
 def grokfast_ema(ema, grad, alpha:float):
     "The EMA filter's next state: α·ema + (1 − α)·grad; unchanged when `grad` has a NaN or inf"
-    return _finite_or(ema * alpha + grad * (1 - alpha), ema)
+    return ops_for(grad).finite_or(ema * alpha + grad * (1 - alpha), ema)
 
 def grokfast_init(grad):
     "The EMA filter's first state: the first gradient, or zeros if it has a NaN or inf"
-    if isinstance(grad, torch.Tensor): return _finite_or(grad, torch.zeros_like(grad))
-    from keras import ops
-    return _finite_or(grad, ops.zeros_like(grad))
+    xp = ops_for(grad)
+    return xp.finite_or(grad, xp.zeros_like(grad))
 
 def grokfast_amplify(grad, ema, lamb:float):
     "GrokFast's output: grad + λ·ema"
@@ -62,12 +34,13 @@ def grokfast_amplify(grad, ema, lamb:float):
 
 def orthograd(weight, grad):
     "The gradient without its component along `weight` (whole tensor, flattened), rescaled to the original norm"
-    w, g = _wide(weight), _wide(grad)
-    sw, sg = _amax(w) + ORTHOGRAD_EPS, _amax(g) + ORTHOGRAD_EPS   # unit-scaled: no overflow in the sums of squares
+    xp = ops_for(grad)
+    w, g = xp.wide(weight), xp.wide(grad)   # float32 (float64 stays): half-precision sums of squares overflow, tiny ε underflows
+    sw, sg = xp.abs_max(w) + ORTHOGRAD_EPS, xp.abs_max(g) + ORTHOGRAD_EPS   # unit-scaled: no overflow in the sums of squares
     w, g = w / sw, g / sg
-    proj = _sum(w * g) / (_sum(w * w) + ORTHOGRAD_EPS)
+    proj = xp.sum(w * g) / (xp.sum(w * w) + ORTHOGRAD_EPS)
     g_perp = g - w * proj
-    return _cast_like(g_perp * ((_sum(g * g) ** 0.5) / (_sum(g_perp * g_perp) ** 0.5 + ORTHOGRAD_EPS)) * sg, grad)
+    return xp.cast_like(g_perp * ((xp.sum(g * g) ** 0.5) / (xp.sum(g_perp * g_perp) ** 0.5 + ORTHOGRAD_EPS)) * sg, grad)
 
 GROKFAST_SCHEMA = dict(alpha=Param(Number(0, 1, high_open=True), 0.98), lamb=Param(Number(0), 2.0),
                        warmup_steps=Param(Number(0, integer=True), 0))
@@ -77,7 +50,7 @@ def parse_grokfast(config, where:str='grokfast') -> dict:
     return parse_config({} if config is True else config, GROKFAST_SCHEMA, where)
 
 # %% ../nbs/11_grokking.ipynb #7975f7b0
-class GrokFast:
+class GrokFast(StepHook):
     "GrokFast (EMA): g ← g + λ·EMA_α(g), after `warmup_steps` steps; one buffer per parameter"
     def __init__(self, alpha:float=0.98, lamb:float=2.0, warmup_steps:int=0):
         c = parse_grokfast(dict(alpha=alpha, lamb=lamb, warmup_steps=warmup_steps), 'GrokFast')
@@ -85,7 +58,7 @@ class GrokFast:
         self.ema, self.steps = {}, 0
 
     @torch.no_grad()
-    def __call__(self, indexed_params):
+    def before_step(self, indexed_params):
         "Rewrite the gradients of `[(index, param), ...]` in place"
         self.steps += 1
         for i, p in indexed_params:
@@ -98,136 +71,26 @@ class GrokFast:
     def load_state_dict(self, sd): self.steps, self.ema = sd['steps'], {int(i): e.clone() for i, e in sd['ema'].items()}
     def __repr__(self): return f'GrokFast(alpha={self.alpha}, lamb={self.lamb}, warmup_steps={self.warmup_steps})'
 
-class OrthoGrad:
+class OrthoGrad(StepHook):
     "OrthoGrad: remove each gradient's component along its parameter, keep its norm; no state"
     @torch.no_grad()
-    def __call__(self, indexed_params):
+    def before_step(self, indexed_params):
+        "Rewrite the gradients of `[(index, param), ...]` in place"
         for _, p in indexed_params:
             if p.grad is not None: p.grad.copy_(orthograd(p.detach(), p.grad))
     def state_dict(self): return {}
     def load_state_dict(self, sd): pass
     def __repr__(self): return 'OrthoGrad()'
 
-class GradientFilterHandle:
+class GradientFilterHandle(StepHookHandle):
     "What `attach_gradient_filters` returns: `.filters`, and `.remove()` to detach them"
-    def __init__(self, filters, handles): self.filters, self._handles = filters, handles
-    def remove(self):
-        for h in self._handles: h.remove()
+    @property
+    def filters(self) -> tuple: return self.hooks
 
 def attach_gradient_filters(optimizer:torch.optim.Optimizer, *filters) -> GradientFilterHandle:
     "Apply `filters` (e.g. `GrokFast()`, `OrthoGrad()`) to the gradients before every `optimizer.step()`; state saved with the optimizer"
     if not filters: raise ValueError('attach_gradient_filters needs at least one filter, e.g. GrokFast() or OrthoGrad()')
     for f in filters:
-        if not callable(f) or not hasattr(f, 'state_dict'): raise TypeError(f'{f!r} is not a gradient filter (GrokFast(), OrthoGrad())')
-    def indexed(): return [(i, p) for i, p in enumerate(p for g in optimizer.param_groups for p in g['params'])]
-    def before_step(opt, args, kwargs):
-        ps = indexed()
-        for f in filters: f(ps)
-    def save(opt, sd):
-        sd['gradient_filters'] = [f.state_dict() for f in filters]
-        return sd
-    def load(opt, sd):
-        sd = dict(sd)
-        saved = sd.pop('gradient_filters', None)
-        if saved is not None:
-            if len(saved) != len(filters):
-                raise ValueError(f'the checkpoint has {len(saved)} gradient filter state(s), this optimizer has {len(filters)} filter(s) attached')
-            for f, s in zip(filters, saved): f.load_state_dict(s)
-        return sd
-    hs = [optimizer.register_step_pre_hook(before_step), optimizer.register_state_dict_post_hook(save),
-          optimizer.register_load_state_dict_pre_hook(load)]
-    return GradientFilterHandle(filters, hs)
-
-# %% ../nbs/11_grokking.ipynb #85a67edb
-from torch import nn
-
-def modular_addition(p:int=97, train_fraction:float=0.5, seed:int=0):
-    "(a, b) -> (a + b) mod p: train and validation splits of all p² pairs"
-    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing='ij')
-    x = torch.stack([a.flatten(), b.flatten()], 1); y = (x[:, 0] + x[:, 1]) % p
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    n = int(train_fraction * len(x))
-    return (x[perm[:n]], y[perm[:n]]), (x[perm[n:]], y[perm[n:]])
-
-class ModularMLP(nn.Module):
-    "Embed both operands, concatenate, one hidden ReLU layer, linear head"
-    def __init__(self, p:int=97, d:int=64, hidden:int=128):
-        super().__init__()
-        self.embed, self.hidden, self.head = nn.Embedding(p, d), nn.Linear(2 * d, hidden), nn.Linear(hidden, p)
-    def forward(self, x): return self.head(torch.relu(self.hidden(self.embed(x).flatten(1))))
-
-GROKKING_METHODS = ('adamw', 'adamw+grokfast', 'adamw+orthograd', 'adamw, no wd', 'adamw+orthograd, wd 1', 'muon')
-
-def grokking_optimizer(method:str, model:nn.Module, lr:float=3e-3, weight_decay:float=1.0):
-    "The optimizer (with its filters attached) for one of `GROKKING_METHODS`"
-    if method not in GROKKING_METHODS: raise ConfigError('method', method, 'one of ' + ', '.join(GROKKING_METHODS), 'grokking_optimizer')
-    if method == 'muon':
-        from dl_optim.muon import Muon
-        return Muon(model, lr=0.02, weight_decay=0.1, adam_lr=lr, adam_betas=(0.9, 0.98), adam_eps=1e-8, adam_weight_decay=weight_decay)
-    wd = 0.0 if method in ('adamw+orthograd', 'adamw, no wd') else weight_decay   # OrthoGrad's paper trains without decay
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=wd)
-    if method == 'adamw+grokfast': attach_gradient_filters(opt, GrokFast(0.98, 2.0))
-    if method.startswith('adamw+orthograd'): attach_gradient_filters(opt, OrthoGrad())
-    return opt
-
-def grokking_run(method:str, seed:int=0, p:int=97, train_fraction:float=0.5, max_steps:int=3000, eval_every:int=10,
-                 target:float=0.95, threads:int=1) -> dict:
-    "Train until validation accuracy passes `target`; returns the curves and the step it first did (None if never)"
-    torch.set_num_threads(threads)
-    (xt, yt), (xv, yv) = modular_addition(p, train_fraction, seed)
-    torch.manual_seed(seed)
-    model = ModularMLP(p)
-    opt = grokking_optimizer(method, model)
-    steps, train_acc, val_acc, reached = [], [], [], None
-    for step in range(1, max_steps + 1):
-        loss = nn.functional.cross_entropy(model(xt), yt)
-        opt.zero_grad(); loss.backward(); opt.step()
-        if step % eval_every == 0:
-            with torch.no_grad():
-                steps.append(step)
-                train_acc.append(float((model(xt).argmax(-1) == yt).float().mean()))
-                val_acc.append(float((model(xv).argmax(-1) == yv).float().mean()))
-            if reached is None and val_acc[-1] >= target: reached = step; break
-    return dict(method=method, seed=seed, steps=steps, train_acc=train_acc, val_acc=val_acc, reached=reached)
-
-# %% ../nbs/11_grokking.ipynb #c61bd551
-def _grokking_worker(job): return grokking_run(job[0], job[1], **job[2])
-
-def grokking_experiment(seeds=(0, 1, 2), methods=GROKKING_METHODS, processes:int|None=None, **kw) -> list[dict]:
-    "Every method × seed, in parallel processes; a list of `grokking_run` results"
-    import importlib, multiprocessing as mp, os
-    jobs = [(m, s) for s in seeds for m in methods]
-    worker = importlib.import_module('dl_optim.grokking')._grokking_worker
-    with mp.get_context('spawn').Pool(processes or min(len(jobs), os.cpu_count() or 1)) as pool:
-        return pool.map(worker, [(m, s, kw) for m, s in jobs])
-
-def grokking_table(results) -> str:
-    "Markdown table: steps to the validation target per method and seed, and the median"
-    import statistics
-    methods = list(dict.fromkeys(r['method'] for r in results))
-    seeds = sorted({r['seed'] for r in results})
-    rows = ['| method | ' + ' | '.join(f'seed {s}' for s in seeds) + ' | median |', '|---' * (len(seeds) + 2) + '|']
-    for m in methods:
-        got = [next(r['reached'] for r in results if r['method'] == m and r['seed'] == s) for s in seeds]
-        ok = [g for g in got if g is not None]
-        med = f'{statistics.median(ok):.0f}' if len(ok) == len(got) else f'{len(got) - len(ok)} never'
-        rows.append(f'| {m} | ' + ' | '.join('never' if g is None else str(g) for g in got) + f' | {med} |')
-    return '\n'.join(rows)
-
-def plot_grokking(results, cols:int=3):
-    "One panel per method: train (dashed) and validation (solid) accuracy over steps, one line per seed"
-    import matplotlib.pyplot as plt
-    methods = list(dict.fromkeys(r['method'] for r in results))
-    rows = math.ceil(len(methods) / cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
-    for ax, m in zip(axs.flat, methods):
-        for r in results:
-            if r['method'] != m: continue
-            ax.plot(r['steps'], r['train_acc'], '--', color='grey', lw=0.8)
-            ax.plot(r['steps'], r['val_acc'], lw=1.2, label=f"seed {r['seed']}: {r['reached'] or 'never'}")
-        ax.axhline(0.95, color='k', lw=0.4); ax.set_title(m, fontsize=9); ax.legend(fontsize=7, loc='lower right')
-    for ax in axs.flat[len(methods):]: ax.axis('off')
-    for ax in axs[-1]: ax.set_xlabel('step')
-    for ax in axs[:, 0]: ax.set_ylabel('accuracy')
-    plt.tight_layout()
-    return fig
+        if not isinstance(f, StepHook): raise TypeError(f'{f!r} is not a gradient filter (GrokFast(), OrthoGrad())')
+    h = attach_step_hooks(optimizer, *filters, key='gradient_filters')
+    return GradientFilterHandle(h.hooks, h._handles, h._release)

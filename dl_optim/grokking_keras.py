@@ -10,45 +10,48 @@ import keras
 from keras import ops
 from .config import ConfigError, Boolean
 from .grokking import grokfast_ema, grokfast_init, grokfast_amplify, orthograd, parse_grokfast
-from .optimizers import WeightDecayExclusions
+from .step_hooks_keras import KerasStepHook, StepHooksMixin
 
 # %% auto #0
-__all__ = ['GradientFiltersMixin', 'with_gradient_filters', 'gradient_filters']
+__all__ = ['OrthoGradHook', 'GrokFastHook', 'GradientFiltersMixin', 'with_gradient_filters', 'gradient_filters']
 
 # %% ../nbs/11a_grokking_keras.ipynb #19efcd4c
-class GradientFiltersMixin(WeightDecayExclusions):
-    "Mixin for a Keras optimizer: GrokFast and/or OrthoGrad applied to the gradients in `apply`"
+@keras.saving.register_keras_serializable(package='dl_optim')
+class OrthoGradHook(KerasStepHook):
+    "OrthoGrad on every gradient, before the update"
+    def before_step(self, opt, grads, variables):
+        return [g if g is None else orthograd(ops.cast(v, g.dtype), g) for g, v in zip(grads, variables)]
+
+@keras.saving.register_keras_serializable(package='dl_optim')
+class GrokFastHook(KerasStepHook):
+    "GrokFast (EMA) on every gradient, before the update; its buffers are optimizer variables (`grokfast_ema`)"
+    def __init__(self, alpha:float=0.98, lamb:float=2.0, warmup_steps:int=0):
+        self.config = parse_grokfast(dict(alpha=alpha, lamb=lamb, warmup_steps=warmup_steps), 'GrokFastHook')
+    def build(self, opt, variables): self.ema = opt.add_optimizer_variables(variables, 'grokfast_ema')
+    def before_step(self, opt, grads, variables):
+        c, out = self.config, []
+        first = ops.equal(opt.iterations, 0)
+        for g, v in zip(grads, variables):
+            if g is None: out.append(g); continue
+            ema = self.ema[opt._get_variable_index(v)]
+            new = ops.where(first, grokfast_init(g), grokfast_ema(ops.cast(ema, g.dtype), g, c['alpha']))
+            opt.assign(ema, ops.cast(new, ema.dtype))
+            gain = ops.where(ops.greater_equal(opt.iterations, c['warmup_steps']), c['lamb'], 0.0)
+            out.append(grokfast_amplify(g, new, ops.cast(gain, g.dtype)))
+        return out
+    def get_config(self): return dict(self.config)
+
+class GradientFiltersMixin(StepHooksMixin):
+    "Mixin for a Keras optimizer: `grokfast=` and `orthograd=` arguments, run as step hooks before any others"
     def __init__(self, *args, grokfast=None, orthograd:bool=False, **kwargs):
         w = type(self).__name__
         grokfast = None if grokfast in (None, False) else parse_grokfast(grokfast, f'{w}.grokfast')
         orthograd = Boolean()(orthograd, 'orthograd', w)
         super().__init__(*args, **kwargs)
         self.grokfast, self.orthograd = grokfast, orthograd
+        self._filters = ([OrthoGradHook()] if orthograd else []) + ([GrokFastHook(**grokfast)] if grokfast else [])
 
-    def build(self, var_list):
-        if self.built: return
-        super().build(var_list)
-        if self.grokfast: self._grokfast_ema = self.add_optimizer_variables(var_list, 'grokfast_ema')
-
-    def _filter(self, g, var):
-        if g is None: return g
-        if self.orthograd: g = orthograd(ops.cast(var, g.dtype), g)
-        if self.grokfast:
-            c = self.grokfast
-            ema = self._grokfast_ema[self._get_variable_index(var)]
-            first = ops.equal(self.iterations, 0)
-            new = ops.where(first, grokfast_init(g), grokfast_ema(ops.cast(ema, g.dtype), g, c['alpha']))
-            self.assign(ema, ops.cast(new, ema.dtype))
-            gain = ops.where(ops.greater_equal(self.iterations, c['warmup_steps']), c['lamb'], 0.0)
-            g = grokfast_amplify(g, new, ops.cast(gain, g.dtype))
-        return g
-
-    def apply(self, grads, trainable_variables=None):
-        if trainable_variables is not None and not self.built:
-            self.build(list(trainable_variables))
-        tvars = self._trainable_variables if trainable_variables is None else list(trainable_variables)
-        grads = [self._filter(g, v) for g, v in zip(grads, tvars)]
-        return super().apply(grads, trainable_variables)
+    def _all_step_hooks(self) -> list: return self._filters + super()._all_step_hooks()
 
     def get_config(self): return {**super().get_config(), 'grokfast': self.grokfast, 'orthograd': self.orthograd}
 

@@ -6,20 +6,19 @@ Docs: https://dl-optim.github.io/dl_optim/keras_muon.html.md"""
 
 # %% ../nbs/05_keras_muon.ipynb #3fafe868
 from __future__ import annotations
-from .config import ConfigError, Number, Boolean, Strings, DEFAULTS
 import warnings
+from .config import ConfigError, Number, Boolean
 from .newton_schulz import resolve_schedule, JORDAN
-from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, Route, check_adjust_lr,
-                              row_blocks_for, DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES, EMBEDDING_COMPONENTS)
+from .routing import route_parameter, matrix_view, RoutingReport, Route, row_blocks_for, EMBEDDING_COMPONENTS
+from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON, muon_update, muon_state_shapes
 import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
 from keras import ops
-from .newton_schulz_keras import orthogonalize_keras
+from .ops import KerasOps
 from .cautious_keras import adam_direction
-from .optimizers import WeightDecayExclusions
+from .step_hooks_keras import StepHooksMixin
 
 # %% auto #0
-__all__ = ['keras_variable_kind', 'einsum_in_axes', 'mha_in_axes', 'model_layer_info', 'output_layers', 'Muon', 'as_matrices',
-           'from_matrices']
+__all__ = ['KERAS_SPEC', 'keras_variable_kind', 'einsum_in_axes', 'mha_in_axes', 'model_layer_info', 'output_layers', 'Muon']
 
 # %% ../nbs/05_keras_muon.ipynb #3f81d7b9
 def keras_variable_kind(path:str, shape) -> str|None:
@@ -52,30 +51,26 @@ def mha_in_axes(path:str, shape) -> tuple|None:
     return _MHA_IN_AXES.get(parts[-2])
 
 # %% ../nbs/05_keras_muon.ipynb #d4bac320
+KERAS_SPEC = MUON_SPEC + ADAMW_SPEC + ROUTING_SPEC   # read with the Keras spellings
+_ATTRS = {'weight_decay': 'muon_weight_decay'}       # Keras's own `weight_decay` would decay every variable the Keras way
+
 def _legacy_aliases(kwargs:dict, momentum, coefficients, adam_epsilon, caution):
     "The argument names of the Keras Muon in subtotechnoblade/Optimizers (muon_beta, muon_a/b/c, epsilon, cation) mapped to ours"
-    w = 'Muon'
+    w, _D = 'Muon', KERAS_SPEC.defaults('keras')
     def take(alias, value, default, target, check):
         if alias not in kwargs: return value
         if value != default: raise ConfigError(alias, kwargs[alias], f'only one of {alias!r} and {target!r} (the same setting)', w)
         return check(kwargs.pop(alias), alias, w)   # errors name the argument the user wrote
-    momentum = take('muon_beta', momentum, _D['momentum'], 'momentum', Number(0, 1, high_open=True))
-    adam_epsilon = take('epsilon', adam_epsilon, _D['adam_epsilon'], 'adam_epsilon', Number(0, low_open=True))
+    momentum = take('muon_beta', momentum, _D['momentum'], 'momentum', MUON_SPEC['momentum'].check)
+    adam_epsilon = take('epsilon', adam_epsilon, _D['adam_epsilon'], 'adam_epsilon', ADAMW_SPEC['adam_eps'].check)
     if 'cation' in kwargs:
         warnings.warn("Muon: 'cation' (subtotechnoblade/Optimizers' spelling) is deprecated; use caution=", DeprecationWarning, stacklevel=3)
         caution = take('cation', caution, False, 'caution', Boolean())
     abc = [k for k in ('muon_a', 'muon_b', 'muon_c') if k in kwargs]
     if abc:
-        if coefficients != 'polar_express': raise ConfigError(abc[0], kwargs[abc[0]], "only one of muon_a/b/c and 'coefficients'", w)
+        if coefficients != _D['coefficients']: raise ConfigError(abc[0], kwargs[abc[0]], "only one of muon_a/b/c and 'coefficients'", w)
         coefficients = tuple(Number()(kwargs.pop(k, d), k, w) for k, d in zip(('muon_a', 'muon_b', 'muon_c'), JORDAN))
     return momentum, coefficients, adam_epsilon, caution
-
-def _check_layer_info(info) -> dict:
-    "`layer_info` as {path: {'in_axes': [...], 'is_head': bool}}, JSON-able so that it is saved with the optimizer"
-    if info is None: return {}
-    if not isinstance(info, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in info.items()):
-        raise ConfigError('layer_info', info, "a dict {variable path: {'in_axes': [...], 'is_head': bool}} (Muon.for_model builds it)", 'Muon')
-    return {k: {**v, 'in_axes': tuple(v['in_axes'])} if v.get('in_axes') is not None else dict(v) for k, v in info.items()}
 
 def model_layer_info(model) -> dict:
     "What the routing needs from a built Keras model: the `EinsumDense` kernels' input axes and the output heads"
@@ -101,71 +96,63 @@ def output_layers(model) -> list:
     return found
 
 # %% ../nbs/05_keras_muon.ipynb #fa176182
-_D = DEFAULTS['muon']
+_K = KERAS_SPEC.defaults('keras')
 
 @keras.saving.register_keras_serializable(package='dl_optim')
-class Muon(WeightDecayExclusions, keras.optimizers.Optimizer):
+class Muon(StepHooksMixin, keras.optimizers.Optimizer):
     "Muon for hidden matrices, (N)Adam for embeddings, heads, biases and norms: one Keras 3 optimizer on any backend"
+    variant:MuonVariant = PLAIN_MUON   # a Muon variant subclasses Muon and sets its `MuonVariant` here
+
     def __init__(self,
-                 learning_rate=_D['learning_rate'],           # Muon learning rate: float or schedule
-                 momentum:float=_D['momentum'],               # Momentum μ (EMA form)
-                 nesterov:bool=_D['nesterov'],                # Nesterov momentum
-                 ns_steps:int=_D['ns_steps'],                 # Newton–Schulz steps
-                 adam_learning_rate:float=_D['adam_learning_rate'], # Adam learning rate (constant) when `adam_lr_ratio` is None
-                 adam_beta_1:float=_D['adam_beta_1'],         # Adam β1
-                 adam_beta_2:float=_D['adam_beta_2'],         # Adam β2
-                 adam_epsilon:float=_D['adam_epsilon'],       # Adam ε
-                 weight_decay:float=_D['weight_decay'],       # Decoupled weight decay (both routes, each with its own lr)
-                 exclude_embedding_names=DEFAULT_EMBEDDING_NAMES, # Path substrings marking embeddings (→ Adam)
-                 adam_lr_ratio:float|None=None,               # If set, Adam lr = ratio · (scheduled) Muon lr
-                 exclude_layers=(),                           # Literal path substrings forced to Adam
-                 exclude_embeddings:bool=True,                # Route embeddings to Adam
-                 caution:bool=False,                          # Cautious Adam updates (seed 003)
-                 use_nadam:bool=False,                        # Nesterov Adam on the Adam side (seed 003)
-                 coefficients='polar_express',                # Newton–Schulz schedule, as in the torch Muon
-                 adjust_lr:str|None='original',               # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
-                 ns_dtype:str|None=None,                      # NS compute dtype name; None: bf16 on GPUs, float32 on CPUs
-                 head_names=DEFAULT_HEAD_NAMES,               # Path components marking output heads (→ Adam)
-                 adam_weight_decay:float|None=None,           # Adam-side weight decay; None: same as `weight_decay`
-                 layer_info:dict|None=None,                   # Per-variable-path facts from the model (`for_model` fills it; saved)
-                 qkv_names=(),                                # Opt-in: path substrings of fused QKV kernels, orthogonalized as Q, K, V
-                 per_head_names=(),                           # Opt-in: path substrings of attention kernels orthogonalized per head
-                 head_dim:int|None=None,                      # Outputs per attention head, for `per_head_names`
+                 learning_rate=_K['learning_rate'],           # Muon learning rate: float or schedule
+                 momentum:float=_K['momentum'],               # Momentum μ (EMA form)
+                 nesterov:bool=_K['nesterov'],                # Nesterov momentum
+                 ns_steps:int=_K['ns_steps'],                 # Newton–Schulz steps
+                 adam_learning_rate:float=_K['adam_learning_rate'], # Adam learning rate (constant) when `adam_lr_ratio` is None
+                 adam_beta_1:float=_K['adam_beta_1'],         # Adam β1
+                 adam_beta_2:float=_K['adam_beta_2'],         # Adam β2
+                 adam_epsilon:float=_K['adam_epsilon'],       # Adam ε
+                 weight_decay:float=_K['weight_decay'],       # Decoupled weight decay (both routes, each with its own lr)
+                 exclude_embedding_names=_K['exclude_embedding_names'], # Path substrings marking embeddings (→ Adam)
+                 adam_lr_ratio:float|None=_K['adam_lr_ratio'],# If set, Adam lr = ratio · (scheduled) Muon lr
+                 exclude_layers=_K['exclude_layers'],         # Literal path substrings forced to Adam
+                 exclude_embeddings:bool=_K['exclude_embeddings'], # Route embeddings to Adam
+                 caution:bool=_K['caution'],                  # Cautious Adam updates (seed 003)
+                 use_nadam:bool=_K['use_nadam'],              # Nesterov Adam on the Adam side (seed 003)
+                 coefficients=_K['coefficients'],             # Newton–Schulz schedule, as in the torch Muon
+                 adjust_lr:str|None=_K['adjust_lr'],          # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
+                 ns_dtype:str|None=_K['ns_dtype'],            # NS compute dtype name; None: bf16 on GPUs, float32 on CPUs
+                 cautious_weight_decay:bool=_K['cautious_weight_decay'], # Decay only coordinates where update and weight agree in sign
+                 head_names=_K['head_names'],                 # Path components marking output heads (→ Adam)
+                 adam_weight_decay:float|None=_K['adam_weight_decay'], # Adam-side weight decay; None: same as `weight_decay`
+                 layer_info:dict|None=_K['layer_info'],       # Per-variable-path facts from the model (`for_model` fills it; saved)
+                 qkv_names=_K['qkv_names'],                   # Opt-in: path substrings of fused QKV kernels, orthogonalized as Q, K, V
+                 per_head_names=_K['per_head_names'],         # Opt-in: path substrings of attention kernels orthogonalized per head
+                 head_dim:int|None=_K['head_dim'],            # Outputs per attention head, for `per_head_names`
                  name:str='Muon',
-                 **kwargs):                                   # clipnorm, clipvalue, global_clipnorm, use_ema, ... (Keras)
-        w = 'Muon'
-        momentum, coefficients, adam_epsilon, caution = _legacy_aliases(kwargs, momentum, coefficients, adam_epsilon, caution)
-        if not (isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) or callable(learning_rate)):
-            learning_rate = Number(0)(learning_rate, 'learning_rate', w)   # Keras itself takes -1.0 and NaN
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.momentum = Number(0, 1, high_open=True)(momentum, 'momentum', w)
-        self.nesterov = Boolean()(nesterov, 'nesterov', w)
-        self.ns_steps = Number(1, integer=True)(ns_steps, 'ns_steps', w)
-        self.adam_learning_rate = Number(0)(adam_learning_rate, 'adam_learning_rate', w)
-        self.adam_beta_1 = Number(0, 1, high_open=True)(adam_beta_1, 'adam_beta_1', w)
-        self.adam_beta_2 = Number(0, 1, high_open=True)(adam_beta_2, 'adam_beta_2', w)
-        self.adam_epsilon = Number(0, low_open=True)(adam_epsilon, 'adam_epsilon', w)
-        self.muon_weight_decay = Number(0)(weight_decay, 'weight_decay', w)
-        self.adam_weight_decay = Number(0, optional=True)(adam_weight_decay, 'adam_weight_decay', w)
-        self.adam_lr_ratio = Number(0, optional=True)(adam_lr_ratio, 'adam_lr_ratio', w)
-        self.exclude_embedding_names = Strings()(exclude_embedding_names, 'exclude_embedding_names', w)
-        self.exclude_layers = Strings()(exclude_layers, 'exclude_layers', w)
-        self.head_names = Strings()(head_names, 'head_names', w)
-        self.exclude_embeddings = Boolean()(exclude_embeddings, 'exclude_embeddings', w)
-        self.caution, self.use_nadam = Boolean()(caution, 'caution', w), Boolean()(use_nadam, 'use_nadam', w)
-        if ns_dtype not in (None, 'float32', 'bfloat16', 'float16', 'float64'):
-            raise ConfigError('ns_dtype', ns_dtype, "None, 'float32', 'bfloat16', 'float16' or 'float64'", w)
-        self.coefficients, self.adjust_lr, self.ns_dtype = coefficients, check_adjust_lr(adjust_lr, 'adjust_lr', w), ns_dtype
-        self._schedule = resolve_schedule(coefficients, self.ns_steps, 'ns_steps', w)
-        self.layer_info = _check_layer_info(layer_info)
-        self.qkv_names = Strings()(qkv_names, 'qkv_names', w)
-        self.per_head_names = Strings()(per_head_names, 'per_head_names', w)
-        self.head_dim = Number(1, integer=True, optional=True)(head_dim, 'head_dim', w)
+                 **kwargs):                                   # A variant's own hyper-parameters; clipnorm, use_ema, ... (Keras)
+        where, args = type(self).__name__, locals()
+        args['momentum'], args['coefficients'], args['adam_epsilon'], args['caution'] = _legacy_aliases(
+            kwargs, momentum, coefficients, adam_epsilon, caution)
+        spec = KERAS_SPEC + self.variant.spec
+        given = {**{k: args[k] for k in KERAS_SPEC.names('keras')}, **{k: kwargs.pop(k) for k in self.variant.spec.names('keras') if k in kwargs}}
+        hyper = spec.check(given, where, 'keras')
+        super().__init__(learning_rate=hyper.pop('learning_rate'), name=name, **kwargs)
+        for k, v in hyper.items(): setattr(self, _ATTRS.get(k, k), v)
+        self._hyper_names = list(hyper)
+        self._schedule = resolve_schedule(self.coefficients, self.ns_steps, 'ns_steps', where)
 
     @classmethod
     def for_model(cls, model, **kwargs):
         "A Muon that knows `model`: its output layers go to Adam and every `EinsumDense` kernel is split by its equation"
         return cls(layer_info=model_layer_info(model), **kwargs)
+
+    def get_config(self):
+        "Keras's keys, the weight-decay exclusions and every hyper-parameter of the spec (Keras names)"
+        config = super().get_config()
+        config.update({k: getattr(self, _ATTRS.get(k, k)) for k in self._hyper_names})
+        config['layer_info'] = {k: {**v, 'in_axes': list(v['in_axes'])} if 'in_axes' in v else v for k, v in self.layer_info.items()}
+        return config
 
     def _route(self, variable):
         path, shape = variable.path, tuple(variable.shape)
@@ -191,72 +178,43 @@ class Muon(WeightDecayExclusions, keras.optimizers.Optimizer):
         variables = variables if variables is not None else self._trainable_variables
         return RoutingReport([self._route(v) for v in variables])
 
-# %% ../nbs/05_keras_muon.ipynb #22832f28
-def _build(self, var_list):
-    if self.built: return
-    keras.optimizers.Optimizer.build(self, var_list)
-    routes = [self._route(v) for v in var_list]
-    if not any(r.reason.startswith(('output head', 'override')) for r in routes):   # a named or excluded head is fine
-        warnings.warn('Muon found no output head among the variables (none produces a model output by name or by '
-                      'Muon.for_model(model)); a final Dense would be orthogonalized. Build it with '
-                      'Muon.for_model(model, ...) or name the head in head_names.', UserWarning, stacklevel=2)
-    if any(r.by_shape and r.route == 'muon' for r in routes):
-        warnings.warn(f'Muon: {sum(r.by_shape and r.route == "muon" for r in routes)} kernel(s) were split by a guess '
-                      '(no EinsumDense equation known); use Muon.for_model(model).', UserWarning, stacklevel=2)
-    self._muon_slot, self._adam_m, self._adam_v, self._views = [None] * len(var_list), [None] * len(var_list), [None] * len(var_list), [None] * len(var_list)
-    for var, r in zip(var_list, routes):   # each variable routed once
-        i = self._get_variable_index(var)
-        if r.route == 'muon':
-            self._muon_slot[i] = self.add_variable_from_reference(var, 'momentum')
-            self._views[i] = r.view
-        else:
-            self._adam_m[i] = self.add_variable_from_reference(var, 'adam_m')
-            self._adam_v[i] = self.add_variable_from_reference(var, 'adam_v')
+    def build(self, var_list):
+        "Route each variable once; Muon variables get the core's state (momentum, a variant's own), Adam ones two moments"
+        if self.built: return
+        super().build(var_list)
+        routes = [self._route(v) for v in var_list]
+        if not any(r.reason.startswith(('output head', 'override')) for r in routes):   # a named or excluded head is fine
+            warnings.warn('Muon found no output head among the variables (none produces a model output by name or by '
+                          'Muon.for_model(model)); a final Dense would be orthogonalized. Build it with '
+                          'Muon.for_model(model, ...) or name the head in head_names.', UserWarning, stacklevel=2)
+        if any(r.by_shape and r.route == 'muon' for r in routes):
+            warnings.warn(f'Muon: {sum(r.by_shape and r.route == "muon" for r in routes)} kernel(s) were split by a guess '
+                          '(no EinsumDense equation known); use Muon.for_model(model).', UserWarning, stacklevel=2)
+        self._xp = KerasOps(self)
+        n = len(var_list)
+        self._muon_state, self._adam_m, self._adam_v, self._views = [None] * n, [None] * n, [None] * n, [None] * n
+        for var, r in zip(var_list, routes):
+            i = self._get_variable_index(var)
+            if r.route == 'muon':
+                self._views[i] = r.view
+                self._muon_state[i] = {k: self.add_variable_from_reference(var, 'momentum') if k == 'momentum_buffer' else
+                                          self.add_variable(shape, dtype=var.dtype, name=f'{var.name}_{k}')
+                                       for k, shape in muon_state_shapes(tuple(var.shape), r.view, self.variant).items()}
+            else:
+                self._adam_m[i] = self.add_variable_from_reference(var, 'adam_m')
+                self._adam_v[i] = self.add_variable_from_reference(var, 'adam_v')
 
-def as_matrices(x, view):
-    "`x` (Keras layout: inputs first) as `view.batch` matrices of `view.rows` × `view.cols`"
-    m = ops.transpose(ops.reshape(x, (view.cols, -1))) if view.transposed else ops.reshape(x, (-1, view.cols))
-    return ops.reshape(m, (view.batch, view.rows, view.cols)) if view.batch > 1 else m
-
-def from_matrices(o, view, shape):
-    "The inverse of `as_matrices`"
-    m = ops.reshape(o, (view.batch * view.rows, view.cols))
-    return ops.reshape(ops.transpose(m) if view.transposed else m, shape)
-
-def _muon_step(self, g, var, lr, m, view):
-    mu = self.momentum
-    self.assign_add(m, (g - m) * (1.0 - mu))                            # m ← μm + (1−μ)g
-    u = g + (m - g) * mu if self.nesterov else m                        # (1−μ)g + μm
-    O = from_matrices(orthogonalize_keras(as_matrices(u, view), self._schedule, dtype=self.ns_dtype), view, var.shape)
-    if self.muon_weight_decay and self._use_weight_decay(var): self.assign(var, var * (1.0 - lr * self.muon_weight_decay))
-    self.assign_sub(var, ops.cast(O, var.dtype) * (lr * lr_scale(view, self.adjust_lr)))
-
-def _adam_step(self, g, var, lr, m, v):
-    update = adam_direction(self, g, var, m, v, self.adam_beta_1, self.adam_beta_2, self.adam_epsilon,
-                            nesterov=self.use_nadam, caution=self.caution)
-    wd = self.muon_weight_decay if self.adam_weight_decay is None else self.adam_weight_decay
-    if wd and self._use_weight_decay(var): self.assign(var, var * (1.0 - lr * wd))
-    self.assign_sub(var, update * lr)
-
-def _update_step(self, gradient, variable, learning_rate):
-    i = self._get_variable_index(variable)
-    lr = ops.cast(learning_rate, variable.dtype)
-    g = ops.cast(gradient, variable.dtype)
-    if self._muon_slot[i] is not None: return _muon_step(self, g, variable, lr, self._muon_slot[i], self._views[i])
-    adam_lr = lr * self.adam_lr_ratio if self.adam_lr_ratio is not None else ops.cast(self.adam_learning_rate, variable.dtype)
-    _adam_step(self, g, variable, adam_lr, self._adam_m[i], self._adam_v[i])
-
-def _get_config(self):
-    config = super(Muon, self).get_config()   # Keras's keys and the weight-decay exclusions
-    config.update(momentum=self.momentum, nesterov=self.nesterov, ns_steps=self.ns_steps,
-                  adam_learning_rate=self.adam_learning_rate, adam_beta_1=self.adam_beta_1, adam_beta_2=self.adam_beta_2,
-                  adam_epsilon=self.adam_epsilon, weight_decay=self.muon_weight_decay,
-                  exclude_embedding_names=self.exclude_embedding_names, adam_lr_ratio=self.adam_lr_ratio,
-                  exclude_layers=self.exclude_layers, exclude_embeddings=self.exclude_embeddings, caution=self.caution,
-                  use_nadam=self.use_nadam, coefficients=self.coefficients, adjust_lr=self.adjust_lr,
-                  ns_dtype=self.ns_dtype, head_names=self.head_names, adam_weight_decay=self.adam_weight_decay,
-                  layer_info={k: {**v, 'in_axes': list(v['in_axes'])} if 'in_axes' in v else v for k, v in self.layer_info.items()},
-                  qkv_names=self.qkv_names, per_head_names=self.per_head_names, head_dim=self.head_dim)
-    return config
-
-Muon.build, Muon.update_step, Muon.get_config = _build, _update_step, _get_config
+    def update_step(self, gradient, variable, learning_rate):
+        "Muon variables through the core's `muon_update`; the others through (N)Adam with decoupled decay"
+        i = self._get_variable_index(variable)
+        lr, g = ops.cast(learning_rate, variable.dtype), ops.cast(gradient, variable.dtype)
+        if self._muon_state[i] is not None:
+            hyper = {k: getattr(self, _ATTRS.get(k, k)) for k in MUON_SPEC.names() + self.variant.spec.names() if k != 'lr'}
+            return muon_update(self._xp, [variable], [g], [self._muon_state[i]], [self._views[i]], {**hyper, 'lr': lr},
+                               self.variant, decay=[self._use_weight_decay(variable)])
+        adam_lr = lr * self.adam_lr_ratio if self.adam_lr_ratio is not None else ops.cast(self.adam_learning_rate, variable.dtype)
+        update = adam_direction(self, g, variable, self._adam_m[i], self._adam_v[i], self.adam_beta_1, self.adam_beta_2,
+                                self.adam_epsilon, nesterov=self.use_nadam, caution=self.caution)
+        wd = self.muon_weight_decay if self.adam_weight_decay is None else self.adam_weight_decay
+        if wd and self._use_weight_decay(variable): self.assign(variable, variable * (1.0 - adam_lr * wd))
+        self.assign_sub(variable, update * adam_lr)

@@ -10,16 +10,16 @@ import warnings
 from collections import defaultdict
 import torch
 from torch import nn
-from torch.optim.adamw import adamw as _adamw_functional
-from .cautious import adamw_step
-from .config import ConfigError, Number, Boolean, Strings, Betas, DEFAULTS, did_you_mean
-from .newton_schulz import orthogonalize, resolve_schedule, Schedule
-from .routing import (route_parameter, matrix_view, lr_scale, RoutingReport, Route, check_adjust_lr,
-                              row_blocks_for, DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES)
+from .cautious import adamw_update
+from .config import ConfigError, Number, Boolean, did_you_mean
+from .newton_schulz import resolve_schedule
+from .routing import route_parameter, matrix_view, RoutingReport, Route, row_blocks_for
+from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON, muon_update
+from .ops import TORCH, closure_loss, with_grads
 
 # %% auto #0
-__all__ = ['MUON_CHECKS', 'ADAMW_CHECKS', 'module_kind', 'param_kind', 'module_layout', 'describe_module', 'Muon', 'initial_lr',
-           'as_matrices', 'from_matrices', 'muon_momentum', 'MomentumWarmup']
+__all__ = ['HYPER_SPEC', 'module_kind', 'param_kind', 'module_layout', 'describe_module', 'Muon', 'initial_lr', 'muon_momentum',
+           'MomentumWarmup']
 
 # %% ../nbs/03_muon.ipynb #311d566b
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.LocalResponseNorm) + ((nn.RMSNorm,) if hasattr(nn, 'RMSNorm') else ())
@@ -68,77 +68,54 @@ def describe_module(model:nn.Module) -> list[dict]:
     return out
 
 # %% ../nbs/03_muon.ipynb #27534927
-_D = DEFAULTS['muon']
-_NS_DTYPES = (None, torch.float32, torch.bfloat16, torch.float16, torch.float64)
+HYPER_SPEC = MUON_SPEC + ADAMW_SPEC   # what a torch Muon's param groups may set (torch names)
 
-def _check_ns_dtype(v, key, where):
-    if v not in _NS_DTYPES: raise ConfigError(key, v, 'None, torch.float32, torch.bfloat16, torch.float16 or torch.float64', where)
-    return v
-
-def _check_coefficients(v, key, where):
-    "A schedule as the user gave it (a name, tuples), or a `Schedule` as plain data, so checkpoints load with `weights_only=True`"
-    s = resolve_schedule(v, where=where)   # raises ConfigError for unknown names or malformed tuples
-    return s.as_dict() if isinstance(v, Schedule) else v
-
-def _check_lr(v, key, where):
-    "A learning rate: a number >= 0, or a 0-D floating tensor (so that `torch.compile` does not recompile when it changes)"
-    if isinstance(v, torch.Tensor):
-        if v.ndim != 0 or not v.is_floating_point(): raise ConfigError(key, v, 'a number >= 0 or a 0-D floating tensor', where)
-        Number(0)(v.item(), key, where)
-        return v
-    return Number(0)(v, key, where)
-
-MUON_CHECKS = dict(lr=_check_lr, momentum=Number(0, 1, high_open=True), nesterov=Boolean(),
-                   ns_steps=Number(1, integer=True), coefficients=_check_coefficients, weight_decay=Number(0),
-                   adjust_lr=check_adjust_lr, ns_dtype=_check_ns_dtype, cautious_weight_decay=Boolean())
-ADAMW_CHECKS = dict(adam_lr=_check_lr, adam_betas=Betas(), adam_eps=Number(0, low_open=True),
-                    adam_weight_decay=Number(0), caution=Boolean())
-_ADAMW_KEYS = dict(adam_lr='lr', adam_betas='betas', adam_eps='eps', adam_weight_decay='weight_decay', caution='caution')
+def _check_hyper(spec, hyper:dict, where:str) -> dict:
+    "The checked hyper-parameters; the Newton–Schulz steps must also fit an explicit coefficient list"
+    out = spec.check(hyper, where)
+    resolve_schedule(out['coefficients'], out['ns_steps'], 'ns_steps', where)
+    return out
 
 # %% ../nbs/03_muon.ipynb #25fe4490
+_M, _A, _R = MUON_SPEC.defaults(), ADAMW_SPEC.defaults(), ROUTING_SPEC.defaults()
+
 class Muon(torch.optim.Optimizer):
     "Muon for hidden matrices and AdamW for everything else, in one `torch.optim.Optimizer` with automatic routing"
+    variant:MuonVariant = PLAIN_MUON   # a Muon variant subclasses Muon and sets its `MuonVariant` here
+
     def __init__(self,
                  params,                                   # `nn.Module`, `named_parameters()`, tensors, or param groups (dicts; `use_muon` optional)
-                 lr:float=_D['learning_rate'],             # Muon learning rate (before the shape scale)
-                 momentum:float=_D['momentum'],            # Momentum μ (EMA form)
-                 nesterov:bool=_D['nesterov'],             # Nesterov momentum
-                 ns_steps:int=_D['ns_steps'],              # Newton–Schulz steps
-                 coefficients='polar_express',             # Schedule: 'polar_express', 'jordan', 'cubic', 'svd', (a, b, c) or a list
-                 weight_decay:float=_D['weight_decay'],    # Decoupled weight decay of Muon parameters: p ← p·(1 − lr·wd)
-                 adjust_lr:str|None='original',            # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
-                 ns_dtype:torch.dtype|None=None,           # Newton–Schulz compute dtype; None: `default_ns_dtype(device)`
-                 cautious_weight_decay:bool=False,         # Decay only coordinates where update and weight agree in sign
-                 adam_lr:float=_D['adam_learning_rate'],   # AdamW learning rate
-                 adam_betas:tuple=(_D['adam_beta_1'], _D['adam_beta_2']), # AdamW betas
-                 adam_eps:float=_D['adam_epsilon'],        # AdamW epsilon
-                 adam_weight_decay:float=0.0,              # AdamW decoupled weight decay
-                 caution:bool=False,                       # Cautious updates on the AdamW side (`dl_optim.cautious`)
-                 exclude_embedding_names=DEFAULT_EMBEDDING_NAMES, # Name substrings marking embeddings (→ AdamW)
-                 head_names=DEFAULT_HEAD_NAMES,            # Name components marking output heads (→ AdamW)
-                 muon_names=(),                            # Name substrings forced onto Muon
-                 adamw_names=(),                           # Name substrings forced onto AdamW
+                 lr:float=_M['lr'],                        # Muon learning rate (before the shape scale)
+                 momentum:float=_M['momentum'],            # Momentum μ (EMA form)
+                 nesterov:bool=_M['nesterov'],             # Nesterov momentum
+                 ns_steps:int=_M['ns_steps'],              # Newton–Schulz steps
+                 coefficients=_M['coefficients'],          # Schedule: 'polar_express', 'jordan', 'cubic', 'svd', (a, b, c) or a list
+                 weight_decay:float=_M['weight_decay'],    # Decoupled weight decay of Muon parameters: p ← p·(1 − lr·wd)
+                 adjust_lr:str|None=_M['adjust_lr'],       # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
+                 ns_dtype:torch.dtype|None=_M['ns_dtype'], # Newton–Schulz compute dtype; None: `default_ns_dtype(device)`
+                 cautious_weight_decay:bool=_M['cautious_weight_decay'], # Decay only coordinates where update and weight agree in sign
+                 adam_lr:float=_A['adam_lr'],              # AdamW learning rate
+                 adam_betas:tuple=_A['adam_betas'],        # AdamW betas
+                 adam_eps:float=_A['adam_eps'],            # AdamW epsilon
+                 adam_weight_decay:float=_A['adam_weight_decay'], # AdamW decoupled weight decay
+                 caution:bool=_A['caution'],               # Cautious updates on the AdamW side (`dl_optim.cautious`)
+                 exclude_embedding_names=_R['exclude_embedding_names'], # Name substrings marking embeddings (→ AdamW)
+                 head_names=_R['head_names'],              # Name components marking output heads (→ AdamW)
+                 muon_names=_R['muon_names'],              # Name substrings forced onto Muon
+                 adamw_names=_R['adamw_names'],            # Name substrings forced onto AdamW
                  model:nn.Module|None=None,                # The model `params` come from: names and layer kinds for plain tensors
-                 qkv_names=(),                             # Opt-in: name substrings of fused QKV projections, orthogonalized as Q, K, V
-                 per_head_names=(),                        # Opt-in: name substrings of attention projections orthogonalized per head
-                 head_dim:int|None=None):                  # Rows per attention head, for `per_head_names`
-        where = 'Muon'
-        hyper = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, coefficients=coefficients,
-                     weight_decay=weight_decay, adjust_lr=adjust_lr, ns_dtype=ns_dtype,
-                     cautious_weight_decay=cautious_weight_decay, adam_lr=adam_lr, adam_betas=adam_betas,
-                     adam_eps=adam_eps, adam_weight_decay=adam_weight_decay, caution=caution)
-        hyper = _check_hyper(hyper, where)
-        rules = dict(embedding_names=Strings()(exclude_embedding_names, 'exclude_embedding_names', where),
-                     head_names=Strings()(head_names, 'head_names', where),
-                     muon_names=Strings()(muon_names, 'muon_names', where),
-                     adamw_names=Strings()(adamw_names, 'adamw_names', where))
+                 qkv_names=_R['qkv_names'],                # Opt-in: name substrings of fused QKV projections, orthogonalized as Q, K, V
+                 per_head_names=_R['per_head_names'],      # Opt-in: name substrings of attention projections orthogonalized per head
+                 head_dim:int|None=_R['head_dim'],         # Rows per attention head, for `per_head_names`
+                 **variant_args):                          # A variant's own hyper-parameters (its `variant.spec`)
+        where, args = type(self).__name__, locals()
+        self._spec = HYPER_SPEC + self.variant.spec
+        self._hyper = _check_hyper(self._spec, {**{k: args[k] for k in HYPER_SPEC.names()}, **variant_args}, where)
+        self._rules = ROUTING_SPEC.check({k: args[k] for k in ROUTING_SPEC.names()}, where)
         if model is not None and not isinstance(model, nn.Module): raise ConfigError('model', model, 'an nn.Module or None', where)
-        split = dict(qkv_names=Strings()(qkv_names, 'qkv_names', where), per_head_names=Strings()(per_head_names, 'per_head_names', where),
-                     head_dim=Number(1, integer=True, optional=True)(head_dim, 'head_dim', where))
-        rules = dict(rules, model=model, split=split)
-        groups, report, views = _route_groups(params, hyper, rules)
-        _warn_by_shape(report)
-        self._report, self._hyper, self._rules = RoutingReport(report), hyper, rules
+        self._model = model
+        groups, report, views = self._route(params)
+        self._report = RoutingReport(report)
         super().__init__(groups, defaults=dict(use_muon=False))
         self._views = views   # param -> MatrixView, from the layer kinds seen at routing time
 
@@ -146,8 +123,7 @@ class Muon(torch.optim.Optimizer):
         "Add a group after construction: validated and routed exactly like the constructor's groups"
         if not hasattr(self, '_views'): return super().add_param_group(param_group)   # the constructor's own, already routed
         if not isinstance(param_group, dict): raise TypeError(f'param_group must be a dict, not {type(param_group).__name__}')
-        groups, report, views = _route_groups([param_group], self._hyper, self._rules)
-        _warn_by_shape(report)
+        groups, report, views = self._route([param_group])
         for g in groups: super().add_param_group(g)
         self._report.extend(report); self._views.update(views)
 
@@ -155,22 +131,41 @@ class Muon(torch.optim.Optimizer):
         "One row per parameter: name, shape, route ('muon' or 'adamw') and the rule that decided it"
         return self._report
 
+    def _route(self, params):
+        "Internal groups (one Muon and one AdamW group per user group), the routing rows, and the Muon views"
+        groups, report, views = _route_groups(params, self._spec, self._hyper, self._rules, self._model, type(self).__name__)
+        _warn_by_shape(report)
+        return groups, report, views
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        "One step: Muon groups through the core's `muon_update`, AdamW groups through torch's AdamW (`adamw_update`)"
+        loss = closure_loss(closure)
+        for group in self.param_groups:
+            (self._muon_step if group['use_muon'] else self._adamw_step)(group, *with_grads(group['params'], type(self).__name__))
+        return loss
+
+    def _muon_step(self, group, params, grads, keys=None):
+        "The Muon update on explicit tensors (`DistMuon` passes a rank's own matrices and their reduced gradients)"
+        keys = params if keys is None else keys   # the tensors state and views are kept under (DistMuon: FSDP2's DTensors)
+        views = [self._views.get(k) or matrix_view(tuple(p.shape)) for k, p in zip(keys, params)]   # groups added later: from the shape
+        muon_update(TORCH, params, grads, [self.state[k] for k in keys], views, group, self.variant)
+
+    def _adamw_step(self, group, params, grads):
+        "torch's AdamW on explicit tensors"
+        adamw_update(params, grads, [self.state[p] for p in params], group['lr'], group['betas'], group['eps'],
+                     group['weight_decay'], group['caution'])
+
 # %% ../nbs/03_muon.ipynb #4670816f
 def initial_lr(lr):
     "A group's `initial_lr` from its `lr`, set at construction as torch's schedulers would (a tensor is copied)"
     return lr.clone() if isinstance(lr, torch.Tensor) else lr
 
-def _check_hyper(hyper:dict, where:str) -> dict:
-    checks = {**MUON_CHECKS, **ADAMW_CHECKS}
-    out = {k: checks[k](v, k, where) for k, v in hyper.items()}
-    resolve_schedule(out['coefficients'], out['ns_steps'], 'ns_steps', where)   # steps must fit an explicit coefficient list
-    return out
-
-def _entries(params, rules) -> list[dict]:
+def _entries(params, model) -> list[dict]:
     "Normalise a module, named parameters or plain tensors into dicts with name, param, kind, is_head, tied_to_embedding, layout, groups"
     if isinstance(params, nn.Module): return describe_module(params)
     if isinstance(params, torch.Tensor): raise TypeError("params must be an iterable of tensors, an nn.Module or param groups, not a single tensor")
-    known = {id(e['param']): e for e in describe_module(rules['model'])} if rules.get('model') is not None else {}
+    known = {id(e['param']): e for e in describe_module(model)} if model is not None else {}
     out = []
     for i, item in enumerate(params):
         name, p = item if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) else (f'param{i}', item)
@@ -186,129 +181,58 @@ def _warn_by_shape(report):
                       'named_parameters(), or bare nn.Parameters of custom modules); an embedding or output head among them '
                       'would be orthogonalized. Pass the nn.Module itself, or model=model, or param groups with use_muon; '
                       'routing_report() marks them.',
-                      UserWarning, stacklevel=3)
+                      UserWarning, stacklevel=4)
 
-def _route_groups(params, hyper:dict, rules:dict):
+def _route_one(e, rules:dict, forced, gi:int, where:str) -> Route:
+    "The route of one parameter entry: the routing rules, or the group's `use_muon`"
+    p = e['param']
+    if forced is None:
+        base = matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups']) if 0 not in p.shape else None
+        blocks = row_blocks_for(e['name'], base, rules['qkv_names'], rules['per_head_names'], rules['head_dim'])
+        return route_parameter(e['name'], tuple(p.shape), e['kind'], e['is_head'], e['tied_to_embedding'], e['layout'],
+                               groups=e['groups'], row_blocks=blocks, embedding_names=rules['exclude_embedding_names'],
+                               head_names=rules['head_names'], muon_names=rules['muon_names'], adamw_names=rules['adamw_names'])
+    if forced:
+        if p.ndim < 2 or p.numel() == 0:
+            raise ConfigError('use_muon', True, f"only for tensors with 2 or more dimensions, none of them 0; {e['name']!r} has shape {tuple(p.shape)}", where)
+        return Route(e['name'], tuple(p.shape), 'muon', f'param group {gi}: use_muon=True',
+                     matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups']))
+    return Route(e['name'], tuple(p.shape), 'adamw', f'param group {gi}: use_muon=False')
+
+def _route_groups(params, spec, hyper:dict, rules:dict, model, name:str='Muon'):
+    "Whatever the user passed, as internal groups marked `use_muon` with their route's hyper-parameters (torch names)"
     if isinstance(params, nn.Module) or isinstance(params, torch.Tensor): user_groups = [{'params': params}]
     else:
         params = list(params)
-        if not params: raise ValueError("Muon got an empty parameter list")
+        if not params: raise ValueError(f"{name} got an empty parameter list")
         user_groups = params if isinstance(params[0], dict) else [{'params': params}]
     groups, report, seen, views = [], [], set(), {}
-    allowed = set(hyper) | {'params', 'use_muon'}
+    allowed = set(spec.names()) | {'params', 'use_muon'}
     for gi, ug in enumerate(user_groups):
         if not isinstance(ug, dict): raise TypeError(f"param group {gi} is a {type(ug).__name__}; give all groups as dicts")
-        where = f'Muon param group {gi}'
+        where = f'{name} param group {gi}'
         for k in ug:
             if k not in allowed:
-                raise ConfigError(k, ug[k], 'params, use_muon or a Muon argument', where, did_you_mean(k, allowed))
+                raise ConfigError(k, ug[k], f'params, use_muon or a {name} argument', where, did_you_mean(k, allowed))
         forced = Boolean()(ug['use_muon'], 'use_muon', where) if 'use_muon' in ug else None
-        gh = _check_hyper({**hyper, **{k: v for k, v in ug.items() if k in hyper}}, where)
+        gh = _check_hyper(spec, {**hyper, **{k: v for k, v in ug.items() if k in hyper}}, where)
         split = {True: ([], []), False: ([], [])}
-        for e in _entries(ug['params'], rules):
+        for e in _entries(ug['params'], model):
             p = e['param']
             if id(p) in seen: raise ValueError(f"parameter {e['name']!r} appears in more than one group")
             seen.add(id(p))
             if p.is_sparse: raise ValueError(f"parameter {e['name']!r} is sparse; Muon and AdamW here need dense tensors")
             if p.is_complex(): raise ValueError(f"parameter {e['name']!r} is complex; Muon is defined for real matrices (view it with torch.view_as_real)")
-            if forced is None:
-                names = {k: rules[k] for k in ('embedding_names', 'head_names', 'muon_names', 'adamw_names')}
-                base = matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups']) if 0 not in p.shape else None
-                blocks = row_blocks_for(e['name'], base, **rules['split'])
-                r = route_parameter(e['name'], tuple(p.shape), e['kind'], e['is_head'], e['tied_to_embedding'], e['layout'],
-                                    groups=e['groups'], row_blocks=blocks, **names)
-            elif forced:
-                if p.ndim < 2 or p.numel() == 0:
-                    raise ConfigError('use_muon', True, f"only for tensors with 2 or more dimensions, none of them 0; {e['name']!r} has shape {tuple(p.shape)}", where)
-                r = Route(e['name'], tuple(p.shape), 'muon', f'param group {gi}: use_muon=True',
-                          matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups']))
-            else: r = Route(e['name'], tuple(p.shape), 'adamw', f'param group {gi}: use_muon=False')
+            r = _route_one(e, rules, forced, gi, where)
             report.append(r)
             if r.route == 'muon': views[p] = r.view
             split[r.route == 'muon'][0].append(p); split[r.route == 'muon'][1].append(e['name'].split(' ')[0])
-        muon_keys = {k: gh[k] for k in MUON_CHECKS}
-        adam_keys = {_ADAMW_KEYS[k]: gh[k] for k in ADAMW_CHECKS}
-        muon_keys['initial_lr'], adam_keys['initial_lr'] = initial_lr(muon_keys['lr']), initial_lr(adam_keys['lr'])
-        if split[True][0]: groups.append(dict(params=split[True][0], param_names=split[True][1], use_muon=True, **muon_keys))
-        if split[False][0]: groups.append(dict(params=split[False][0], param_names=split[False][1], use_muon=False, **adam_keys))
+        sides = {True: [h for h in spec if h.torch and h not in ADAMW_SPEC], False: [h for h in ADAMW_SPEC if h.torch]}
+        for muon_side, (ps, names) in split.items():
+            if not ps: continue
+            keys = {h.group: gh[h.torch] for h in sides[muon_side]}
+            groups.append(dict(params=ps, param_names=names, use_muon=muon_side, **keys, initial_lr=initial_lr(keys['lr'])))
     return groups, report, views
-
-# %% ../nbs/03_muon.ipynb #73d22c32
-def as_matrices(x:torch.Tensor, view) -> torch.Tensor:
-    "`x` (stored in any layout) as `view.batch` matrices of `view.rows` × `view.cols`"
-    m = x.reshape(view.cols, -1).mT if view.transposed else x.reshape(-1, view.cols)
-    return m.reshape(view.batch, view.rows, view.cols)
-
-def from_matrices(o:torch.Tensor, view, shape) -> torch.Tensor:
-    "The inverse of `as_matrices`: the matrices back in the parameter's storage layout and shape"
-    m = o.reshape(view.batch * view.rows, view.cols)
-    return (m.mT if view.transposed else m).reshape(shape)
-
-@torch.no_grad()
-def _muon_update(self, group):
-    "Momentum, batched Newton–Schulz, weight decay and update for one Muon group"
-    mu, lr, wd = group['momentum'], group['lr'], group['weight_decay']
-    sched = resolve_schedule(group['coefficients'], group['ns_steps'])
-    buckets = defaultdict(list)
-    for p in group['params']:
-        if p.grad is None: continue
-        g = p.grad
-        if g.is_sparse: raise RuntimeError('Muon does not support sparse gradients')
-        buf = self.state[p].get('momentum_buffer')
-        if buf is None: buf = self.state[p]['momentum_buffer'] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        buf.lerp_(g, 1 - mu)
-        u = g.lerp(buf, mu) if group['nesterov'] else buf
-        view = self._views.get(p) or matrix_view(tuple(p.shape))   # groups added later: view from the shape
-        buckets[(view, u.dtype, u.device)].append((p, u))
-    for (view, _, _), items in buckets.items():
-        stacked = torch.stack([as_matrices(u, view) for _, u in items]).flatten(0, 1)
-        O = orthogonalize(stacked if stacked.size(0) > 1 else stacked[0], sched, dtype=group['ns_dtype'])
-        O = O.reshape(len(items), view.batch, view.rows, view.cols)
-        step = lr * lr_scale(view, group['adjust_lr'])
-        for (p, _), o in zip(items, O):
-            o = from_matrices(o, view, p.shape).to(p.dtype)
-            if wd:
-                if group['cautious_weight_decay']: p.sub_(p * (o * p > 0) * (lr * wd))
-                else: p.mul_(1 - lr * wd)
-            if isinstance(step, torch.Tensor): p.sub_(o * step.to(p.dtype))
-            else: p.add_(o, alpha=-step)
-
-@torch.no_grad()
-def _adamw_apply(group, params, grads, states):
-    "The group's AdamW on explicit tensors (whole parameters or shards): `adamw_step` per tensor when cautious, else torch's functional AdamW"
-    b1, b2 = group['betas']
-    if group['caution']:
-        for p, g, st in zip(params, grads, states):
-            adamw_step(p, g, st, group['lr'], b1, b2, group['eps'], group['weight_decay'], caution=True)
-        return
-    for p, st in zip(params, states):
-        if not st:
-            st['step'] = torch.tensor(0.0)
-            st['exp_avg'] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            st['exp_avg_sq'] = torch.zeros_like(p, memory_format=torch.preserve_format)
-    if not params: return
-    _adamw_functional(params, grads, [st['exp_avg'] for st in states], [st['exp_avg_sq'] for st in states], [],
-                      [st['step'] for st in states], foreach=None, amsgrad=False, beta1=b1, beta2=b2,
-                      lr=group['lr'], weight_decay=group['weight_decay'], eps=group['eps'], maximize=False)
-
-@torch.no_grad()
-def _adamw_update(self, group):
-    "AdamW on the group's parameters that have gradients"
-    params = [p for p in group['params'] if p.grad is not None]
-    if any(p.grad.is_sparse for p in params): raise RuntimeError('the AdamW side of Muon does not support sparse gradients')
-    _adamw_apply(group, params, [p.grad for p in params], [self.state[p] for p in params])
-
-@torch.no_grad()
-def _step(self, closure=None):
-    "Perform one optimization step (Muon groups and AdamW groups); `closure` re-evaluates the loss as usual"
-    loss = None
-    if closure is not None:
-        with torch.enable_grad(): loss = closure()
-    for group in self.param_groups:
-        (_muon_update if group['use_muon'] else _adamw_update)(self, group)
-    return loss
-
-Muon.step = _step
 
 # %% ../nbs/03_muon.ipynb #c88b68dc
 def muon_momentum(step:int, start:float=0.85, end:float=0.95, warmup_steps:int=300) -> float:

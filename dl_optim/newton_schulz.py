@@ -6,14 +6,14 @@ Docs: https://dl-optim.github.io/dl_optim/newton_schulz.html.md"""
 
 # %% ../nbs/01_newton_schulz.ipynb #149e7913
 from __future__ import annotations
-import math, os
+import functools, math, os
 from dataclasses import dataclass
 import numpy as np
 import torch
 from .config import ConfigError, Number, Choice, did_you_mean
 
 # %% auto #0
-__all__ = ['CUBIC', 'JORDAN', 'NAMED_SCHEDULES', 'DEFAULT_STEPS', 'quintic', 'compose', 'Schedule', 'plot_schedules',
+__all__ = ['CUBIC', 'JORDAN', 'NAMED_SCHEDULES', 'DEFAULT_STEPS', 'MAX_GAIN', 'quintic', 'compose', 'Schedule', 'plot_schedules',
            'minimax_quintic', 'polar_express_coefficients', 'polar_express_schedule', 'resolve_schedule',
            'worst_case_error', 'default_ns_dtype', 'orthogonalize', 'matrix_with_spectrum', 'polar_error']
 
@@ -143,6 +143,24 @@ def _as_triple(t, where):
         raise ConfigError('coefficients', t, 'a name, an (a, b, c) tuple, or a list of (a, b, c) tuples', where)
     return tuple(Number()(v, 'coefficients', where) for v in t)
 
+MAX_GAIN = 3.0   # a custom schedule may lift a normalised singular value at most this far, at any step
+
+@functools.lru_cache(maxsize=256)
+def _unstable_step(triples:tuple, input_scale:float) -> str|None:
+    "Why a custom schedule cannot orthogonalize (a value beyond `MAX_GAIN`, or a direction flipped or zeroed), or None"
+    x = np.concatenate([np.geomspace(1e-6, 1.0, 2001), np.linspace(0.0, 1.0, 2001)[1:]]) * input_scale
+    for k, (a, b, c) in enumerate(triples, 1):
+        x = a * x + b * x ** 3 + c * x ** 5
+        if not np.all(np.abs(x) <= MAX_GAIN): return f'step {k} maps a singular value in (0, 1] to {float(np.nanmax(np.abs(x))):.3g}'
+    if np.any(x <= 0): return f'the result maps a singular value in (0, 1] to {float(x.min()):.3g} (a direction flipped or lost)'
+    return None
+
+def _checked(s:Schedule, value, where) -> Schedule:
+    "A custom schedule, if it keeps every singular value of a normalised input positive and bounded at every step"
+    why = _unstable_step(s.coefficients, s.input_scale)
+    if why: raise ConfigError('coefficients', value, f'a schedule that keeps singular values in (0, {MAX_GAIN:g}] at every step; {why}', where)
+    return s
+
 def resolve_schedule(coefficients='polar_express', # A name from `NAMED_SCHEDULES`, an (a, b, c) tuple, a list of them, a `Schedule` or its `as_dict()`
                      steps:int|None=None,          # Steps; `None`: 5 for names and tuples, the list's length for lists
                      steps_key:str='steps',        # The caller's name for `steps` in error messages (Muon: 'ns_steps')
@@ -153,6 +171,7 @@ def resolve_schedule(coefficients='polar_express', # A name from `NAMED_SCHEDULE
         coefficients = Schedule(Choice(*NAMED_SCHEDULES, 'custom')(coefficients['name'], 'coefficients.name', where),
                                 tuple(_as_triple(t, where) for t in coefficients['coefficients']),
                                 Number(0, low_open=True)(coefficients['input_scale'], 'coefficients.input_scale', where))
+        if coefficients.name == 'custom': coefficients = _checked(coefficients, coefficients.as_dict(), where)
     if isinstance(coefficients, Schedule):
         if steps is not None and steps != len(coefficients.coefficients) and coefficients.name != 'svd':
             raise ConfigError(steps_key, steps, f'None or {len(coefficients.coefficients)} (the length of the schedule in '
@@ -165,13 +184,13 @@ def resolve_schedule(coefficients='polar_express', # A name from `NAMED_SCHEDULE
                               ', or (a, b, c) tuples', where, did_you_mean(coefficients, NAMED_SCHEDULES))
         return _named_schedule(name, steps or DEFAULT_STEPS)
     if isinstance(coefficients, (tuple, list)) and len(coefficients) == 3 and all(isinstance(v, (int, float, np.number)) for v in coefficients):
-        return Schedule('custom', (_as_triple(coefficients, where),) * (steps or DEFAULT_STEPS))
+        return _checked(Schedule('custom', (_as_triple(coefficients, where),) * (steps or DEFAULT_STEPS)), coefficients, where)
     if not isinstance(coefficients, (tuple, list)) or not coefficients:
         raise ConfigError('coefficients', coefficients, 'a name, an (a, b, c) tuple, or a non-empty list of them', where)
     triples = tuple(_as_triple(t, where) for t in coefficients)
     if steps is not None and steps != len(triples):
         raise ConfigError(steps_key, steps, f"None or {len(triples)} (the length of the list in 'coefficients')", where)
-    return Schedule('custom', triples)
+    return _checked(Schedule('custom', triples), coefficients, where)
 
 # %% ../nbs/01_newton_schulz.ipynb #c7ac616a
 def worst_case_error(schedule:Schedule, lower:float, upper:float=1.0, points:int=200001) -> float:

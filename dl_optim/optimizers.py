@@ -47,11 +47,10 @@ OPTIMIZER_SCHEMAS = {
 OPTIMIZER_TYPES = tuple(OPTIMIZER_SCHEMAS) + ('muon',)
 
 def _muon_schema() -> dict:
-    "Muon's config keys are its constructor's arguments; Muon checks their values itself, so there is one validator"
-    import inspect
-    from dl_optim.keras_muon import Muon
-    skip = {'self', 'learning_rate', 'weight_decay', 'name', 'kwargs'}
-    return {k: Param(lambda v, key, where: v, p.default) for k, p in inspect.signature(Muon.__init__).parameters.items() if k not in skip}
+    "Muon's config keys are its spec's Keras names (`dl_optim.muon_core`); Muon checks their values itself, so there is one validator"
+    from dl_optim.keras_muon import KERAS_SPEC
+    skip = {'learning_rate', 'weight_decay'}   # the builder's own lr argument and common key
+    return {k: Param(lambda v, key, where: v, d) for k, d in KERAS_SPEC.defaults('keras').items() if k not in skip}
 CLIPPING_KEYS = {'gradient_clipping_by_value': 'clipvalue', 'gradient_clipping_by_norm_local': 'clipnorm',
                  'gradient_clipping_by_norm': 'global_clipnorm'}
 _COMMON = {**{k: Param(Number(0, low_open=True, optional=True), None) for k in CLIPPING_KEYS},

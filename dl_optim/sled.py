@@ -10,6 +10,7 @@ import math
 import numpy as np
 import torch
 from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config, check_mapping, config_type, nested_config, DEFAULTS
+from .ops import TORCH, ops_for
 
 # %% auto #0
 __all__ = ['SLED_TYPES', 'MAX_TOTAL_STEP', 'SLED_SCHEMA', 'sled_reference', 'sled_candidates', 'tempered_softmax',
@@ -47,78 +48,6 @@ def sled_reference(layer_logits,                 # [L+1, V]: early layers first,
         h = h - evolution_rate * (1 - t / num_steps) / tau_u * (_softmax_np(h / temperature) - latent)
     out = np.full(V, float(inactive_logit_value)); out[top] = h[top]
     return out
-
-# %% ../nbs/09_sled.ipynb #395e8a8e
-class _TorchOps:
-    "The array operations SLED needs, on torch tensors"
-    def convert(self, x, like): return torch.as_tensor(x, device=getattr(like, 'device', None))
-    def unstack(self, x): return list(x.unbind(0))
-    def shape(self, x): return tuple(x.shape)
-    def dtype_name(self, x): return str(x.dtype).removeprefix('torch.')
-    def cast(self, x, name): return x.to(getattr(torch, name))
-    def softmax(self, x): return torch.softmax(x, dim=-1)
-    def rowsum(self, x): return x.sum(-1, keepdim=True)
-    def rowmax(self, x): return x.amax(-1, keepdim=True)
-    def rowmin(self, x): return x.amin(-1, keepdim=True)
-    def argmax_mask(self, x): return torch.nn.functional.one_hot(x.argmax(-1), x.shape[-1]).to(x.dtype)
-    def sqrt(self, x): return torch.sqrt(x)
-    def clamp_min(self, x, v): return torch.clamp_min(x, v)
-    def top_k(self, x, k): return torch.topk(x, k, dim=-1).indices
-    def take(self, x, idx): return torch.take_along_dim(x, idx, dim=-1)
-    def scatter(self, idx, values, like): return torch.zeros_like(like).scatter(-1, idx, values)
-    def where(self, c, a, b): return torch.where(c, a, torch.as_tensor(b, dtype=a.dtype, device=a.device))
-    def ones_like(self, x): return torch.ones_like(x)
-    def column(self, x): return x[:, None]
-    def finite_rows(self, x): return torch.isfinite(x).all(-1)
-    def all_true(self, x): return bool(x.all())
-    def tracing(self, x): return torch.compiler.is_compiling()
-
-class _KerasOps:
-    "The same operations through `keras.ops`, on the active Keras backend"
-    def __init__(self):
-        import keras
-        self.ops = keras.ops
-    def convert(self, x, like): return self.ops.convert_to_tensor(x)
-    def unstack(self, x): return self.ops.unstack(x, axis=0)
-    def shape(self, x): return tuple(self.ops.shape(x))
-    def dtype_name(self, x):
-        import keras
-        return keras.backend.standardize_dtype(x.dtype)
-    def cast(self, x, name): return self.ops.cast(x, name)
-    def softmax(self, x): return self.ops.softmax(x, axis=-1)
-    def rowsum(self, x): return self.ops.sum(x, axis=-1, keepdims=True)
-    def rowmax(self, x): return self.ops.max(x, axis=-1, keepdims=True)
-    def rowmin(self, x): return self.ops.min(x, axis=-1, keepdims=True)
-    def argmax_mask(self, x): return self.ops.one_hot(self.ops.argmax(x, axis=-1), self.ops.shape(x)[-1], dtype=x.dtype)
-    def sqrt(self, x): return self.ops.sqrt(x)
-    def clamp_min(self, x, v): return self.ops.maximum(x, v)
-    def top_k(self, x, k): return self.ops.top_k(x, k, sorted=False)[1]
-    def take(self, x, idx): return self.ops.take_along_axis(x, idx, axis=-1)
-    def scatter(self, idx, values, like):
-        o = self.ops
-        rows = o.broadcast_to(o.expand_dims(o.arange(o.shape(idx)[0], dtype=idx.dtype), -1), o.shape(idx))
-        coords = o.reshape(o.stack([rows, idx], axis=-1), (-1, 2))
-        return o.scatter(coords, o.reshape(values, (-1,)), o.shape(like))
-    def where(self, c, a, b): return self.ops.where(c, a, self.ops.cast(b, a.dtype))
-    def ones_like(self, x): return self.ops.ones_like(x)
-    def column(self, x): return self.ops.expand_dims(x, -1)
-    def finite_rows(self, x): return self.ops.all(self.ops.isfinite(x), axis=-1)
-    def all_true(self, x): return bool(self.ops.all(x))
-    def tracing(self, x):
-        mod = type(x).__module__
-        if mod.startswith('jax'):
-            import jax
-            return isinstance(x, jax.core.Tracer)
-        if mod.startswith('tensorflow'):
-            import tensorflow as tf
-            return not tf.executing_eagerly()
-        if isinstance(x, torch.Tensor): return torch.compiler.is_compiling()
-        return False
-
-_TORCH_OPS = _TorchOps()
-def _ops_for(x):
-    "torch tensors take the native torch path; everything else goes through `keras.ops`"
-    return _TORCH_OPS if isinstance(x, torch.Tensor) else _KerasOps()
 
 # %% ../nbs/09_sled.ipynb #c4d730ff
 def sled_candidates(xp, final, k:int):
@@ -217,10 +146,10 @@ class SledLogitsProcessor:
         if isinstance(layer_logits, (list, tuple)):
             layers = list(layer_logits)
             if not layers: raise ValueError('SLED needs the logits of at least two layers (early layers first, final last); got an empty list')
-            xp = _ops_for(layers[-1])
+            xp = ops_for(layers[-1])
             layers = [xp.convert(x, layers[-1]) for x in layers]
         else:
-            xp = _ops_for(layer_logits)
+            xp = ops_for(layer_logits)
             layer_logits = xp.convert(layer_logits, layer_logits)
             if len(xp.shape(layer_logits)) != 3:
                 raise ValueError(f'SLED takes a list of [batch, vocab] logits or one [layers, batch, vocab] array; got shape {xp.shape(layer_logits)}')

@@ -13,7 +13,7 @@ from dl_optim.sled import sled_builder, SledLogitsProcessor, SLED_SCHEMA
 from dl_optim.muon import Muon, MomentumWarmup
 from dl_optim.cautious import AdamW
 from dl_optim.grokking import GrokFast, OrthoGrad, orthograd, grokfast_ema, attach_gradient_filters
-from dl_optim.race import RaceConfig
+from dl_optim.experiments.race import RaceConfig
 from dl_optim.cli import main
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -155,7 +155,7 @@ class _Reached(Exception): pass
 @pytest.fixture(autouse=True)
 def _no_real_work(monkeypatch):
     "The CLI fuzz must not train or download: reaching the work is 'accepted' (all checks passed)"
-    import dl_optim.race as R, dl_optim.sled_eval as S
+    import dl_optim.experiments.race as R, dl_optim.experiments.sled_eval as S
     def reached(*a, **k): raise _Reached()
     monkeypatch.setattr(R, 'run_race', reached)
     monkeypatch.setattr(S, 'run_cli', reached)
@@ -186,7 +186,7 @@ def test_cli_bad_files_are_messages_not_tracebacks(tmp_path, capsys):
 def test_dead_rank_is_an_error_not_a_hang():
     "A rank that dies (here: exits at once) ends the wait with ChildProcessError within seconds"
     import multiprocessing as mp
-    from dl_optim.distributed import _wait_for_ranks
+    from dl_optim.experiments.distributed import _wait_for_ranks
     ctx = mp.get_context('spawn'); q = ctx.SimpleQueue()
     procs = [ctx.Process(target=sys.exit, args=(3,)), ctx.Process(target=time.sleep, args=(60,))]
     for p in procs: p.start()

@@ -4,8 +4,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 from dl_optim.config import ConfigError
-from dl_optim.grokking import (GrokFast, OrthoGrad, attach_gradient_filters, orthograd, grokking_run, GROKKING_METHODS,
-                               grokking_table)
+from dl_optim.grokking import GrokFast, OrthoGrad, attach_gradient_filters, orthograd
+from dl_optim.experiments.grokking import grokking_run, GROKKING_METHODS, grokking_table
 
 @settings(max_examples=100, deadline=None)
 @given(shape=st.sampled_from([(7,), (3, 5), (2, 3, 4)]), seed=st.integers(0, 10**6))

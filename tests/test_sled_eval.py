@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from dl_optim.config import ConfigError
-from dl_optim.sled_eval import (unpermute_qk, build_fact_set, read_facts, facts_path, dola_log_probs, wilson, mcnemar_exact,
+from dl_optim.experiments.sled_eval import (unpermute_qk, build_fact_set, read_facts, facts_path, dola_log_probs, wilson, mcnemar_exact,
                                 paired_bootstrap, choice_scores, RELATIONS)
 
 def llama_cpp_permute(w, heads):
@@ -65,12 +65,12 @@ def test_choice_scores_sum_per_choice():
 
 @pytest.fixture(scope='module')
 def smol():
-    from dl_optim.sled_eval import load_smollm2
+    from dl_optim.experiments.sled_eval import load_smollm2
     return load_smollm2()
 
 def test_model_is_loaded_correctly(smol):
     "Plain-English perplexity near the research note's 9, tokenizer round trip, and transformers' Llama agrees"
-    from dl_optim.sled_eval import perplexity, PLAIN_ENGLISH
+    from dl_optim.experiments.sled_eval import perplexity, PLAIN_ENGLISH
     model, tok, special = smol
     assert 4 < perplexity(model, tok, PLAIN_ENGLISH) < 12
     assert tok.decode(tok.encode('Paris, 1889: the Eiffel Tower!').ids) == 'Paris, 1889: the Eiffel Tower!'
