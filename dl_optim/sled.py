@@ -207,24 +207,34 @@ def final_norm_of(model):
 
 def transformers_layer_logits(model,                 # A transformers causal LM (`*ForCausalLM`)
                               outputs,               # Its output for the same inputs, run with `output_hidden_states=True`
-                              position:int=-1,       # Sequence position whose next-token logits are wanted
+                              position=-1,           # Position whose next-token logits are wanted (every row), or (rows, cols) index lists
                               layers=None,           # Early layer indices to use (0 = embeddings); None = all
                               normalize_early:bool=False,  # Apply the final norm to early states (not the official convention)
                               final_norm=None):      # The norm module, when `final_norm_of` cannot find it
-    "Logits `[L+1, B, V]` for SLED: the LM head on the chosen early hidden states, then the model's own final logits"
+    "Logits `[L+1, B, V]` (or `[L+1, P, V]` for P (row, col) positions) for SLED: the LM head on the early states, then the final logits"
     normalize_early = Boolean()(normalize_early, 'normalize_early', 'transformers_layer_logits')
     hidden = outputs.hidden_states
     if hidden is None: raise ValueError('run the model with output_hidden_states=True')
     n = len(hidden) - 1
     idx = list(range(n)) if layers is None else list(layers)
     if not idx or any(not 0 <= i < n for i in idx): raise ValueError(f'layers must be a non-empty list of indices in [0, {n}); got {layers}')
-    early = torch.stack([hidden[i][:, position] for i in idx])
+    pick = (lambda h: h[:, position]) if isinstance(position, int) else (lambda h: h[position[0], position[1]])
+    early = torch.stack([pick(hidden[i]) for i in idx])
     if normalize_early: early = (final_norm or final_norm_of(model))(early)
     head = model.get_output_embeddings()
-    final = outputs.logits[:, position]
+    final = pick(outputs.logits)
     return torch.cat([head(early).to(final.dtype), final[None]])
 
 # %% ../nbs/09_sled.ipynb #b5b136e5
+def _cache_argument(model) -> str:
+    "What `model.forward` calls its KV cache: `cache` (transformers 5.x) or `past_key_values` (4.x, deprecated in 5.x)"
+    import inspect
+    return 'cache' if 'cache' in inspect.signature(model.forward).parameters else 'past_key_values'
+
+def _new_cache():
+    from transformers import DynamicCache
+    return DynamicCache()
+
 @torch.no_grad()
 def sled_generate(model,                    # A transformers causal LM
                   input_ids,                # `[B, S]` prompt token ids (left-padded for B > 1, with `attention_mask`)
@@ -237,12 +247,11 @@ def sled_generate(model,                    # A transformers causal LM
     "Greedy decoding with SLED applied at every step; returns `[B, S + new]` token ids"
     normalize_early = Boolean()(normalize_early, 'normalize_early', 'sled_generate')
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-    out, past, step_ids = input_ids, None, input_ids
+    cache = {_cache_argument(model): _new_cache()}   # filled in place by every forward
+    out, step_ids = input_ids, input_ids
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     for _ in range(max_new_tokens):
-        o = model(input_ids=step_ids, attention_mask=mask, past_key_values=past, use_cache=True,
-                  output_hidden_states=processor is not None)
-        past = o.past_key_values
+        o = model(input_ids=step_ids, attention_mask=mask, use_cache=True, output_hidden_states=processor is not None, **cache)
         logits = o.logits[:, -1] if processor is None else processor(
             transformers_layer_logits(model, o, layers=layers, normalize_early=normalize_early))
         nxt = logits.argmax(-1)

