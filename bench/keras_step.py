@@ -6,6 +6,8 @@ keras.optimizers.Muon gets `exclude_layers=['lm_head']` so that both Muons ortho
 (it would otherwise also run Newton–Schulz on the 768×50304 head, which dl_optim routes to Adam).
 """
 import argparse, json, platform, statistics, time
+try: from bench.cpu import cpu_kind
+except ImportError: from cpu import cpu_kind
 from pathlib import Path
 import numpy as np
 import dl_optim   # picks the Keras backend before keras is imported
@@ -51,7 +53,7 @@ def main():
     med = {k: statistics.median(v) for k, v in samples.items()}
     lines = [f"GPT-2-like Keras model: {args.layers} layers, d={args.d}, vocab {args.vocab}, "
              f"{sum(int(np.prod(v.shape)) for v in variables) / 1e6:.1f} M parameters, {n_muon} on Muon. Backend "
-             f"{keras.backend.backend()}, keras {keras.__version__}, {platform.machine()}; medians of {args.rounds} interleaved rounds.", '',
+             f"{keras.backend.backend()}, keras {keras.__version__}; CPU: {cpu_kind()}; medians of {args.rounds} interleaved rounds.", '',
              '| optimizer | apply_gradients (ms) | × Keras AdamW | keras.optimizers.Muon ÷ this |', '|---|---|---|---|']
     for k, t in med.items():
         lines.append(f"| {k} | {t * 1e3:.0f} | {t / med['Keras AdamW']:.1f} | {med['keras.optimizers.Muon'] / t:.2f} |")

@@ -156,7 +156,8 @@ def muon_update(xp,                          # `TORCH` or a `KerasOps`
         buckets[_bucket_key(view, u)].append((i, u))
     for (view, _, _), items in buckets.items():
         n, sts = len(items), [states[i] for i, _ in items]
-        U = xp.reshape(xp.stack([as_matrices(xp, u, view) for _, u in items]), (n * view.batch, view.rows, view.cols))
+        mats = [as_matrices(xp, u, view) for _, u in items]
+        U = xp.reshape(xp.stack(mats) if n > 1 else mats[0], (n * view.batch, view.rows, view.cols))   # one tensor: no copy
         U = variant.before_orthogonalize(xp, U, sts, view, hyper)
         O = xp.orthogonalize(U if n * view.batch > 1 else xp.reshape(U, (view.rows, view.cols)), sched, hyper['ns_dtype'])
         O = variant.after_orthogonalize(xp, xp.reshape(O, (n * view.batch, view.rows, view.cols)), sts, view, hyper)

@@ -42,7 +42,7 @@ OPTIMIZER_SCHEMAS = {
     'adadelta': dict(rho=Param(_beta, _OD['adadelta']['rho']), epsilon=Param(_eps, _OD['adadelta']['epsilon'])),
     'nadam': dict(beta_1=Param(_beta, 0.9), beta_2=Param(_beta, 0.999), epsilon=Param(_eps, 1e-7),
                   caution=Param(Boolean(), False)),
-    'sgd': dict(momentum=Param(Number(0), 0.0), nesterov=Param(Boolean(), False)),
+    'sgd': dict(momentum=Param(Number(0, 1), 0.0), nesterov=Param(Boolean(), False)),   # Keras's SGD accepts [0, 1]
 }
 OPTIMIZER_TYPES = tuple(OPTIMIZER_SCHEMAS) + ('muon',)
 

@@ -159,7 +159,7 @@ def _no_real_work(monkeypatch):
     def reached(*a, **k): raise _Reached()
     monkeypatch.setattr(R, 'run_race', reached)
     monkeypatch.setattr(S, 'run_cli', reached)
-    import dl_optim.distributed as D
+    import dl_optim.experiments.distributed as D
     monkeypatch.setattr(D, 'run_race_distributed', reached)
 
 # ---- regression tests, one per class ---------------------------------------------------------------------------
