@@ -6,11 +6,12 @@ Docs: https://dl-optim.github.io/dl_optim/grokking_experiment.html.md"""
 
 # %% ../../nbs/14_grokking_experiment.ipynb #85a67edb
 from __future__ import annotations
-import math
+import itertools, math
 import torch
 from torch import nn
 from ..config import ConfigError
 from ..grokking import GrokFast, OrthoGrad, attach_gradient_filters
+from .race import train_loop
 
 def modular_addition(p:int=97, train_fraction:float=0.5, seed:int=0):
     "(a, b) -> (a + b) mod p: train and validation splits of all p² pairs"
@@ -43,23 +44,23 @@ def grokking_optimizer(method:str, model:nn.Module, lr:float=3e-3, weight_decay:
 
 def grokking_run(method:str, seed:int=0, p:int=97, train_fraction:float=0.5, max_steps:int=3000, eval_every:int=10,
                  target:float=0.95, threads:int=1) -> dict:
-    "Train until validation accuracy passes `target`; returns the curves and the step it first did (None if never)"
+    "Train (full batch, the race's `train_loop`) until validation accuracy passes `target`; the curves and the step it first did (None if never)"
     torch.set_num_threads(threads)
     (xt, yt), (xv, yv) = modular_addition(p, train_fraction, seed)
     torch.manual_seed(seed)
     model = ModularMLP(p)
     opt = grokking_optimizer(method, model)
-    steps, train_acc, val_acc, reached = [], [], [], None
-    for step in range(1, max_steps + 1):
-        loss = nn.functional.cross_entropy(model(xt), yt)
-        opt.zero_grad(); loss.backward(); opt.step()
-        if step % eval_every == 0:
-            with torch.no_grad():
-                steps.append(step)
-                train_acc.append(float((model(xt).argmax(-1) == yt).float().mean()))
-                val_acc.append(float((model(xv).argmax(-1) == yv).float().mean()))
-            if reached is None and val_acc[-1] >= target: reached = step; break
-    return dict(method=method, seed=seed, steps=steps, train_acc=train_acc, val_acc=val_acc, reached=reached)
+    curve = dict(steps=[], train_acc=[], val_acc=[])
+    accuracy = lambda x, y: float((model(x).argmax(-1) == y).float().mean())
+    def record(step, seconds, train_loss):
+        with torch.no_grad():
+            curve['steps'].append(step); curve['train_acc'].append(accuracy(xt, yt)); curve['val_acc'].append(accuracy(xv, yv))
+        return curve['val_acc'][-1] >= target
+    full_batch = itertools.repeat((xt, yt))
+    loss = lambda model, batch: nn.functional.cross_entropy(model(batch[0]), batch[1])
+    last = train_loop(model, opt, full_batch, loss, max_steps, eval_every, record)
+    reached = last if curve['val_acc'] and curve['val_acc'][-1] >= target else None
+    return dict(method=method, seed=seed, **curve, reached=reached)
 
 # %% auto #0
 __all__ = ['GROKKING_METHODS', 'modular_addition', 'ModularMLP', 'grokking_optimizer', 'grokking_run', 'grokking_experiment',

@@ -18,7 +18,8 @@ from ..muon import Muon
 
 # %% auto #0
 __all__ = ['RACE_LRS', 'RACE_OPTIMIZERS', 'stdlib_corpus', 'file_corpus', 'Block', 'CharGPT', 'RaceConfig', 'make_optimizer',
-           'evaluate', 'train_one', 'run_race', 'summarize', 'plot_race', 'race_table', 'prepare_out', 'write_race']
+           'evaluate', 'train_loop', 'train_one', 'run_race', 'summarize', 'plot_race', 'race_table', 'prepare_out',
+           'write_race']
 
 # %% ../../nbs/08_race.ipynb #a0249a40
 _SKIP = {'site-packages', 'test', 'tests', 'idlelib', 'lib2to3', 'turtledemo', '__pycache__'}
@@ -120,9 +121,35 @@ def evaluate(model, val_batches) -> float:
     model.train()
     return float(loss)
 
+def train_loop(model, opt, batches, loss_fn,   # `loss_fn(model, batch)` → scalar loss
+               steps:int, eval_every:int,
+               evaluate,                      # `evaluate(step, seconds, mean train loss)`; returns True to stop early
+               schedulers=(),                 # LR schedulers stepped after each optimizer step
+               sync_grads=None,               # Called between backward and step (data-parallel gradient averaging)
+               report=None) -> int:           # `report(step)` after every step (progress bars)
+    "The experiments' one training loop; evaluates every `eval_every` steps and at the last; returns the last step run"
+    seconds, acc = 0.0, []
+    for step, batch in zip(range(1, steps + 1), batches):
+        t0 = time.perf_counter()
+        loss = loss_fn(model, batch)
+        opt.zero_grad(set_to_none=True); loss.backward()
+        if sync_grads: sync_grads()
+        opt.step()
+        for s in schedulers: s.step()
+        acc.append(loss.item())
+        seconds += time.perf_counter() - t0   # training time only: evaluation is not counted
+        if (step % eval_every == 0 or step == steps) and evaluate(step, seconds, float(np.mean(acc))): return step
+        if step % eval_every == 0: acc = []
+        if report: report(step)
+    return step
+
+def _lm_loss(model, batch):
+    x, y = batch
+    return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+
 def train_one(name:str, cfg:RaceConfig, train:bytes, val:bytes, report=None,
               rank:int=0, world:int=1) -> dict:   # this process's rank among `world` data-parallel processes (gloo, initialised)
-    "Train one entrant; returns its curve (rank 0's): steps, validation losses, seconds, mean train loss per interval"
+    "Train one entrant with `train_loop`; returns its curve (rank 0's): steps, validation losses, seconds, mean train loss per interval"
     import torch.distributed as dist
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -133,22 +160,17 @@ def train_one(name:str, cfg:RaceConfig, train:bytes, val:bytes, report=None,
     lead = rank == 0   # validation and the curve are rank 0's
     curve = dict(step=[0], val_loss=[evaluate(model, val_batches) if lead else float('nan')], seconds=[0.0], train_loss=[float('nan')])
     if report: report(name, 0, curve['val_loss'][-1])
-    t0, acc = time.perf_counter(), []
-    for step, (x, y) in enumerate(_batches(tr, cfg, cfg.steps, seed=cfg.seed + 1), start=1):
-        if world > 1: x, y = x.chunk(world)[rank], y.chunk(world)[rank]   # this rank's share of the batch
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        opt.zero_grad(set_to_none=True); loss.backward()
-        if world > 1 and name == 'adamw':   # plain data parallelism (DistMuon reduces its own gradients)
-            for p in model.parameters(): dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
-        opt.step()
-        for s in scheds: s.step()
-        acc.append(loss.item())
-        if lead and (step % cfg.eval_every == 0 or step == cfg.steps):
-            elapsed = time.perf_counter() - t0
+    batches = _batches(tr, cfg, cfg.steps, seed=cfg.seed + 1)
+    if world > 1: batches = ((x.chunk(world)[rank], y.chunk(world)[rank]) for x, y in batches)   # this rank's share
+    def sync():   # plain data parallelism for AdamW (DistMuon reduces its own gradients)
+        for p in model.parameters(): dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+    def record(step, seconds, train_loss):
+        if lead:
             curve['step'].append(step); curve['val_loss'].append(evaluate(model, val_batches))
-            curve['seconds'].append(elapsed); curve['train_loss'].append(float(np.mean(acc))); acc = []
-            t0 += time.perf_counter() - t0 - elapsed   # evaluation time is not training time
-        if report: report(name, step, curve['val_loss'][-1])
+            curve['seconds'].append(seconds); curve['train_loss'].append(train_loss)
+    train_loop(model, opt, batches, _lm_loss, cfg.steps, cfg.eval_every, record, scheds,
+               sync_grads=sync if world > 1 and name == 'adamw' else None,
+               report=(lambda step: report(name, step, curve['val_loss'][-1])) if report else None)
     return curve
 
 # %% ../../nbs/08_race.ipynb #e355b949
