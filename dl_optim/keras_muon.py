@@ -135,7 +135,8 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
         args['momentum'], args['coefficients'], args['adam_epsilon'], args['caution'] = _legacy_aliases(
             kwargs, momentum, coefficients, adam_epsilon, caution)
         spec = KERAS_SPEC + self.variant.spec
-        given = {**{k: args[k] for k in KERAS_SPEC.names('keras')}, **{k: kwargs.pop(k) for k in self.variant.spec.names('keras') if k in kwargs}}
+        given = {**{k: args[k] for k in KERAS_SPEC.names('keras')}, **self.variant.spec.defaults('keras'),
+                 **{k: kwargs.pop(k) for k in self.variant.spec.names('keras') if k in kwargs}}
         hyper = spec.check(given, where, 'keras')
         super().__init__(learning_rate=hyper.pop('learning_rate'), name=name, **kwargs)
         for k, v in hyper.items(): setattr(self, _ATTRS.get(k, k), v)

@@ -110,7 +110,8 @@ class Muon(torch.optim.Optimizer):
                  **variant_args):                          # A variant's own hyper-parameters (its `variant.spec`)
         where, args = type(self).__name__, locals()
         self._spec = HYPER_SPEC + self.variant.spec
-        self._hyper = _check_hyper(self._spec, {**{k: args[k] for k in HYPER_SPEC.names()}, **variant_args}, where)
+        given = {**{k: args[k] for k in HYPER_SPEC.names()}, **self.variant.spec.defaults(), **variant_args}
+        self._hyper = _check_hyper(self._spec, given, where)
         self._rules = ROUTING_SPEC.check({k: args[k] for k in ROUTING_SPEC.names()}, where)
         if model is not None and not isinstance(model, nn.Module): raise ConfigError('model', model, 'an nn.Module or None', where)
         self._model = model
