@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     race.add_argument('--corpus', default=None, help='text file to race on (default: the Python standard library sources)')
     race.add_argument('--steps', type=int, default=600, help='training steps per optimizer (default 600)')
     race.add_argument('--seed', type=int, default=0, help='seed of the initialisation and data order (default 0)')
-    race.add_argument('--optimizers', default='adamw,muon', help='comma-separated: adamw, muon, torch_muon, muon_jordan (default adamw,muon)')
+    race.add_argument('--optimizers', default='adamw,muon', help='comma-separated: adamw, muon, torch_muon, muon_jordan, normuon (default adamw,muon)')
     race.add_argument('--out', default='race_out', help='directory for race.json and race.png (default race_out)')
     race.add_argument('--threads', type=int, default=1, help='torch threads per optimizer process (default 1)')
     race.add_argument('--processes', type=int, default=None, help='parallel processes (default: one per optimizer, up to the cores)')

@@ -10,7 +10,7 @@ import warnings
 from .config import ConfigError, Number, Boolean
 from .newton_schulz import resolve_schedule, JORDAN
 from .routing import route_parameter, matrix_view, RoutingReport, Route, row_blocks_for, EMBEDDING_COMPONENTS
-from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON, muon_update, muon_state_shapes
+from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON, muon_update, muon_state_shapes, muon_variant
 import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
 from keras import ops
 from .ops import KerasOps
@@ -129,17 +129,20 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
                  qkv_names=_K['qkv_names'],                   # Opt-in: path substrings of fused QKV kernels, orthogonalized as Q, K, V
                  per_head_names=_K['per_head_names'],         # Opt-in: path substrings of attention kernels orthogonalized per head
                  head_dim:int|None=_K['head_dim'],            # Outputs per attention head, for `per_head_names`
+                 variant=None,                                # A Muon variant or its name ('normuon'); None: the class's (plain Muon)
                  name:str='Muon',
                  **kwargs):                                   # A variant's own hyper-parameters; clipnorm, use_ema, ... (Keras)
         where, args = type(self).__name__, locals()
         args['momentum'], args['coefficients'], args['adam_epsilon'], args['caution'] = _legacy_aliases(
             kwargs, momentum, coefficients, adam_epsilon, caution)
-        spec = KERAS_SPEC + self.variant.spec
-        given = {**{k: args[k] for k in KERAS_SPEC.names('keras')}, **self.variant.spec.defaults('keras'),
-                 **{k: kwargs.pop(k) for k in self.variant.spec.names('keras') if k in kwargs}}
+        var = muon_variant(variant, 'variant', where) if variant is not None else type(self).variant
+        spec = KERAS_SPEC + var.spec
+        given = {**{k: args[k] for k in KERAS_SPEC.names('keras')}, **var.spec.defaults('keras'),
+                 **{k: kwargs.pop(k) for k in var.spec.names('keras') if k in kwargs}}
         hyper = spec.check(given, where, 'keras')
         super().__init__(learning_rate=hyper.pop('learning_rate'), name=name, **kwargs)
         for k, v in hyper.items(): setattr(self, _ATTRS.get(k, k), v)
+        self.variant = var
         self._hyper_names = list(hyper)
         self._schedule = resolve_schedule(self.coefficients, self.ns_steps, 'ns_steps', where)
 
@@ -153,6 +156,7 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
         config = super().get_config()
         config.update({k: getattr(self, _ATTRS.get(k, k)) for k in self._hyper_names})
         config['layer_info'] = {k: {**v, 'in_axes': list(v['in_axes'])} if 'in_axes' in v else v for k, v in self.layer_info.items()}
+        config['variant'] = self.variant.name
         return config
 
     def _route(self, variable):

@@ -14,7 +14,7 @@ from .cautious import adamw_update
 from .config import ConfigError, Number, Boolean, did_you_mean
 from .newton_schulz import resolve_schedule
 from .routing import route_parameter, matrix_view, RoutingReport, Route, row_blocks_for
-from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON, muon_update
+from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON, muon_update, muon_variant
 from .ops import TORCH, closure_loss, with_grads
 
 # %% auto #0
@@ -107,8 +107,10 @@ class Muon(torch.optim.Optimizer):
                  qkv_names=_R['qkv_names'],                # Opt-in: name substrings of fused QKV projections, orthogonalized as Q, K, V
                  per_head_names=_R['per_head_names'],      # Opt-in: name substrings of attention projections orthogonalized per head
                  head_dim:int|None=_R['head_dim'],         # Rows per attention head, for `per_head_names`
+                 variant=None,                             # A Muon variant or its name ('normuon'); None: the class's (plain Muon)
                  **variant_args):                          # A variant's own hyper-parameters (its `variant.spec`)
         where, args = type(self).__name__, locals()
+        if variant is not None: self.variant = muon_variant(variant, 'variant', where)
         self._spec = HYPER_SPEC + self.variant.spec
         given = {**{k: args[k] for k in HYPER_SPEC.names()}, **self.variant.spec.defaults(), **variant_args}
         self._hyper = _check_hyper(self._spec, given, where)

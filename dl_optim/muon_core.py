@@ -14,9 +14,10 @@ from .routing import lr_scale, check_adjust_lr, DEFAULT_EMBEDDING_NAMES, DEFAULT
 from .ops import TORCH
 
 # %% auto #0
-__all__ = ['NS_DTYPE_NAMES', 'MUON_SPEC', 'ADAMW_SPEC', 'ROUTING_SPEC', 'PLAIN_MUON', 'check_ns_dtype', 'check_ns_dtype_name',
-           'check_coefficients', 'check_layer_info', 'as_matrices', 'from_matrices', 'MuonVariant', 'muon_state_shapes',
-           'init_muon_state', 'momentum_direction', 'apply_update', 'muon_update']
+__all__ = ['NS_DTYPE_NAMES', 'MUON_SPEC', 'ADAMW_SPEC', 'ROUTING_SPEC', 'PLAIN_MUON', 'MUON_VARIANTS', 'check_ns_dtype',
+           'check_ns_dtype_name', 'check_coefficients', 'check_layer_info', 'as_matrices', 'from_matrices',
+           'MuonVariant', 'muon_state_shapes', 'init_muon_state', 'register_variant', 'muon_variant',
+           'momentum_direction', 'apply_update', 'muon_update']
 
 # %% ../nbs/02b_muon_core.ipynb #c18a7471
 _D = DEFAULTS['muon']
@@ -122,6 +123,25 @@ def init_muon_state(xp, state:dict, p, view, variant:MuonVariant=PLAIN_MUON) -> 
     for k, shape in muon_state_shapes(xp.shape(p), view, variant).items():
         if k not in state: state[k] = xp.zeros(shape, like=p)
     return state
+
+# %% ../nbs/02b_muon_core.ipynb #44ea87dc
+MUON_VARIANTS = {'muon': PLAIN_MUON}
+
+def register_variant(variant:MuonVariant) -> MuonVariant:
+    "Make `variant` findable by its `name` (a variant module calls this once)"
+    MUON_VARIANTS[variant.name] = variant
+    return variant
+
+def muon_variant(variant, key:str='variant', where:str='Muon') -> MuonVariant:
+    "A `MuonVariant`, or the variant registered under a name (importing `dl_optim.<name>` on first use)"
+    if isinstance(variant, MuonVariant): return variant
+    if isinstance(variant, str) and variant.isidentifier() and variant not in MUON_VARIANTS:
+        import importlib
+        try: importlib.import_module(f'dl_optim.{variant}')
+        except ModuleNotFoundError: pass
+    if variant not in MUON_VARIANTS:
+        raise ConfigError(key, variant, 'a Muon variant: ' + ', '.join(map(repr, MUON_VARIANTS)) + ", or the name of a dl_optim variant module", where)
+    return MUON_VARIANTS[variant]
 
 # %% ../nbs/02b_muon_core.ipynb #d580e93d
 def momentum_direction(xp, grad, buf, momentum:float, nesterov:bool):

@@ -7,7 +7,7 @@ Docs: https://dl-optim.github.io/dl_optim/normuon.html.md"""
 # %% ../nbs/05b_normuon.ipynb #61c244b5
 from __future__ import annotations
 from .config import Number, Hyper, Spec
-from .muon_core import MuonVariant
+from .muon_core import MuonVariant, register_variant
 from .muon import Muon
 from .distributed import DistMuon
 
@@ -32,7 +32,7 @@ class NorMuonVariant(MuonVariant):
         O = O / (xp.sqrt(v) + eps)
         return O * (norm / (xp.matrix_norm(O) + eps))
 
-NORMUON = NorMuonVariant()
+NORMUON = register_variant(NorMuonVariant())
 
 class NorMuon(Muon):
     "Muon with NorMuon's neuron-wise normalization; every `Muon` argument, plus `beta2` and `normuon_eps`"

@@ -46,11 +46,22 @@ OPTIMIZER_SCHEMAS = {
 }
 OPTIMIZER_TYPES = tuple(OPTIMIZER_SCHEMAS) + ('muon',)
 
-def _muon_schema() -> dict:
-    "Muon's config keys are its spec's Keras names (`dl_optim.muon_core`); Muon checks their values itself, so there is one validator"
+def _muon_schema(variant=None) -> dict:
+    "Muon's config keys are its spec's Keras names (and a variant's); Muon checks their values itself, so there is one validator"
     from dl_optim.keras_muon import KERAS_SPEC
+    spec = KERAS_SPEC + (variant.spec if variant is not None else KERAS_SPEC.__class__())
     skip = {'learning_rate', 'weight_decay'}   # the builder's own lr argument and common key
-    return {k: Param(lambda v, key, where: v, d) for k, d in KERAS_SPEC.defaults('keras').items() if k not in skip}
+    return {k: Param(lambda v, key, where: v, d) for k, d in spec.defaults('keras').items() if k not in skip}
+
+def _optimizer_type(config, where:str):
+    "The config's `type`, and the Muon variant it names (`{\"type\": \"normuon\"}` builds the Keras Muon with that variant)"
+    try: return config_type(config, OPTIMIZER_TYPES, where), None
+    except ConfigError as e:
+        name = config.get('type') if isinstance(config, dict) else None
+        if not isinstance(name, str) or name.strip().lower() in OPTIMIZER_TYPES: raise
+        from dl_optim.muon_core import muon_variant
+        try: return 'muon', muon_variant(name.strip().lower(), 'type', where)
+        except ConfigError: raise e from None
 CLIPPING_KEYS = {'gradient_clipping_by_value': 'clipvalue', 'gradient_clipping_by_norm_local': 'clipnorm',
                  'gradient_clipping_by_norm': 'global_clipnorm'}
 _COMMON = {**{k: Param(Number(0, low_open=True, optional=True), None) for k in CLIPPING_KEYS},
@@ -73,9 +84,9 @@ def optimizer_builder(config:dict,                 # Flat config: `type` plus th
                       *, learning_rate=None):      # The same, under the keyword the seed guide's examples use
     "Build a Keras optimizer from a config dict in the seed guide's format"
     where = 'optimizer config'
-    kind = config_type(config, OPTIMIZER_TYPES, where)
+    kind, variant = _optimizer_type(config, where)
     lr = _check_lr(lr_schedule, learning_rate)
-    schema = _muon_schema() if kind == 'muon' else OPTIMIZER_SCHEMAS[kind]
+    schema = _muon_schema(variant) if kind == 'muon' else OPTIMIZER_SCHEMAS[kind]
     c = parse_config(config, {**schema, **_COMMON}, f'{where} ({kind})', ignore=('type',))
     clips = [k for k in CLIPPING_KEYS if c[k] is not None]
     if len(clips) > 1:
@@ -91,7 +102,7 @@ def optimizer_builder(config:dict,                 # Flat config: `type` plus th
         kwargs['exclude_from_weight_decay'] = [re.escape(n) for n in c['exclude_from_weight_decay']]
     if kind == 'muon':
         from dl_optim.keras_muon import Muon
-        opt = Muon(learning_rate=lr, name=_NAMES[kind], **kwargs)
+        opt = Muon(learning_rate=lr, name=_NAMES[kind], variant=variant, **kwargs)
     else:
         if kwargs.pop('caution', False):   # seed 003's cautious Adam/Nadam (dl_optim.cautious_keras), with this config's values
             from dl_optim.cautious_keras import Adam, Nadam

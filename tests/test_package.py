@@ -54,7 +54,7 @@ def test_cli_info():
 def test_torch_modules_import_neither_keras_nor_pyplot():
     "The torch side stays light: importing Muon, DistMuon, SLED or the grokking filters loads neither Keras nor pyplot"
     import subprocess, sys
-    code = ('import sys, dl_optim.muon, dl_optim.distributed, dl_optim.sled, dl_optim.grokking, dl_optim.step_hooks, dl_optim.recipes, '
+    code = ('import sys, dl_optim.muon, dl_optim.distributed, dl_optim.sled, dl_optim.grokking, dl_optim.step_hooks, dl_optim.recipes, dl_optim.normuon, '
             'dl_optim.experiments.sled_eval, dl_optim.experiments.grokking, dl_optim.experiments.race, dl_optim.experiments.distributed; '
             'print(sorted(m for m in ("keras", "matplotlib.pyplot") if m in sys.modules))')
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)

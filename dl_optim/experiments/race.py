@@ -69,7 +69,7 @@ class CharGPT(nn.Module):
 
 # %% ../../nbs/08_race.ipynb #1091e5fb
 RACE_LRS = {'adamw': 1e-3, 'muon': 0.01, 'muon_adam': 1e-3}   # tuned once; see the sweep in the notebook
-RACE_OPTIMIZERS = ('adamw', 'muon', 'torch_muon', 'muon_jordan')
+RACE_OPTIMIZERS = ('adamw', 'muon', 'torch_muon', 'muon_jordan', 'normuon')
 
 @dataclass
 class RaceConfig:
@@ -87,10 +87,11 @@ def make_optimizer(name:str, model:nn.Module, cfg:RaceConfig, world:int=1):
     lr, mlr, alr = cfg.lrs['adamw'], cfg.lrs['muon'], cfg.lrs['muon_adam']
     if world > 1 and name not in ('adamw', 'muon'): raise ConfigError('optimizers', name, 'adamw or muon when --nproc is given', 'dl-optim race')
     if name == 'adamw': opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-    elif name in ('muon', 'muon_jordan'):
+    elif name in ('muon', 'muon_jordan', 'normuon'):
         from dl_optim.distributed import DistMuon
         opt = (DistMuon if world > 1 else Muon)(model, lr=mlr, adam_lr=alr, adam_betas=(0.9, 0.95), adam_eps=1e-8,
-                                                coefficients='jordan' if name == 'muon_jordan' else 'polar_express')
+                                                coefficients='jordan' if name == 'muon_jordan' else 'polar_express',
+                                                variant='normuon' if name == 'normuon' else None)
     elif name == 'torch_muon':
         hidden = [p for n, p in model.named_parameters() if p.ndim == 2 and n.startswith('blocks')]
         rest = [p for n, p in model.named_parameters() if not (p.ndim == 2 and n.startswith('blocks'))]
