@@ -1,4 +1,4 @@
-"""One home for checking every config dict in dl_optim: clear errors that name the key, the value and what is allowed, and the seed guide's defaults in one place.
+"""One home for checking every config dict in dl_optim: clear errors that name the key, the value and what is allowed, and the dl_techniques guide's defaults in one place.
 
 Docs: https://dl-optim.github.io/dl_optim/config.html.md"""
 
@@ -109,7 +109,7 @@ class Boolean:
 
 # %% ../nbs/00_config.ipynb #2ecae126
 class Choice:
-    "Check for one of a fixed set of strings, compared after `strip().lower()` as the seed guide does for `type`"
+    "Check for one of a fixed set of strings, compared after `strip().lower()` as the dl_techniques guide does for `type`"
     def __init__(self, *options:str, normalize:bool=True):
         self.options,self.normalize = tuple(options),normalize
     def __repr__(self): return 'one of ' + ', '.join(repr(o) for o in self.options)

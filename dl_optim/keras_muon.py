@@ -1,4 +1,4 @@
-"""`dl_optim.keras_muon.Muon`: the seed guide's Keras Muon with its arguments and defaults, right where the original is wrong (layout, conv kernels, heads, schedules, serialization), on the torch, JAX and TensorFlow backends.
+"""`dl_optim.keras_muon.Muon`: the dl_techniques guide's Keras Muon with its arguments and defaults, right where the original is wrong (layout, conv kernels, heads, schedules, serialization), on the torch, JAX and TensorFlow backends.
 
 Docs: https://dl-optim.github.io/dl_optim/keras_muon.html.md"""
 
@@ -117,8 +117,8 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
                  adam_lr_ratio:float|None=_K['adam_lr_ratio'],# If set, Adam lr = ratio · (scheduled) Muon lr
                  exclude_layers=_K['exclude_layers'],         # Literal path substrings forced to Adam
                  exclude_embeddings:bool=_K['exclude_embeddings'], # Route embeddings to Adam
-                 caution:bool=_K['caution'],                  # Cautious Adam updates (seed 003)
-                 use_nadam:bool=_K['use_nadam'],              # Nesterov Adam on the Adam side (seed 003)
+                 caution:bool=_K['caution'],                  # Cautious Adam updates (subtotechnoblade/Optimizers)
+                 use_nadam:bool=_K['use_nadam'],              # Nesterov Adam on the Adam side (subtotechnoblade/Optimizers)
                  coefficients=_K['coefficients'],             # Newton–Schulz schedule, as in the torch Muon
                  adjust_lr:str|None=_K['adjust_lr'],          # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
                  ns_dtype:str|None=_K['ns_dtype'],            # NS compute dtype name; None: bf16 on GPUs, float32 on CPUs

@@ -1,4 +1,4 @@
-"""`optimizer_builder(config, lr_schedule)`: Keras optimizers from the seed guide's flat config dicts (Adam, AdamW, RMSprop, Adadelta, Nadam, SGD and Muon), with gradient clipping and weight decay, validated.
+"""`optimizer_builder(config, lr_schedule)`: Keras optimizers from the dl_techniques guide's flat config dicts (Adam, AdamW, RMSprop, Adadelta, Nadam, SGD and Muon), with gradient clipping and weight decay, validated.
 
 Docs: https://dl-optim.github.io/dl_optim/optimizers.html.md"""
 
@@ -81,8 +81,8 @@ def _check_lr(lr_schedule, learning_rate):
 
 def optimizer_builder(config:dict,                 # Flat config: `type` plus the type's keys, clipping, weight decay
                       lr_schedule=None,            # Learning rate: a float or a Keras `LearningRateSchedule`
-                      *, learning_rate=None):      # The same, under the keyword the seed guide's examples use
-    "Build a Keras optimizer from a config dict in the seed guide's format"
+                      *, learning_rate=None):      # The same, under the keyword the dl_techniques guide's examples use
+    "Build a Keras optimizer from a config dict in the dl_techniques guide's format"
     where = 'optimizer config'
     kind, variant = _optimizer_type(config, where)
     lr = _check_lr(lr_schedule, learning_rate)
@@ -104,7 +104,7 @@ def optimizer_builder(config:dict,                 # Flat config: `type` plus th
         from dl_optim.keras_muon import Muon
         opt = Muon(learning_rate=lr, name=_NAMES[kind], variant=variant, **kwargs)
     else:
-        if kwargs.pop('caution', False):   # seed 003's cautious Adam/Nadam (dl_optim.cautious_keras), with this config's values
+        if kwargs.pop('caution', False):   # subtotechnoblade/Optimizers' cautious Adam/Nadam (dl_optim.cautious_keras), with this config's values
             from dl_optim.cautious_keras import Adam, Nadam
             if kwargs.pop('amsgrad', False):
                 raise ConfigError('amsgrad', True, 'False when caution is true (the cautious Adam has no AMSGrad variant)', where)

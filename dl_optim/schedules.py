@@ -1,4 +1,4 @@
-"""`learning_rate_schedule_builder`: flat config dicts in the seed guide's format, five schedule types with linear warmup, as serializable Keras schedules on every backend and as PyTorch LR schedulers.
+"""`learning_rate_schedule_builder`: flat config dicts in the dl_techniques guide's format, five schedule types with linear warmup, as serializable Keras schedules on every backend and as PyTorch LR schedulers.
 
 Docs: https://dl-optim.github.io/dl_optim/schedules.html.md"""
 
@@ -103,7 +103,7 @@ def parse_schedule_config(config) -> tuple[str, dict]:
     return kind, parse_config(config, {**SCHEDULE_SCHEMAS[kind], **_WARMUP}, f'{where} ({kind})', ignore=('type',))
 
 def learning_rate_schedule_builder(config:dict) -> WarmupSchedule:
-    "Build a warmed-up Keras learning-rate schedule from a flat config dict in the seed guide's format"
+    "Build a warmed-up Keras learning-rate schedule from a flat config dict in the dl_techniques guide's format"
     kind, c = parse_schedule_config(config)
     return WarmupSchedule(_primary(kind, c), c['warmup_steps'], c['warmup_start_lr'])
 
