@@ -98,7 +98,7 @@ def _race(args) -> dict:
     from dl_optim.config import Number, input_file
     from rich.console import Console
     w = 'dl-optim race'
-    cfg = RaceConfig(steps=args.steps, seed=args.seed, threads=args.threads,
+    cfg = RaceConfig(steps=args.steps, seed=args.seed, threads=args.threads, qk_clip_tau=args.qk_clip_tau,
                      **({'eval_every': args.eval_every} if args.eval_every is not None else {}))   # checks every count
     for k in ('processes', 'nproc'): Number(1, integer=True, optional=True)(getattr(args, k), f'--{k}', w)
     if args.corpus: input_file(args.corpus, '--corpus', w)
@@ -166,12 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     race.add_argument('--corpus', default=None, help='text file to race on (default: the Python standard library sources)')
     race.add_argument('--steps', type=int, default=600, help='training steps per optimizer (default 600)')
     race.add_argument('--seed', type=int, default=0, help='seed of the initialisation and data order (default 0)')
-    race.add_argument('--optimizers', default='adamw,muon', help='comma-separated: adamw, muon, torch_muon, muon_jordan, normuon (default adamw,muon)')
+    race.add_argument('--optimizers', default='adamw,muon', help='comma-separated: adamw, muon, torch_muon, muon_jordan, normuon, muonclip, muon_standard_ns, muon_aol (default adamw,muon)')
     race.add_argument('--out', default='race_out', help='directory for race.json and race.png (default race_out)')
     race.add_argument('--threads', type=int, default=1, help='torch threads per optimizer process (default 1)')
     race.add_argument('--processes', type=int, default=None, help='parallel processes (default: one per optimizer, up to the cores)')
     race.add_argument('--nproc', type=int, default=None, help='train each optimizer data-parallel on N gloo processes (Muon as DistMuon)')
     race.add_argument('--eval-every', type=int, default=None, help='steps between validations (default 25)')
+    race.add_argument('--qk-clip-tau', type=float, default=100.0, help='muonclip: the cap on attention logits (default 100, as Kimi K2)')
     race.add_argument('--quiet', action='store_true', help='no progress bars')
     race.set_defaults(run=_race)
     se = sub.add_parser('sled-eval', help='score a multiple-choice fact set with greedy, SLED and DoLa on SmolLM2-135M (CPU)')

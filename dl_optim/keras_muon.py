@@ -123,6 +123,8 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
                  adjust_lr:str|None=_K['adjust_lr'],          # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
                  ns_dtype:str|None=_K['ns_dtype'],            # NS compute dtype name; None: bf16 on GPUs, float32 on CPUs
                  cautious_weight_decay:bool=_K['cautious_weight_decay'], # Decay only coordinates where update and weight agree in sign
+                 ns_method:str=_K['ns_method'],               # 'auto' (Gram Newton–Schulz where it pays), 'standard' or 'gram'
+                 ns_precondition:str|None=_K['ns_precondition'], # None, or 'aol' (the AOL start; pair with ns_steps=4)
                  head_names=_K['head_names'],                 # Path components marking output heads (→ Adam)
                  adam_weight_decay:float|None=_K['adam_weight_decay'], # Adam-side weight decay; None: same as `weight_decay`
                  layer_info:dict|None=_K['layer_info'],       # Per-variable-path facts from the model (`for_model` fills it; saved)

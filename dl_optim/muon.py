@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from .cautious import adamw_update
 from .config import ConfigError, Number, Boolean, did_you_mean
-from .newton_schulz import resolve_schedule
+from .newton_schulz import resolve_schedule, default_ns_dtype, ns_method_for
 from .routing import route_parameter, matrix_view, RoutingReport, Route, row_blocks_for
 from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON, muon_update, muon_variant
 from .ops import TORCH, closure_loss, with_grads
@@ -94,6 +94,8 @@ class Muon(torch.optim.Optimizer):
                  adjust_lr:str|None=_M['adjust_lr'],       # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
                  ns_dtype:torch.dtype|None=_M['ns_dtype'], # Newton–Schulz compute dtype; None: `default_ns_dtype(device)`
                  cautious_weight_decay:bool=_M['cautious_weight_decay'], # Decay only coordinates where update and weight agree in sign
+                 ns_method:str=_M['ns_method'],            # 'auto' (Gram Newton–Schulz where it pays), 'standard' or 'gram'
+                 ns_precondition:str|None=_M['ns_precondition'], # None, or 'aol' (the AOL start; pair with ns_steps=4)
                  adam_lr:float=_A['adam_lr'],              # AdamW learning rate
                  adam_betas:tuple=_A['adam_betas'],        # AdamW betas
                  adam_eps:float=_A['adam_eps'],            # AdamW epsilon
@@ -158,6 +160,22 @@ class Muon(torch.optim.Optimizer):
         "torch's AdamW on explicit tensors"
         adamw_update(params, grads, [self.state[p] for p in params], group['lr'], group['betas'], group['eps'],
                      group['weight_decay'], group['caution'])
+
+    def ns_plan(self) -> dict:
+        "Matrices per Newton–Schulz method ('standard', 'gram'), as `ns_method` resolves for each shape and compute dtype"
+        plan = {}
+        for g in self.param_groups:
+            if not g['use_muon']: continue
+            sched = resolve_schedule(g['coefficients'], g['ns_steps'])
+            for p in g['params']:
+                v = self._views.get(p) or matrix_view(tuple(p.shape))
+                m = ns_method_for((v.rows, v.cols), sched, g['ns_dtype'] or default_ns_dtype(p.device), g['ns_method'])
+                plan[m] = plan.get(m, 0) + v.batch
+        return plan
+
+    def __repr__(self):
+        plan = ', '.join(f'{m} on {n} matrices' for m, n in sorted(self.ns_plan().items()))
+        return super().__repr__() + f"\nNewton–Schulz: {plan or 'no Muon matrices'}"
 
 # %% ../nbs/03_muon.ipynb #4670816f
 def initial_lr(lr):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 import torch
 from .config import ConfigError, Number, Boolean, Strings, Betas, Hyper, Spec, DEFAULTS, learning_rate, keras_learning_rate
-from .newton_schulz import resolve_schedule, Schedule
+from .newton_schulz import resolve_schedule, check_ns_method, check_precondition, Schedule
 from .routing import lr_scale, check_adjust_lr, DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES
 from .ops import TORCH
 
@@ -58,7 +58,9 @@ MUON_SPEC = Spec(
     Hyper('adjust_lr', 'original', check_adjust_lr, "Shape scale: 'original', 'match_rms_adamw', 'spectral' or None"),
     Hyper('ns_dtype', None, check_ns_dtype, 'Newton–Schulz compute dtype; None: bf16 where bf16 matmuls are fast, else float32',
           keras_check=check_ns_dtype_name),
-    Hyper('cautious_weight_decay', False, Boolean(), 'Decay only coordinates where update and weight agree in sign'))
+    Hyper('cautious_weight_decay', False, Boolean(), 'Decay only coordinates where update and weight agree in sign'),
+    Hyper('ns_method', 'auto', check_ns_method, "Newton–Schulz method: 'auto' (Gram NS where it pays), 'standard' or 'gram'"),
+    Hyper('ns_precondition', None, check_precondition, "None, or 'aol': the AOL start (Turbo-Muon); pair it with ns_steps=4"))
 
 ADAMW_SPEC = Spec(
     Hyper('adam_lr', _D['adam_learning_rate'], learning_rate, 'AdamW learning rate', keras='adam_learning_rate', keras_check=Number(0), group='lr'),
@@ -169,6 +171,7 @@ def muon_update(xp,                          # `TORCH` or a `KerasOps`
                 decay:list|None=None):       # Per-parameter: whether weight decay applies (Keras exclusions); None: all
     "One Muon step: momentum → variant → batched Newton–Schulz → variant → shape scale, weight decay, apply"
     lr, sched = hyper['lr'], resolve_schedule(hyper['coefficients'], hyper['ns_steps'])
+    ns_options = dict(precondition=hyper.get('ns_precondition'), method=hyper.get('ns_method', 'auto'))
     buckets = defaultdict(list)
     for i, (p, g, st, view) in enumerate(zip(params, grads, states, views)):
         init_muon_state(xp, st, p, view, variant)
@@ -179,7 +182,7 @@ def muon_update(xp,                          # `TORCH` or a `KerasOps`
         mats = [as_matrices(xp, u, view) for _, u in items]
         U = xp.reshape(xp.stack(mats) if n > 1 else mats[0], (n * view.batch, view.rows, view.cols))   # one tensor: no copy
         U = variant.before_orthogonalize(xp, U, sts, view, hyper)
-        O = xp.orthogonalize(U if n * view.batch > 1 else xp.reshape(U, (view.rows, view.cols)), sched, hyper['ns_dtype'])
+        O = xp.orthogonalize(U if n * view.batch > 1 else xp.reshape(U, (view.rows, view.cols)), sched, hyper['ns_dtype'], **ns_options)
         O = variant.after_orthogonalize(xp, xp.reshape(O, (n * view.batch, view.rows, view.cols)), sts, view, hyper)
         scale = lr_scale(view, hyper['adjust_lr'])
         for (i, _), o in zip(items, xp.unstack(xp.reshape(O, (n, view.batch * view.rows, view.cols)))):

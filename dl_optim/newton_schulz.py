@@ -11,11 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from .config import ConfigError, Number, Choice, did_you_mean
+from .ops import TORCH
+from .gram_ns import gram_newton_schulz, gram_pays, restart_steps
+from .preconditioned_ns import aol_start
 
 # %% auto #0
-__all__ = ['CUBIC', 'JORDAN', 'NAMED_SCHEDULES', 'DEFAULT_STEPS', 'MAX_GAIN', 'quintic', 'compose', 'Schedule', 'plot_schedules',
-           'minimax_quintic', 'polar_express_coefficients', 'polar_express_schedule', 'resolve_schedule',
-           'worst_case_error', 'default_ns_dtype', 'orthogonalize', 'matrix_with_spectrum', 'polar_error']
+__all__ = ['CUBIC', 'JORDAN', 'NAMED_SCHEDULES', 'DEFAULT_STEPS', 'MAX_GAIN', 'NS_METHODS', 'PRECONDITIONERS', 'check_ns_method',
+           'quintic', 'compose', 'Schedule', 'plot_schedules', 'minimax_quintic', 'polar_express_coefficients',
+           'polar_express_schedule', 'resolve_schedule', 'worst_case_error', 'default_ns_dtype', 'check_precondition',
+           'ns_schedule', 'ns_method_for', 'orthogonalize', 'matrix_with_spectrum', 'polar_error']
 
 # %% ../nbs/01_newton_schulz.ipynb #f8718538
 def quintic(x, a:float, b:float, c:float):
@@ -222,34 +226,62 @@ def _polar_svd(G:torch.Tensor) -> torch.Tensor:
     tol = S.amax(dim=-1, keepdim=True) * max(X.shape[-2:]) * torch.finfo(torch.float64).eps
     return ((U * (S > tol).to(U.dtype).unsqueeze(-2)) @ Vh).to(G.dtype)
 
-def _ns_loop(X:torch.Tensor, coefficients) -> torch.Tensor:
-    "Run the polynomials on a contiguous wide (…, m, n) tensor, m ≤ n, with fused GEMM epilogues"
+def _ns_loop(X:torch.Tensor, coefficients, A:torch.Tensor|None=None) -> torch.Tensor:
+    "Run the polynomials on a contiguous wide (…, m, n) tensor, m ≤ n, with fused GEMM epilogues; `A`: X·Xᵀ if known"
     mm = torch.addmm if X.ndim == 2 else torch.baddbmm
     for a, b, c in coefficients:
-        A = X @ X.mT
+        A = X @ X.mT if A is None else A
         B = mm(A, A, A, beta=b, alpha=c) if c != 0 else A * b
-        X = mm(X, B, X, beta=a, alpha=1.0)
+        X, A = mm(X, B, X, beta=a, alpha=1.0), None
     return X
+
+# %% ../nbs/01_newton_schulz.ipynb #ea62755d
+NS_METHODS = ('auto', 'standard', 'gram')
+PRECONDITIONERS = ('aol',)
+check_ns_method = Choice(*NS_METHODS)
+
+def check_precondition(value, key='precondition', where='orthogonalize') -> str|None:
+    "None (or 'none'): the Frobenius scaling; 'aol': the AOL row scaling"
+    if value is None: return None
+    v = Choice('none', *PRECONDITIONERS)(value, key, where)
+    return None if v == 'none' else v
+
+def ns_schedule(coefficients, steps, precondition=None) -> Schedule:
+    "`resolve_schedule`, with one step fewer by default for a named schedule after the AOL start"
+    if steps is None and isinstance(coefficients, str) and check_precondition(precondition): steps = DEFAULT_STEPS - 1
+    return resolve_schedule(coefficients, steps)
+
+def ns_method_for(shape, schedule:Schedule, dtype, method:str='auto') -> str:
+    "'standard' or 'gram': what `orthogonalize` runs on (…, m, n) matrices (`method='auto'`: Gram where `gram_pays`)"
+    if method != 'auto': return method
+    name = dtype if isinstance(dtype, str) else str(dtype).removeprefix('torch.')
+    return 'gram' if gram_pays(shape[-2], shape[-1], schedule.coefficients, name) else 'standard'
 
 # %% ../nbs/01_newton_schulz.ipynb #9cb31fa3
 def orthogonalize(G:torch.Tensor,                # (…, m, n) matrix or batch of matrices
                   coefficients='polar_express',  # Schedule: a name, (a, b, c), a list of them, or a `Schedule`
-                  steps:int|None=None,           # Steps (default 5 for named schedules)
+                  steps:int|None=None,           # Steps (default 5 for named schedules, 4 with `precondition='aol'`)
                   dtype:torch.dtype|None=None,   # Compute dtype; `None`: `default_ns_dtype(G.device)`
-                  eps:float=1e-7                 # Added to the norm, so zero input gives zero output
+                  eps:float=1e-7,                # Added to the norm, so zero input gives zero output
+                  precondition:str|None=None,    # 'aol': start from the AOL row scaling (Turbo-Muon) instead of the Frobenius norm
+                  method:str='auto'              # 'standard', 'gram' (Gram Newton–Schulz) or 'auto' (Gram where it pays)
                  ) -> torch.Tensor:
     "Approximate the polar factor U·Vᵀ of each matrix in `G` by a Newton–Schulz schedule; same shape and dtype as `G`"
     if G.ndim < 2: raise ValueError(f"orthogonalize needs a matrix or a batch of matrices, got shape {tuple(G.shape)}")
-    sched = resolve_schedule(coefficients, steps)
+    sched, precondition = ns_schedule(coefficients, steps, precondition), check_precondition(precondition, 'precondition', 'orthogonalize')
+    method = check_ns_method(method, 'method', 'orthogonalize')
     if sched.name == 'svd': return _polar_svd(G)
     dtype = dtype or default_ns_dtype(G.device)
     tall = G.size(-2) > G.size(-1)
     X = G.mT if tall else G
     norm = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=torch.promote_types(X.dtype, torch.float32))
-    X = (X * (1.0 / (norm * sched.input_scale + eps))).to(dtype)
+    X = (X * (1.0 / (norm * (1.0 if precondition else sched.input_scale) + eps))).to(dtype)
     batch_shape = X.shape[:-2]
-    X = X.reshape(-1, *X.shape[-2:]) if X.ndim > 3 else X
-    X = _ns_loop(X.contiguous(), sched.coefficients)
+    X = (X.reshape(-1, *X.shape[-2:]) if X.ndim > 3 else X).contiguous()
+    X, A = aol_start(TORCH, X) if precondition else (X, None)
+    if ns_method_for(X.shape, sched, dtype, method) == 'gram':
+        X = gram_newton_schulz(TORCH, X, sched.coefficients, restart_steps(str(dtype).removeprefix('torch.'), len(sched.coefficients)), A)
+    else: X = _ns_loop(X, sched.coefficients, A)
     X = X.reshape(*batch_shape, *X.shape[-2:])
     return (X.mT if tall else X).to(G.dtype)
 

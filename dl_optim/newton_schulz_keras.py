@@ -8,7 +8,10 @@ Docs: https://dl-optim.github.io/dl_optim/newton_schulz_keras.html.md"""
 __all__ = ['default_ns_dtype_keras', 'orthogonalize_keras']
 
 # %% ../nbs/01a_newton_schulz_keras.ipynb #9fc83a6a
-from .newton_schulz import resolve_schedule
+from .newton_schulz import ns_schedule, ns_method_for, check_ns_method, check_precondition
+from .gram_ns import gram_newton_schulz, restart_steps
+from .preconditioned_ns import aol_start
+from .ops import KerasOps
 import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
 from keras import ops
 
@@ -32,10 +35,13 @@ def orthogonalize_keras(G,                            # (…, m, n) tensor of th
                         coefficients='polar_express', # As in `orthogonalize`
                         steps:int|None=None,          # As in `orthogonalize`
                         dtype:str|None=None,          # Compute dtype name; `None`: `default_ns_dtype_keras()`
-                        eps:float=1e-7):
-    "`orthogonalize` in `keras.ops`: jit-safe (no branching on values), same schedules, same numerics"
+                        eps:float=1e-7,
+                        precondition:str|None=None,   # As in `orthogonalize`: None or 'aol'
+                        method:str='auto'):           # As in `orthogonalize`: 'standard', 'gram' or 'auto'
+    "`orthogonalize` in `keras.ops`: jit-safe (no branching on values), same schedules, same numerics, same options"
     if len(G.shape) < 2: raise ValueError(f"orthogonalize needs a matrix or a batch of matrices, got shape {tuple(G.shape)}")
-    sched = resolve_schedule(coefficients, steps)
+    sched, precondition = ns_schedule(coefficients, steps, precondition), check_precondition(precondition, 'precondition', 'orthogonalize_keras')
+    method = check_ns_method(method, 'method', 'orthogonalize_keras')
     in_dtype = keras.backend.standardize_dtype(G.dtype)
     if sched.name == 'svd':
         u, s, vh = ops.svd(ops.cast(G, 'float32'), full_matrices=False)
@@ -47,10 +53,14 @@ def orthogonalize_keras(G,                            # (…, m, n) tensor of th
     if tall: X = ops.swapaxes(X, -1, -2)
     norm = ops.sqrt(ops.sum(ops.square(X), axis=(-2, -1), keepdims=True))
     low, high = (lambda t: ops.cast(t, dtype)), (lambda t: ops.cast(t, 'float32'))
-    X = low(X / (norm * sched.input_scale + eps))
-    for a, b, c in sched.coefficients:   # products in `dtype`, the cancelling sums in float32
-        A = ops.matmul(X, ops.swapaxes(X, -1, -2))
-        B = low(b * high(A) + c * high(ops.matmul(A, A))) if c != 0 else low(b * high(A))
-        X = low(a * high(X) + high(ops.matmul(B, X)))
+    X = low(X / (norm * (1.0 if precondition else sched.input_scale) + eps))
+    X, A = aol_start(KerasOps(), X) if precondition else (X, None)
+    if ns_method_for(X.shape, sched, dtype, method) == 'gram':
+        X = gram_newton_schulz(KerasOps(), X, sched.coefficients, restart_steps(dtype, len(sched.coefficients)), A)
+    else:
+        for a, b, c in sched.coefficients:   # products in `dtype`, the cancelling sums in float32
+            A = ops.matmul(X, ops.swapaxes(X, -1, -2)) if A is None else A
+            B = low(b * high(A) + c * high(ops.matmul(A, A))) if c != 0 else low(b * high(A))
+            X, A = low(a * high(X) + high(ops.matmul(B, X))), None
     if tall: X = ops.swapaxes(X, -1, -2)
     return ops.cast(X, in_dtype)

@@ -59,10 +59,21 @@ class TorchOps:
     def finite_rows(self, x): return torch.isfinite(x).all(-1)
     def all_true(self, x): return bool(x.all())
     def tracing(self, x): return torch.compiler.is_compiling()
-    def orthogonalize(self, X, schedule, dtype=None):
+    # -- matrix products (the Newton–Schulz kernels) --
+    def matmul(self, a, b): return a @ b
+    def gram(self, x): return x @ x.mT
+    def addmm(self, c, a, b, beta, alpha):
+        "beta·c + alpha·(a @ b), fused in one GEMM epilogue; 2-D or a 3-D batch"
+        return (torch.addmm if c.ndim == 2 else torch.baddbmm)(c, a, b, beta=beta, alpha=alpha)
+    def eye_like(self, x):
+        "Identity matrices shaped like the square (…, m, m) `x`"
+        return torch.eye(x.shape[-1], dtype=x.dtype, device=x.device).expand_as(x)
+    def abs_rowsum(self, x): return x.abs().sum(-1, keepdim=True)
+    def rsqrt(self, x): return torch.rsqrt(x)
+    def orthogonalize(self, X, schedule, dtype=None, precondition=None, method='auto'):
         "Newton–Schulz on a matrix or a batch (`dl_optim.newton_schulz.orthogonalize`)"
         from dl_optim.newton_schulz import orthogonalize
-        return orthogonalize(X, schedule, dtype=dtype)
+        return orthogonalize(X, schedule, dtype=dtype, precondition=precondition, method=method)
 
 TORCH = TorchOps()
 
@@ -92,7 +103,7 @@ class KerasOps:
     # -- arrays --
     def convert(self, x, like): return self.ops.convert_to_tensor(x)
     def lerp(self, x, end, weight): return x + (end - x) * weight
-    def stack(self, xs): return self.ops.stack(xs)
+    def stack(self, xs): return self.ops.stack([self.ops.convert_to_tensor(x) for x in xs])   # TensorFlow cannot stack variables
     def unstack(self, x): return self.ops.unstack(x, axis=0)
     def reshape(self, x, shape): return self.ops.reshape(x, shape)
     def swap_last(self, x): return self.ops.swapaxes(x, -1, -2)
@@ -138,10 +149,21 @@ class KerasOps:
             return not tf.executing_eagerly()
         if isinstance(x, torch.Tensor): return torch.compiler.is_compiling()
         return False
-    def orthogonalize(self, X, schedule, dtype=None):
+    # -- matrix products: in the operands' dtype, sums in float32 (as a GEMM epilogue would) --
+    def matmul(self, a, b): return self.ops.matmul(a, b)
+    def gram(self, x): return self.ops.matmul(x, self.ops.swapaxes(x, -1, -2))
+    def addmm(self, c, a, b, beta, alpha):
+        f32 = lambda t: self.ops.cast(t, 'float32')
+        return self.ops.cast(beta * f32(c) + alpha * f32(self.ops.matmul(a, b)), c.dtype)
+    def eye_like(self, x):
+        o = self.ops
+        return o.broadcast_to(o.eye(o.shape(x)[-1], dtype=x.dtype), o.shape(x))
+    def abs_rowsum(self, x): return self.ops.sum(self.ops.abs(x), axis=-1, keepdims=True)
+    def rsqrt(self, x): return self.ops.rsqrt(x)
+    def orthogonalize(self, X, schedule, dtype=None, precondition=None, method='auto'):
         "Newton–Schulz in `keras.ops` (`dl_optim.newton_schulz_keras.orthogonalize_keras`)"
         from dl_optim.newton_schulz_keras import orthogonalize_keras
-        return orthogonalize_keras(X, schedule, dtype=dtype)
+        return orthogonalize_keras(X, schedule, dtype=dtype, precondition=precondition, method=method)
 
 def ops_for(x) -> TorchOps|KerasOps:
     "The namespace for `x`: torch tensors take the native torch path, everything else goes through `keras.ops`"

@@ -15,6 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 from ..config import ConfigError, Choice, Number, Boolean, input_file, output_dir
 from ..muon import Muon
+from ..muonclip import QKBlock, record_qk, MuonClip
 
 # %% auto #0
 __all__ = ['RACE_LRS', 'RACE_OPTIMIZERS', 'stdlib_corpus', 'file_corpus', 'Block', 'CharGPT', 'RaceConfig', 'make_optimizer',
@@ -43,7 +44,7 @@ def file_corpus(path) -> tuple[bytes, bytes, str]:
 
 # %% ../../nbs/08_race.ipynb #d08ae7c9
 class Block(nn.Module):
-    "Pre-LN transformer block: causal self-attention and a GELU MLP, no biases"
+    "Pre-LN transformer block: causal self-attention (its logits reported to QK-clip) and a GELU MLP, no biases"
     def __init__(self, d:int, heads:int):
         super().__init__()
         self.heads = heads
@@ -52,8 +53,13 @@ class Block(nn.Module):
     def forward(self, x):
         B, T, C = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        q, k = record_qk(self, q, k, (C // self.heads) ** -0.5, causal=True)   # a no-op unless QK-clip is attached
         x = x + self.proj(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C))
         return x + self.out(F.gelu(self.fc(self.ln2(x))))
+    def qk_block(self, name:str) -> QKBlock:
+        "Where QK-clip finds this block's query and key rows: the first two thirds of the fused `qkv`"
+        d = self.qkv.in_features
+        return QKBlock(name, self.qkv.weight, self.qkv.weight, self.heads, self.heads, d // self.heads, q_start=0, k_start=d)
 
 class CharGPT(nn.Module):
     "A small GPT over bytes: token and position embeddings, pre-LN blocks, final norm, untied head"
@@ -69,29 +75,32 @@ class CharGPT(nn.Module):
 
 # %% ../../nbs/08_race.ipynb #1091e5fb
 RACE_LRS = {'adamw': 1e-3, 'muon': 0.01, 'muon_adam': 1e-3}   # tuned once; see the sweep in the notebook
-RACE_OPTIMIZERS = ('adamw', 'muon', 'torch_muon', 'muon_jordan', 'normuon')
+RACE_OPTIMIZERS = ('adamw', 'muon', 'torch_muon', 'muon_jordan', 'normuon', 'muonclip', 'muon_standard_ns', 'muon_aol')
 
 @dataclass
 class RaceConfig:
     "Everything a race run depends on (stored in race.json)"
     layers:int=4; d:int=128; heads:int=4; ctx:int=128; batch:int=32; steps:int=600; warmup:int=30
-    eval_every:int=25; eval_batches:int=8; seed:int=0; threads:int=1
+    eval_every:int=25; eval_batches:int=8; seed:int=0; threads:int=1; qk_clip_tau:float=100.0
     lrs:dict=field(default_factory=lambda: dict(RACE_LRS))
     def __post_init__(self):   # every count is checked here, before any process starts
         for k in ('layers', 'd', 'heads', 'ctx', 'batch', 'steps', 'warmup', 'eval_every', 'eval_batches', 'threads'):
             setattr(self, k, Number(1, integer=True)(getattr(self, k), k, 'dl-optim race'))
         self.seed = Number(0, 2**32 - 1, integer=True)(self.seed, 'seed', 'dl-optim race')
+        self.qk_clip_tau = Number(0, low_open=True)(self.qk_clip_tau, 'qk_clip_tau', 'dl-optim race')
 
 def make_optimizer(name:str, model:nn.Module, cfg:RaceConfig, world:int=1):
     "The optimizer of a race entrant (Muon as `DistMuon` on `world` > 1 processes), and its warmup scheduler (linear over `cfg.warmup` steps)"
     lr, mlr, alr = cfg.lrs['adamw'], cfg.lrs['muon'], cfg.lrs['muon_adam']
     if world > 1 and name not in ('adamw', 'muon'): raise ConfigError('optimizers', name, 'adamw or muon when --nproc is given', 'dl-optim race')
     if name == 'adamw': opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-    elif name in ('muon', 'muon_jordan', 'normuon'):
+    elif name in ('muon', 'muon_jordan', 'normuon', 'muonclip', 'muon_standard_ns', 'muon_aol'):
         from dl_optim.distributed import DistMuon
-        opt = (DistMuon if world > 1 else Muon)(model, lr=mlr, adam_lr=alr, adam_betas=(0.9, 0.95), adam_eps=1e-8,
-                                                coefficients='jordan' if name == 'muon_jordan' else 'polar_express',
-                                                variant='normuon' if name == 'normuon' else None)
+        extra = ({'variant': 'normuon'} if name == 'normuon' else {'coefficients': 'jordan'} if name == 'muon_jordan' else
+                 {'qk_clip_tau': cfg.qk_clip_tau} if name == 'muonclip' else {'ns_method': 'standard'} if name == 'muon_standard_ns' else
+                 {'ns_precondition': 'aol', 'ns_steps': 4} if name == 'muon_aol' else {})
+        cls = DistMuon if world > 1 else MuonClip if name == 'muonclip' else Muon
+        opt = cls(model, lr=mlr, adam_lr=alr, adam_betas=(0.9, 0.95), adam_eps=1e-8, **extra)
     elif name == 'torch_muon':
         hidden = [p for n, p in model.named_parameters() if p.ndim == 2 and n.startswith('blocks')]
         rest = [p for n, p in model.named_parameters() if not (p.ndim == 2 and n.startswith('blocks'))]
