@@ -9,6 +9,7 @@ from pathlib import Path
 BENCHES = [  # (script, arguments for the full run, arguments for --quick, extra environment)
     ('newton_schulz.py', [], ['--rounds', '2', '--max-call-seconds', '2'], {}),
     ('muon_step.py', [], ['--layers', '2', '--d', '256', '--vocab', '4096', '--rounds', '2'], {}),
+    ('ns_methods.py', [], ['--layers', '2', '--rounds', '2', '--skip-big'], {}),
     ('keras_step.py', [], ['--layers', '1', '--d', '128', '--vocab', '1000', '--rounds', '2'], {'KERAS_BACKEND': 'torch'}),
     ('sled.py', [], ['--quick', '--rounds', '3'], {}),
 ]

@@ -5,7 +5,8 @@ Compared in one process, interleaved round by round, medians reported:
 - torch.optim.AdamW, foreach and fused, on all parameters;
 - torch.optim.Muon on the hidden matrices + torch.optim.AdamW (fused) on the rest (its NS always runs in bf16;
   skipped when its estimated step time exceeds --max-seconds, as on CPUs without bf16 matrix units);
-- dl_optim Muon (automatic routing, default NS dtype of the device);
+- dl_optim Muon (automatic routing, default NS dtype of the device) with `ns_method='auto'` (the default: Gram
+  Newton–Schulz on the matrices where it pays) and with `ns_method='standard'`, and with the AOL start at 4 steps;
 - "NS only": dl_optim's orthogonalize on the same matrices, grouped by shape exactly as the optimizer does.
 """
 import argparse, json, statistics, time, platform
@@ -40,7 +41,8 @@ def main():
     p.add_argument('--out', default='bench/results')
     args = p.parse_args()
     torch.set_num_threads(args.threads); torch.manual_seed(0)
-    models = {k: GPTParams(args.layers, args.d, args.vocab) for k in ('adamw_foreach', 'adamw_fused', 'torch_muon', 'dl_optim')}
+    models = {k: GPTParams(args.layers, args.d, args.vocab) for k in ('adamw_foreach', 'adamw_fused', 'torch_muon', 'dl_optim',
+                                                                       'dl_optim_standard', 'dl_optim_aol')}
     for m in models.values():
         for q in m.parameters(): q.grad = torch.randn_like(q) * 1e-3
     hidden = lambda m: [q for n, q in m.named_parameters() if q.ndim == 2 and not n.startswith(('wte', 'wpe'))]
@@ -48,7 +50,9 @@ def main():
     dl = Muon(models['dl_optim'])
     steps = {'torch.optim.AdamW (foreach)': torch.optim.AdamW(models['adamw_foreach'].parameters(), foreach=True).step,
              'torch.optim.AdamW (fused)': torch.optim.AdamW(models['adamw_fused'].parameters(), fused=True).step,
-             'dl_optim Muon': dl.step}
+             "dl_optim Muon (ns_method='auto', default)": dl.step,
+             "dl_optim Muon (ns_method='standard')": Muon(models['dl_optim_standard'], ns_method='standard').step,
+             "dl_optim Muon (AOL start, 4 steps, auto)": Muon(models['dl_optim_aol'], ns_precondition='aol', ns_steps=4).step}
     mats = [q for q in hidden(models['dl_optim'])]
     flops = sum(5 * (4 * min(q.shape) ** 2 * max(q.shape) + 2 * min(q.shape) ** 3) for q in mats)
     bf16_rate = 1.4e9 if default_ns_dtype('cpu') == torch.float32 else 700e9   # measured in bench/newton_schulz.py
@@ -60,6 +64,7 @@ def main():
     for q in mats: groups[tuple(q.shape)].append(q.grad)
     dtype = default_ns_dtype('cpu')
     steps['NS only (same grouping)'] = lambda: [orthogonalize(torch.stack(g), dtype=dtype) for g in groups.values()]
+    steps["NS only (same grouping, standard)"] = lambda: [orthogonalize(torch.stack(g), dtype=dtype, method='standard') for g in groups.values()]
     for f in steps.values(): f()   # warm-up (creates optimizer state)
     samples = {k: [] for k in steps}
     for _ in range(args.rounds):
@@ -70,11 +75,14 @@ def main():
              f"{sum(q.numel() for q in mats) / 1e6:.1f} M in {len(mats)} hidden matrices, NS {flops / 1e9:.0f} GFLOP/step). "
              f"CPU: {cpu_kind()}; {args.threads} threads, torch {torch.__version__}; "
              f"medians of {args.rounds} interleaved rounds.", '',
-             '| optimizer | step (ms) | × fused AdamW | × NS only |', '|---|---|---|---|']
+             '| optimizer | step (ms) | × fused AdamW | × NS only | × the standard-NS row |', '|---|---|---|---|---|']
+    std = {'Muon': med["dl_optim Muon (ns_method='standard')"], 'NS': med['NS only (same grouping, standard)']}
     for k, t in med.items():
-        lines.append(f"| {k} | {t * 1e3:.1f} | {t / med['torch.optim.AdamW (fused)']:.1f} | {t / med['NS only (same grouping)']:.3f} |")
+        ref = std['NS'] if k.startswith('NS only') else std['Muon'] if k.startswith('dl_optim') else None
+        lines.append(f"| {k} | {t * 1e3:.1f} | {t / med['torch.optim.AdamW (fused)']:.1f} | {t / med['NS only (same grouping)']:.3f} | "
+                     f"{f'{t / ref:.2f}' if ref else ''} |")
     if 'torch.optim.Muon + AdamW (fused)' not in med:
-        lines.append(f"| torch.optim.Muon + AdamW (fused) | not run: its bf16 NS would take ≈ {est_torch_muon:.0f} s per step here | | |")
+        lines.append(f"| torch.optim.Muon + AdamW (fused) | not run: its bf16 NS would take ≈ {est_torch_muon:.0f} s per step here | | | |")
     table = '\n'.join(lines)
     print(table)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""`cautious`: apply only the components of an update that agree in sign with the gradient, rescaled by the kept fraction. One function, used by a torch `AdamW`, the Keras `Adam`/`Nadam` of seed 003 (next page) and the Adam side of both Muons; reachable from `optimizer_builder` with `"caution": true`.
+"""`cautious`: apply only the components of an update that agree in sign with the gradient, rescaled by the kept fraction. One function, used by a torch `AdamW`, the Keras `Adam`/`Nadam` of subtotechnoblade/Optimizers (next page) and the Adam side of both Muons; reachable from `optimizer_builder` with `"caution": true`.
 
 Docs: https://dl-optim.github.io/dl_optim/cautious.html.md"""
 

@@ -1,4 +1,4 @@
-"""Seed 003's `Adam` and `Nadam`: drop-in Keras 3 optimizers with decoupled weight decay and cautious updates, written in `keras.ops` for every backend, serializable, and built by `optimizer_builder` when a config says `"caution": true`.
+"""subtotechnoblade/Optimizers' `Adam` and `Nadam`: drop-in Keras 3 optimizers with decoupled weight decay and cautious updates, written in `keras.ops` for every backend, serializable, and built by `optimizer_builder` when a config says `"caution": true`.
 
 Docs: https://dl-optim.github.io/dl_optim/cautious_keras.html.md"""
 
@@ -32,7 +32,7 @@ def adam_direction(opt, g, var, m, v, beta_1:float, beta_2:float, epsilon:float,
 _SEED3 = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.995, weight_decay=0.004, caution=True, epsilon=1e-8)
 
 class _CautiousAdamBase(WeightDecayExclusions, keras.optimizers.Optimizer):
-    "Adam/Nadam with decoupled weight decay and cautious updates (seed 003); subclasses set `_nesterov`"
+    "Adam/Nadam with decoupled weight decay and cautious updates (subtotechnoblade/Optimizers); subclasses set `_nesterov`"
     _nesterov = False
     def __init__(self,
                  learning_rate=_SEED3['learning_rate'],   # Learning rate: float or schedule
@@ -75,9 +75,9 @@ class _CautiousAdamBase(WeightDecayExclusions, keras.optimizers.Optimizer):
 
 @keras.saving.register_keras_serializable(package='dl_optim')
 class Adam(_CautiousAdamBase):
-    "Adam with decoupled weight decay and cautious updates (seed 003's defaults)"
+    "Adam with decoupled weight decay and cautious updates (subtotechnoblade/Optimizers' defaults)"
 
 @keras.saving.register_keras_serializable(package='dl_optim')
 class Nadam(_CautiousAdamBase):
-    "Nadam (Nesterov Adam) with decoupled weight decay and cautious updates (seed 003's defaults)"
+    "Nadam (Nesterov Adam) with decoupled weight decay and cautious updates (subtotechnoblade/Optimizers' defaults)"
     _nesterov = True

@@ -113,7 +113,7 @@ def _check_progress(progress) -> float:
     if math.isnan(p): raise ConfigError('progress', progress, 'a number, not NaN', 'deep supervision schedule')
     return p
 
-def deep_supervision_schedule_builder(config:dict,            # {"type": ..., "config": {...}} as in the seed guide
+def deep_supervision_schedule_builder(config:dict,            # {"type": ..., "config": {...}} as in the dl_techniques guide
                                       no_outputs:int,         # Number of supervised outputs
                                       invert_order:bool=False # Reverse the vector (final output last)
                                      ) -> DeepSupervisionSchedule:

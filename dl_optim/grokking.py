@@ -1,4 +1,4 @@
-"""Two gradient transforms planned by seed 003 for "grokking" (late generalisation): **GrokFast** amplifies the slow part of each gradient with an EMA filter, **OrthoGrad** removes the part of each gradient parallel to its weights. They compose with any torch optimizer through step hooks (checkpointed with it) and any Keras optimizer through its gradient path (next page), with the classic modular-addition experiment as evidence.
+"""Two gradient transforms planned by subtotechnoblade/Optimizers for "grokking" (late generalisation): **GrokFast** amplifies the slow part of each gradient with an EMA filter, **OrthoGrad** removes the part of each gradient parallel to its weights. They compose with any torch optimizer through step hooks (checkpointed with it) and any Keras optimizer through its gradient path (next page), with the classic modular-addition experiment as evidence.
 
 Docs: https://dl-optim.github.io/dl_optim/grokking.html.md"""
 

@@ -11,8 +11,8 @@ from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, String
 import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
 
 # %% auto #0
-__all__ = ['OPTIMIZER_SCHEMAS', 'OPTIMIZER_TYPES', 'CLIPPING_KEYS', 'ADAMW_DEFAULT_WEIGHT_DECAY', 'WeightDecayExclusions',
-           'optimizer_builder']
+__all__ = ['OPTIMIZER_SCHEMAS', 'OPTIMIZER_TYPES', 'QK_CLIP_SCHEMA', 'CLIPPING_KEYS', 'ADAMW_DEFAULT_WEIGHT_DECAY',
+           'WeightDecayExclusions', 'optimizer_builder']
 
 # %% ../nbs/06_optimizers.ipynb #c0ed101e
 class WeightDecayExclusions:
@@ -44,7 +44,9 @@ OPTIMIZER_SCHEMAS = {
                   caution=Param(Boolean(), False)),
     'sgd': dict(momentum=Param(Number(0, 1), 0.0), nesterov=Param(Boolean(), False)),   # Keras's SGD accepts [0, 1]
 }
-OPTIMIZER_TYPES = tuple(OPTIMIZER_SCHEMAS) + ('muon',)
+OPTIMIZER_TYPES = tuple(OPTIMIZER_SCHEMAS) + ('muon', 'muonclip')
+QK_CLIP_SCHEMA = {'qk_clip_tau': Param(Number(0, low_open=True), 100.0), 'qk_clip_alpha': Param(Number(0, 1), 0.5),
+                  'qk_clip_remeasure': Param(Boolean(), True)}   # 'muonclip': the Keras Muon with a `KerasQKClip` step hook
 
 def _muon_schema(variant=None) -> dict:
     "Muon's config keys are its spec's Keras names (and a variant's); Muon checks their values itself, so there is one validator"
@@ -81,12 +83,17 @@ def _check_lr(lr_schedule, learning_rate):
 
 def optimizer_builder(config:dict,                 # Flat config: `type` plus the type's keys, clipping, weight decay
                       lr_schedule=None,            # Learning rate: a float or a Keras `LearningRateSchedule`
-                      *, learning_rate=None):      # The same, under the keyword the dl_techniques guide's examples use
+                      *, learning_rate=None,       # The same, under the keyword the dl_techniques guide's examples use
+                      model=None):                 # The Keras model, for `{"type": "muonclip"}` (QK-clip rescales its attention)
     "Build a Keras optimizer from a config dict in the dl_techniques guide's format"
     where = 'optimizer config'
     kind, variant = _optimizer_type(config, where)
     lr = _check_lr(lr_schedule, learning_rate)
-    schema = _muon_schema(variant) if kind == 'muon' else OPTIMIZER_SCHEMAS[kind]
+    clip, kind = kind == 'muonclip', 'muon' if kind == 'muonclip' else kind
+    if clip and model is None:
+        raise ConfigError('model', model, "the Keras model: optimizer_builder(config, lr, model=model) (type 'muonclip' rescales "
+                          'its attention layers)', where)
+    schema = {**_muon_schema(variant), **(QK_CLIP_SCHEMA if clip else {})} if kind == 'muon' else OPTIMIZER_SCHEMAS[kind]
     c = parse_config(config, {**schema, **_COMMON}, f'{where} ({kind})', ignore=('type',))
     clips = [k for k in CLIPPING_KEYS if c[k] is not None]
     if len(clips) > 1:
@@ -102,6 +109,10 @@ def optimizer_builder(config:dict,                 # Flat config: `type` plus th
         kwargs['exclude_from_weight_decay'] = [re.escape(n) for n in c['exclude_from_weight_decay']]
     if kind == 'muon':
         from dl_optim.keras_muon import Muon
+        if clip:
+            from dl_optim.muonclip_keras import KerasQKClip
+            kwargs['step_hooks'] = [KerasQKClip(model, **{k.removeprefix('qk_clip_'): c[k] for k in QK_CLIP_SCHEMA})]
+            for k in QK_CLIP_SCHEMA: kwargs.pop(k, None)
         opt = Muon(learning_rate=lr, name=_NAMES[kind], variant=variant, **kwargs)
     else:
         if kwargs.pop('caution', False):   # subtotechnoblade/Optimizers' cautious Adam/Nadam (dl_optim.cautious_keras), with this config's values

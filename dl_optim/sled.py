@@ -189,7 +189,7 @@ class SledLogitsProcessor:
 
 # %% ../nbs/09_sled.ipynb #fdcd26db
 def sled_builder(config:dict):  # {"type": "sled_v1", "config": {evolution_rate, evolution_scale, temperature, use_tau_in_update, inactive_logit_value | evolution_lower_bound, num_steps}}
-    "Build a `SledLogitsProcessor` from the seed guide's config dict"
+    "Build a `SledLogitsProcessor` from the dl_techniques guide's config dict"
     where = 'sled_builder'
     config_type(config, SLED_TYPES, where)
     return SledLogitsProcessor(**_parse_sled(nested_config(config, where), where + '.config'))

@@ -29,7 +29,7 @@ def test_invert_order_reverses_and_roundtrip(cfg, n, p):
     np.testing.assert_array_equal(DeepSupervisionSchedule.from_config(r.get_config())(p), r(p))
 
 def anchor(kind, p, n, **c):
-    "The original module's formulas (research note §1.7), valid for p in [0, 1]"
+    "The original module's formulas (transcribed from the dl_techniques module), valid for p in [0, 1]"
     def norm(w): s = w.sum(); return np.full(len(w), 1 / len(w)) if s <= 1e-8 else w / s
     def mix(f): return norm((1 - f) * np.arange(1, n + 1.0) + f * np.arange(n, 0, -1.0))
     if kind == 'constant_equal': return np.ones(n) / n

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.keras
 BACKEND = keras.backend.backend()
 
 def primary(kind, t, lr=1e-3, D=None, **kw):
-    "The seed guide's formulas in float64"
+    "The dl_techniques guide's formulas in float64"
     if kind == 'cosine_decay':
         a = kw.get('alpha', 1e-4); return lr * ((1 - a) * 0.5 * (1 + math.cos(math.pi * min(t, D) / D)) + a)
     if kind == 'exponential_decay': return lr * kw['decay_rate'] ** (t / D)

@@ -15,7 +15,7 @@ def layers(L, B, V, scale=3.0, seed=0):
     return np.stack(early + [final])
 
 def test_hand_worked_example():
-    "The research note's example, computed by hand (V = 4, k = 2, alpha = 1, eta = -100)"
+    "A worked example, computed by hand (V = 4, k = 2, alpha = 1, eta = -100)"
     x = torch.tensor([[[0., 2., 0., -1.]], [[2., 1., 0., -1.]]])
     cfg = dict(evolution_rate=1.0, evolution_scale=2, inactive_logit_value=-100.0)
     torch.testing.assert_close(SledLogitsProcessor(**cfg)(x), torch.tensor([[2.356086, 0.763117, -100, -100]]), atol=1e-5, rtol=0)

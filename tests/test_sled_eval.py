@@ -60,7 +60,7 @@ def smol():
     return load_smollm2()
 
 def test_model_is_loaded_correctly(smol):
-    "transformers' Llama from the GGUF file: plain-English perplexity near the research note's 9, tokenizer round trip, digits split"
+    "transformers' Llama from the GGUF file: plain-English perplexity near 9 (an independent forward pass), tokenizer round trip, digits split"
     from dl_optim.experiments.sled_eval import perplexity, encode, PLAIN_ENGLISH
     model, tok = smol
     assert type(model).__name__ == 'LlamaForCausalLM' and model.config.num_hidden_layers == 30
