@@ -63,7 +63,7 @@ def main():
         for dt in dtypes:
             if est[dt] > args.max_call_seconds: continue
             name = f'dl_optim {str(dt)[6:]}'
-            cases[name] = lambda dt=dt: orthogonalize(G, 'polar_express', dtype=dt)
+            cases[name] = lambda dt=dt: orthogonalize(G, 'polar_express', dtype=dt, method='standard')   # the kernel itself (Gram: ns_methods.py)
             if est[dt] > args.slow_seconds: slow.add(name)
             else: cases[f'bare mm {str(dt)[6:]}'] = bare_mms(G, dt) if batch == 1 else (lambda dt=dt: [bare_mms(g, dt)() for g in G])
         if est[torch.bfloat16] <= args.max_call_seconds:   # torch's NS always runs in bf16, 2-D only
