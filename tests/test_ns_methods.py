@@ -73,3 +73,25 @@ def test_options_validated_everywhere():
     net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Linear(256, 64), torch.nn.Linear(64, 64), torch.nn.Linear(64, 4))
     assert 'gram on 2 matrices, standard on 1 matrices' in repr(Muon(net, ns_dtype=torch.float32))
     assert Muon(net, ns_method='standard', ns_dtype=torch.float32).ns_plan() == {'standard': 3}
+
+@pytest.mark.keras
+@pytest.mark.parametrize('method, pre', [('gram', None), ('standard', 'aol'), ('gram', 'aol')])
+def test_keras_muon_matches_torch_and_round_trips(method, pre):
+    "The Keras Muon with the same NS options gives the torch Muon's weights; the options survive get_config and the builder"
+    import keras
+    from dl_optim.keras_muon import Muon as KerasMuon
+    from dl_optim.optimizers import optimizer_builder
+    rng = np.random.default_rng(0); K0 = rng.standard_normal((24, 80)).astype('float32')
+    gs = [rng.standard_normal((24, 80)).astype('float32') for _ in range(3)]
+    kv = keras.Variable(K0.copy(), name='w')
+    ko = KerasMuon(learning_rate=0.02, ns_method=method, ns_precondition=pre, ns_steps=4, ns_dtype='float32', head_names=['zzz'])
+    for g in gs: ko.apply_gradients([(keras.ops.convert_to_tensor(g), kv)])
+    W = torch.nn.Parameter(torch.from_numpy(K0.T.copy()))   # Keras kernels are (in, out)
+    to = Muon([{'params': [W], 'use_muon': True}], lr=0.02, ns_method=method, ns_precondition=pre, ns_steps=4, ns_dtype=torch.float32)
+    for g in gs: W.grad = torch.from_numpy(g.T.copy()); to.step()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kv), W.detach().numpy().T, atol=1e-5)
+    back = KerasMuon.from_config(ko.get_config())
+    assert (back.ns_method, back.ns_precondition, back.ns_steps) == (method, pre, 4)
+    built = optimizer_builder({'type': 'muon', 'ns_method': method, 'ns_precondition': pre, 'ns_steps': 4}, 0.02)
+    assert (built.ns_method, built.ns_precondition) == (method, pre)
+    with pytest.raises(ConfigError, match="'ns_precondition'"): optimizer_builder({'type': 'muon', 'ns_precondition': 'AOL2'}, 0.02)
