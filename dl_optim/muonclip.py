@@ -6,12 +6,13 @@ Docs: https://dl-optim.github.io/dl_optim/muonclip.html.md"""
 
 # %% ../nbs/05c_muonclip.ipynb #e0e22934
 from __future__ import annotations
-import math, sys, warnings
+import inspect, math, sys, warnings
 from dataclasses import dataclass
 import torch
 from torch import nn
 from .config import Number, Boolean
 from .step_hooks import StepHook, attach_step_hooks
+from .muon import Muon
 
 # %% auto #0
 __all__ = ['QKBlock', 'qk_block', 'max_logits', 'record_qk', 'QKClip', 'attach_qk_clip', 'MuonClip']
@@ -140,7 +141,6 @@ def record_qk(module:nn.Module,            # The attention module (its `QKBlock`
     return (query, key) if clip is None else clip.record(module, query, key, scaling, mask, causal)
 
 # %% ../nbs/05c_muonclip.ipynb #50c06be7
-import inspect
 _MHA_SIGNATURE = inspect.signature(nn.MultiheadAttention.forward)
 
 @torch.no_grad()
@@ -297,8 +297,6 @@ def attach_qk_clip(optimizer:torch.optim.Optimizer, # Any torch optimizer (Muon,
     return clip
 
 # %% ../nbs/05c_muonclip.ipynb #156ee177
-from .muon import Muon
-
 class MuonClip(Muon):
     "Muon with QK-clip after every step (Kimi K2's MuonClip)"
     def __init__(self, params, *args,
