@@ -30,8 +30,8 @@ def ns_products(m:int, n:int,            # The matrix is m × n (either orientat
 
 # %% ../nbs/01c_gram_ns.ipynb #35b6128b
 def restart_steps(dtype_name:str, steps:int) -> tuple:
-    "Steps before which Gram NS rebuilds X and its Gram matrix: 1, 3, 5, … in 16-bit dtypes, step 2 in float32/float64"
-    return tuple(range(1, steps, 2)) if dtype_name in ('bfloat16', 'float16') else (2,) if steps > 2 else ()
+    "Steps before which Gram NS rebuilds X and its Gram matrix: 1, 3, 5, … in 16-bit dtypes, none in float32/float64"
+    return tuple(range(1, steps, 2)) if dtype_name in ('bfloat16', 'float16') else ()
 
 # %% ../nbs/01c_gram_ns.ipynb #862dc4cd
 def gram_newton_schulz(xp,                  # `dl_optim.ops.TORCH` or a `KerasOps`

@@ -95,3 +95,19 @@ def test_keras_muon_matches_torch_and_round_trips(method, pre):
     built = optimizer_builder({'type': 'muon', 'ns_method': method, 'ns_precondition': pre, 'ns_steps': 4}, 0.02)
     assert (built.ns_method, built.ns_precondition) == (method, pre)
     with pytest.raises(ConfigError, match="'ns_precondition'"): optimizer_builder({'type': 'muon', 'ns_precondition': 'AOL2'}, 0.02)
+
+def _dist_gram(rank, world, tmp):
+    from test_distributed import Net, loss_of, reference, KW, STEPS
+    from dl_optim.distributed import DistMuon
+    kw = {**KW, 'ns_method': 'gram'}
+    torch.manual_seed(0)
+    model = Net(); opt = DistMuon(model, **kw)
+    for step in range(STEPS):
+        opt.zero_grad(); loss_of(model, rank, step).backward(); opt.step()
+    ref, _ = reference(world, STEPS, make=lambda m: Muon(m, **kw))
+    for (n, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-4, msg=lambda m: f'{n}: {m}')
+
+def test_dist_muon_with_gram_equals_single_process():
+    from test_distributed import _run
+    _run(_dist_gram, 2)
