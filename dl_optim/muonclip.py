@@ -15,7 +15,7 @@ from .step_hooks import StepHook, attach_step_hooks
 from .muon import Muon
 
 # %% auto #0
-__all__ = ['QKBlock', 'qk_block', 'max_logits', 'record_qk', 'QKClip', 'attach_qk_clip', 'MuonClip']
+__all__ = ['QKBlock', 'qk_block', 'max_logits', 'record_qk', 'max_logit_metrics', 'QKClip', 'attach_qk_clip', 'MuonClip']
 
 # %% ../nbs/05c_muonclip.ipynb #ebb5975f
 @dataclass(eq=False)
@@ -173,6 +173,14 @@ def _measure_mha(m:nn.MultiheadAttention, args, kwargs):
     m._qk_clip._merge(m, logits)
 
 # %% ../nbs/05c_muonclip.ipynb #8bdf362c
+def max_logit_metrics(max_logits:dict, per_head:bool=False) -> dict:
+    "{layer: per-head maxima} (torch or NumPy) as flat numbers for a logger; the torch and Keras clips both report this way"
+    out = {'qk_clip/max_logit': max((float(v.max()) for v in max_logits.values()), default=float('nan'))}
+    for name, v in max_logits.items():
+        out[f'qk_clip/max_logit/{name}'] = float(v.max())
+        if per_head: out.update({f'qk_clip/max_logit/{name}/head{h}': float(x) for h, x in enumerate(v)})
+    return out
+
 class QKClip(StepHook):
     "QK-clip (MuonClip): measure each head's max attention logit in the forward pass and cap it at `tau` after each step"
     def __init__(self,
@@ -268,11 +276,7 @@ class QKClip(StepHook):
 
     def metrics(self, per_head:bool=False) -> dict:
         "The last step's max logits as flat numbers for a logger: 'qk_clip/max_logit/<layer>' (and '…/head<h>')"
-        out = {'qk_clip/max_logit': max((float(v.max()) for v in self.max_logits.values()), default=float('nan'))}
-        for name, v in self.max_logits.items():
-            out[f'qk_clip/max_logit/{name}'] = float(v.max())
-            if per_head: out.update({f'qk_clip/max_logit/{name}/head{h}': float(x) for h, x in enumerate(v)})
-        return out
+        return max_logit_metrics(self.max_logits, per_head)
 
     def state_dict(self) -> dict: return {'clipped': dict(self.clipped)}
     def load_state_dict(self, state:dict): self.clipped = dict(state['clipped'])

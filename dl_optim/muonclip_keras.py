@@ -13,6 +13,7 @@ from keras import ops
 from .config import Number, Boolean
 from .ops import KerasOps
 from .step_hooks_keras import KerasStepHook
+from .muonclip import max_logit_metrics
 
 # %% auto #0
 __all__ = ['keras_max_logits', 'KerasQKClip']
@@ -152,12 +153,8 @@ class KerasQKClip(KerasStepHook):
         return {l.name: v for l, v in self._seen.items()}
 
     def metrics(self, per_head:bool=False) -> dict:
-        "The last step's max logits as flat numbers for a logger"
-        out = {'qk_clip/max_logit': max((float(v.max()) for v in self.max_logits.values()), default=float('nan'))}
-        for name, v in self.max_logits.items():
-            out[f'qk_clip/max_logit/{name}'] = float(v.max())
-            if per_head: out.update({f'qk_clip/max_logit/{name}/head{h}': float(x) for h, x in enumerate(v)})
-        return out
+        "The last step's max logits as flat numbers for a logger (`dl_optim.muonclip.max_logit_metrics`)"
+        return max_logit_metrics(self.max_logits, per_head)
 
     def callback(self):
         "A `keras.callbacks.Callback` that clips after every training batch, for optimizers without step hooks (torch, TensorFlow)"
