@@ -1,12 +1,14 @@
 """Benchmark: standard against Gram Newton–Schulz, with and without the AOL-preconditioned start, on real shapes.
 
-Run by hand (not in CI): `python bench/ns_methods.py [--rounds 5] [--threads 2] [--big-rounds 1] [--skip-big]`.
+Run by hand (not in CI): `python bench/ns_methods.py [--rounds 5] [--threads 2] [--big-rounds 1] [--skip-big | --only-big]
+[--dtypes float32,bfloat16] [--layers 12]`.
 Shapes: the GPT-2-small matrix set (per layer c_attn 768×2304, attention proj 768×768, c_fc 768×3072, MLP proj
 3072×768; timed as the 12-layer stacks Muon orthogonalizes in one batched call) and the two shapes DeepSpeed
 reported for its Gram default ((2048, 11059), (3584, 19353)). Every case of a shape is timed in the same process,
 interleaved round by round; the table reports medians and the ratio to standard 5-step Newton–Schulz, next to the
 ratio of multiply-adds (`dl_optim.gram_ns.ns_products`, restarts included). Dtypes: the CPU's default NS dtype, and
-float32; bf16 is skipped on CPUs without native bf16 (about 100× slower there; see bench/newton_schulz.py).
+float32 by default; `--dtypes` times others too (bf16 on a CPU without bf16 units is emulated: its times say nothing
+about bf16 hardware, only the ratios between methods are of interest).
 """
 import argparse, json, statistics, time
 from pathlib import Path
@@ -51,15 +53,18 @@ def main():
     p.add_argument('--rounds', type=int, default=5); p.add_argument('--big-rounds', type=int, default=1)
     p.add_argument('--threads', type=int, default=2); p.add_argument('--layers', type=int, default=12)
     p.add_argument('--skip-big', action='store_true', help='only the GPT-2-small set')
+    p.add_argument('--only-big', action='store_true', help='only the DeepSpeed shapes')
+    p.add_argument('--dtypes', default=None, help='comma-separated NS dtypes (default: the CPU default and float32)')
     p.add_argument('--out', default='bench/results')
     args = p.parse_args()
     torch.set_num_threads(args.threads); torch.manual_seed(0)
     default = default_ns_dtype('cpu')
-    dtypes = [default] + ([torch.float32] if default != torch.float32 else [])
+    dtypes = ([getattr(torch, d) for d in args.dtypes.split(',')] if args.dtypes
+              else [default] + ([torch.float32] if default != torch.float32 else []))
     rows, totals = [], {}
     for dtype in dtypes:
         dn = str(dtype).removeprefix('torch.')
-        for (m, n), batch, rounds, gpt2 in [(s, args.layers, args.rounds, True) for s in GPT2] + ([] if args.skip_big else [(s, 1, args.big_rounds, False) for s in DEEPSPEED]):
+        for (m, n), batch, rounds, gpt2 in ([] if args.only_big else [(s, args.layers, args.rounds, True) for s in GPT2]) + ([] if args.skip_big else [(s, 1, args.big_rounds, False) for s in DEEPSPEED]):
             G = torch.randn(batch, m, n) if gpt2 else torch.randn(m, n)
             med = run_shape(G, dtype, rounds, warmup=gpt2)   # the DeepSpeed shapes take seconds a call: no warm-up
             base, base_p = med['standard, 5 steps'], products('standard, 5 steps', m, n, dtype)
@@ -75,7 +80,7 @@ def main():
         lines.append(f"| {r['dtype']} | {r['shape']} | {r['case']} | {r['ms']:.0f} | {r['time_ratio']:.2f} | {r['flop_ratio']:.2f} |")
     lines += ['', f'GPT-2-small matrix set ({args.layers} layers, all four shapes), total Newton–Schulz time:', '',
               '| dtype | method | total ms | × standard |', '|---|---|---|---|']
-    for (dn, k), t in totals.items():
+    for (dn, k), t in totals.items():   # empty with --only-big
         lines.append(f"| {dn} | {k} | {t * 1e3:.0f} | {t / totals[(dn, 'standard, 5 steps')]:.2f} |")
     table = '\n'.join(lines)
     print('\n' + table)

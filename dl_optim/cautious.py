@@ -1,4 +1,4 @@
-"""`cautious`: apply only the components of an update that agree in sign with the gradient, rescaled by the kept fraction. One function, used by a torch `AdamW`, the Keras `Adam`/`Nadam` of subtotechnoblade/Optimizers (next page) and the Adam side of both Muons; reachable from `optimizer_builder` with `"caution": true`.
+"""Cautious updates: apply only the components of an update that agree in sign with the gradient.
 
 Docs: https://dl-optim.github.io/dl_optim/cautious.html.md"""
 
@@ -32,7 +32,9 @@ def _fusable(params) -> bool:
     return (not torch.compiler.is_compiling() and
             all(type(p) in (torch.Tensor, torch.nn.Parameter) and p.device.type in ('cpu', 'cuda') and p.dtype in _FUSED_DTYPES for p in params))
 
-def init_adamw_state(p, state:dict) -> dict:
+def init_adamw_state(p,          # The parameter (or shard)
+                     state:dict  # Its state, filled in place
+                    ) -> dict:
     "torch AdamW's state for `p`: step 0 and zero moments"
     if not state:
         state['step'] = torch.tensor(0.0)
@@ -41,8 +43,13 @@ def init_adamw_state(p, state:dict) -> dict:
     return state
 
 @torch.no_grad()
-def adamw_update(params:list, grads:list, states:list[dict], # Tensors (whole parameters or shards), gradients, AdamW states
-                 lr, betas:tuple, eps:float, weight_decay:float,
+def adamw_update(params:list,         # Tensors: whole parameters or shards
+                 grads:list,          # Their gradients
+                 states:list[dict],   # Their AdamW states
+                 lr,                  # Learning rate (a number or a 0-D tensor)
+                 betas:tuple,         # (β1, β2)
+                 eps:float,           # ε added to sqrt(v̂)
+                 weight_decay:float,  # Decoupled weight decay
                  caution:bool=False):                        # Mask the Adam direction with `cautious`
     "torch's AdamW (fused where it runs, else foreach) on explicit tensors, optionally cautious"
     if not params: return
@@ -72,7 +79,7 @@ ADAMW_TORCH_SPEC = Spec(   # torch.optim.AdamW's names and defaults, plus cautio
 
 class AdamW(torch.optim.Optimizer):
     "AdamW (decoupled weight decay) with optional cautious updates; state compatible with `torch.optim.AdamW`"
-    def __init__(self, params,
+    def __init__(self, params,      # Parameters or param groups
                  lr:float=1e-3,             # Learning rate
                  betas=(0.9, 0.999),        # (β1, β2)
                  eps:float=1e-8,            # ε added to sqrt(v̂)

@@ -1,4 +1,4 @@
-"""subtotechnoblade/Optimizers' `Adam` and `Nadam`: drop-in Keras 3 optimizers with decoupled weight decay and cautious updates, written in `keras.ops` for every backend, serializable, and built by `optimizer_builder` when a config says `"caution": true`.
+"""Keras 3 `Adam` and `Nadam` with decoupled weight decay and cautious updates.
 
 Docs: https://dl-optim.github.io/dl_optim/cautious_keras.html.md"""
 
@@ -18,7 +18,16 @@ from .optimizers import WeightDecayExclusions
 __all__ = ['adam_direction', 'Adam', 'Nadam']
 
 # %% ../nbs/10a_cautious_keras.ipynb #d2d04f76
-def adam_direction(opt, g, var, m, v, beta_1:float, beta_2:float, epsilon:float, nesterov:bool, caution:bool):
+def adam_direction(opt,            # The Keras optimizer (for its step count)
+                   g,              # The gradient
+                   var,            # The variable
+                   m,              # First moment, updated in place
+                   v,              # Second moment, updated in place
+                   beta_1:float,   # First-moment decay
+                   beta_2:float,   # Second-moment decay
+                   epsilon:float,  # ε added to sqrt(v̂)
+                   nesterov:bool,  # Nadam's Nesterov look-ahead
+                   caution:bool):  # Mask the direction with `cautious`
     "Keras: update the moment slots `m`, `v` and return the (Nesterov, cautious) Adam direction for `var`"
     t = ops.cast(opt.iterations + 1, var.dtype)
     opt.assign_add(m, (g - m) * (1.0 - beta_1))
@@ -41,7 +50,7 @@ class _CautiousAdamBase(WeightDecayExclusions, keras.optimizers.Optimizer):
                  weight_decay:float=_SEED3['weight_decay'],  # Decoupled weight decay (Keras's, before the update)
                  caution:bool=_SEED3['caution'],          # Cautious updates
                  epsilon:float=_SEED3['epsilon'],         # ε added to sqrt(v̂)
-                 name:str|None=None,
+                 name:str|None=None,                      # The optimizer's name (default: the class name)
                  **kwargs):                               # clipnorm, global_clipnorm, use_ema, ... (Keras)
         w = type(self).__name__
         if 'cation' in kwargs:   # the spelling documented by subtotechnoblade/Optimizers

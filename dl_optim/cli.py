@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_info)
     return p
 
-def main(argv:list[str]|None=None) -> int:
+def main(argv:list[str]|None=None # Arguments (None: `sys.argv[1:]`)
+        ) -> int:
     "Entry point of the `dl-optim` console script; returns the exit status"
     args = build_parser().parse_args(argv)
     from dl_optim.config import ConfigError

@@ -1,4 +1,4 @@
-"""One home for checking every config dict in dl_optim: clear errors that name the key, the value and what is allowed, and the dl_techniques guide's defaults in one place.
+"""Check every config dict once: errors that name the key, the value and what is allowed.
 
 Docs: https://dl-optim.github.io/dl_optim/config.html.md"""
 
@@ -41,7 +41,9 @@ class _Missing:
 MISSING = _Missing()
 
 # %% ../nbs/00_config.ipynb #79e3ca5b
-def did_you_mean(word:str, options) -> str:
+def did_you_mean(word:str, # What the user wrote
+                 options   # What is allowed
+                ) -> str:
     "A 'did you mean ...?' hint naming the closest of `options` to `word`, or '' when none is close"
     if not isinstance(word, str): return ''
     close = difflib.get_close_matches(word.strip().lower(), [str(o) for o in options], n=1, cutoff=0.6)
@@ -110,7 +112,8 @@ class Boolean:
 # %% ../nbs/00_config.ipynb #2ecae126
 class Choice:
     "Check for one of a fixed set of strings, compared after `strip().lower()` as the dl_techniques guide does for `type`"
-    def __init__(self, *options:str, normalize:bool=True):
+    def __init__(self, *options:str,     # The allowed strings
+                 normalize:bool=True): # Accept any case and '-' for '_'
         self.options,self.normalize = tuple(options),normalize
     def __repr__(self): return 'one of ' + ', '.join(repr(o) for o in self.options)
     def __call__(self, value, key='value', where='config'):
@@ -122,7 +125,8 @@ class Choice:
 # %% ../nbs/00_config.ipynb #8e1e68fc
 class Strings:
     "Check for a list or tuple of non-empty strings (e.g. name patterns); a bare string is rejected, since iterating it gives letters"
-    def __init__(self, optional:bool=False): self.optional = optional
+    def __init__(self, optional:bool=False): # Also accept None
+        self.optional = optional
     def __repr__(self): return f"a list of non-empty strings{' or None' if self.optional else ''}"
     def __call__(self, value, key='value', where='config'):
         if value is None and self.optional: return None
@@ -143,7 +147,9 @@ class Betas:
         return tuple(Number(0, 1, high_open=True)(b, key, where) for b in value)
 
 # %% ../nbs/00_config.ipynb #a57b9cb1
-def learning_rate(v, key:str='lr', where:str='config'):
+def learning_rate(v,                  # The value: a positive number or 0-D tensor
+                  key:str='lr',       # The config key, for the error
+                  where:str='config'):# The caller, for the error
     "A torch learning rate: a number >= 0 or a 0-D floating tensor (checked without importing torch)"
     if type(v).__module__.startswith('torch') and hasattr(v, 'is_floating_point'):
         if v.ndim != 0 or not v.is_floating_point(): raise ConfigError(key, v, 'a number >= 0 or a 0-D floating tensor', where)
@@ -151,25 +157,37 @@ def learning_rate(v, key:str='lr', where:str='config'):
         return v
     return Number(0)(v, key, where)
 
-def keras_learning_rate(v, key:str='learning_rate', where:str='config'):
+def keras_learning_rate(v,                       # A positive number or a Keras `LearningRateSchedule`
+                        key:str='learning_rate', # The config key, for the error
+                        where:str='config'):     # The caller, for the error
     "A Keras learning rate: a number >= 0 (Keras itself takes -1.0 and NaN), or a schedule / callable"
     return v if callable(v) else Number(0)(v, key, where)
 
 # %% ../nbs/00_config.ipynb #8e263fe5
-def input_file(path, key:str='path', where:str='config') -> Path:
+def input_file(path,               # A path to an existing, readable file
+               key:str='path',     # The config key, for the error
+               where:str='config'  # The caller, for the error
+              ) -> Path:
     "An existing, readable file (not a folder)"
     p = Path(path)
     if not p.is_file(): raise ConfigError(key, str(path), 'an existing file', where, 'it is a folder' if p.is_dir() else 'no such file')
     return p
 
-def output_dir(path, key:str='out', where:str='config') -> Path:
+def output_dir(path,               # A directory to create or reuse
+               key:str='out',      # The config key, for the error
+               where:str='config'  # The caller, for the error
+              ) -> Path:
     "A folder for results, created now if needed"
     p = Path(path)
     try: p.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise ConfigError(key, str(path), 'a folder that exists or can be created', where, e.strerror or str(e)) from None
     return p
 
-def output_file(path, suffixes, key:str='output', where:str='config') -> Path:
+def output_file(path,               # A file to write
+                suffixes,           # Its allowed suffixes ('.png', …)
+                key:str='output',   # The config key, for the error
+                where:str='config'  # The caller, for the error
+               ) -> Path:
     "A file to write: one of `suffixes`, in a folder that exists, and not itself a folder"
     p = Path(path)
     if p.suffix.lower().lstrip('.') not in suffixes:
@@ -181,20 +199,26 @@ def output_file(path, suffixes, key:str='output', where:str='config') -> Path:
 # %% ../nbs/00_config.ipynb #e1ff55fd
 class Param:
     "One config key: how its value is checked, and its default (`MISSING` = required)"
-    def __init__(self, check:Callable, default:Any=MISSING): self.check,self.default = check,default
+    def __init__(self, check:Callable,    # The validator of the value
+                 default:Any=MISSING): # The default (MISSING: required)
+        self.check,self.default = check,default
     @property
     def required(self) -> bool: return self.default is MISSING
     def __repr__(self): return f"Param({self.check!r}{'' if self.required else f', default={self.default!r}'})"
 
 # %% ../nbs/00_config.ipynb #bde5a151
-def check_mapping(config, where:str='config') -> Mapping:
+def check_mapping(config,            # The value that should be a dict
+                  where:str='config'  # The caller, for the error
+                 ) -> Mapping:
     "Raise `ConfigError` unless `config` is a mapping whose keys are all strings"
     if not isinstance(config, Mapping): raise ConfigError('<config>', config, 'a dict', where)
     for k in config:
         if not isinstance(k, str): raise ConfigError(k, config[k], 'string keys only', where)
     return config
 
-def check_known_keys(config:Mapping, allowed, where:str='config'):
+def check_known_keys(config:Mapping,     # The config
+                     allowed,            # Its allowed keys
+                     where:str='config'):# The caller, for the error
     "Raise `ConfigError` for the first key of `config` not in `allowed`, with a 'did you mean' for near misses"
     allowed = list(allowed)
     for k in config:
@@ -202,7 +226,9 @@ def check_known_keys(config:Mapping, allowed, where:str='config'):
             raise ConfigError(k, config[k], 'known keys are ' + ', '.join(sorted(allowed)), where,
                               did_you_mean(k, allowed))
 
-def check_required_keys(config:Mapping, required, where:str='config'):
+def check_required_keys(config:Mapping,     # The config
+                        required,           # Keys it must have
+                        where:str='config'):# The caller, for the error
     "Raise `ConfigError` for the first key of `required` missing from `config`"
     for k in required:
         if k not in config: raise ConfigError(k, MISSING, 'this key is required', where)
@@ -219,13 +245,18 @@ def parse_config(config:Mapping,      # The user's config
     return {k: p.check(config[k], k, where) if k in config else p.default for k, p in schema.items()}
 
 # %% ../nbs/00_config.ipynb #2033410b
-def config_type(config, types, where:str='config') -> str:
+def config_type(config,            # The config
+                types,             # Its allowed `type` values
+                where:str='config' # The caller, for the error
+               ) -> str:
     "The checked `type` of a 'type + config' dict: a ConfigError when the dict, the key or its value is wrong"
     check_mapping(config, where)
     if 'type' not in config: raise ConfigError('type', MISSING, 'one of ' + ', '.join(map(repr, types)), where)
     return Choice(*types)(config['type'], 'type', where)
 
-def nested_config(config:Mapping, where:str='config') -> Mapping:
+def nested_config(config:Mapping,    # A config with an optional inner `config` dict
+                  where:str='config'  # The caller, for the error
+                 ) -> Mapping:
     "The inner `config` of a {'type': ..., 'config': {...}} dict ({} when absent); any other key is a ConfigError"
     for k in config:
         if k not in ('type', 'config'): raise ConfigError(k, config[k], 'known keys are config, type', where, did_you_mean(k, ('type', 'config')))
@@ -251,8 +282,16 @@ DEFAULTS = _frozen(dict(
 # %% ../nbs/00_config.ipynb #2826536a
 class Hyper:
     "One optimizer hyper-parameter: default, check, one-line doc, and its spelling in each framework (None: absent)"
-    def __init__(self, name:str, default:Any, check:Callable, doc:str, keras:str|None|_Missing=MISSING,
-                 torch:str|None|_Missing=MISSING, keras_default:Any=MISSING, keras_check:Callable|None=None, group:str|None=None):
+    def __init__(self,
+                 name:str,                          # The canonical (torch) name
+                 default:Any,                       # Its default
+                 check:Callable,                    # Its validator
+                 doc:str,                           # One line of documentation
+                 keras:str|None|_Missing=MISSING,   # The Keras name (MISSING: same; None: not in Keras)
+                 torch:str|None|_Missing=MISSING,   # The torch name (MISSING: same; None: not in torch)
+                 keras_default:Any=MISSING,         # The Keras default, where it differs
+                 keras_check:Callable|None=None,    # The Keras validator, where it differs
+                 group:str|None=None):              # The route it belongs to ('muon', 'adam'), if one
         self.name, self.default, self.check, self.doc = name, default, check, doc
         self.torch = name if torch is MISSING else torch        # the torch constructor's argument
         self.keras = name if keras is MISSING else keras        # the Keras constructor's argument

@@ -1,4 +1,4 @@
-"""`deep_supervision_schedule_builder`: ten strategies for weighting the losses of a multi-output model over training, exact to the original formulas on [0, 1], safe outside it, plotted, serializable, and wired into PyTorch and Keras training.
+"""Ten schedules for weighting the losses of a multi-output model over training.
 
 Docs: https://dl-optim.github.io/dl_optim/deep_supervision.html.md"""
 
@@ -15,17 +15,22 @@ __all__ = ['STRATEGIES', 'DEEP_SUPERVISION_TYPES', 'normalise', 'mix', 'one_hot'
            'deep_supervision_schedule_builder', 'plot_deep_supervision', 'weighted_loss']
 
 # %% ../nbs/07_deep_supervision.ipynb #fd71b66c
-def normalise(w:np.ndarray) -> np.ndarray:
+def normalise(w:np.ndarray # Non-negative weights
+             ) -> np.ndarray:
     "w / sum(w), or uniform weights when the sum is (numerically) zero"
     s = w.sum()
     return np.full(len(w), 1.0 / len(w)) if s <= 1e-8 else w / s
 
-def mix(f:float, n:int) -> np.ndarray:
+def mix(f:float, # 0: deep-heavy, 1: final-heavy
+        n:int    # Outputs
+       ) -> np.ndarray:
     "normalise((1 − f)·UP + f·DOWN): deep-heavy at f = 0, uniform at 1/2, final-heavy at 1"
     up, down = np.arange(1, n + 1, dtype=np.float64), np.arange(n, 0, -1, dtype=np.float64)
     return normalise((1 - f) * up + f * down)
 
-def one_hot(i:int, n:int) -> np.ndarray:
+def one_hot(i:int, # The output that gets all the weight
+            n:int  # Outputs
+           ) -> np.ndarray:
     "All weight on output `i`"
     w = np.zeros(n); w[i] = 1.0
     return w
@@ -82,7 +87,11 @@ DEEP_SUPERVISION_TYPES = tuple(STRATEGIES)
 # %% ../nbs/07_deep_supervision.ipynb #76f633ba
 class DeepSupervisionSchedule:
     "Loss weights of a multi-output model as a function of training progress; call it with p in [0, 1]"
-    def __init__(self, type:str, params:dict, no_outputs:int, invert_order:bool=False):
+    def __init__(self,
+                 type:str,                  # One of `DEEP_SUPERVISION_TYPES`
+                 params:dict,               # The type's checked parameters
+                 no_outputs:int,            # Outputs of the model
+                 invert_order:bool=False):  # The final output is the last one, not index 0
         self.type, self.params, self.no_outputs, self.invert_order = type, dict(params), no_outputs, invert_order
         self._fn = STRATEGIES[type][0]
     def __call__(self, progress) -> np.ndarray:
@@ -127,7 +136,12 @@ def deep_supervision_schedule_builder(config:dict,            # {"type": ..., "c
     return DeepSupervisionSchedule(kind, params, no_outputs, invert_order)
 
 # %% ../nbs/07_deep_supervision.ipynb #390b32fd
-def plot_deep_supervision(config:dict, no_outputs:int, invert_order:bool=False, ax=None, points:int=401, title:str|None=None):
+def plot_deep_supervision(config:dict,           # A schedule config dict
+                          no_outputs:int,        # Outputs of the model
+                          invert_order:bool=False, # The final output is the last one
+                          ax=None,               # A matplotlib axis (default: a new figure)
+                          points:int=401,        # Progress values plotted on [0, 1]
+                          title:str|None=None):  # The title (default: the type)
     "Stacked areas of the weights of a deep-supervision schedule over progress in [0, 1]; returns the figure"
     import matplotlib.pyplot as plt
     s = deep_supervision_schedule_builder(config, no_outputs, invert_order)
@@ -140,7 +154,9 @@ def plot_deep_supervision(config:dict, no_outputs:int, invert_order:bool=False, 
     return fig
 
 # %% ../nbs/07_deep_supervision.ipynb #9cb9ea86
-def weighted_loss(losses, schedule:DeepSupervisionSchedule, progress:float):
+def weighted_loss(losses,                            # Per-output losses (index 0: the final output)
+                  schedule:DeepSupervisionSchedule,  # The weight schedule
+                  progress:float):                   # Training progress in [0, 1]
     "Σ wᵢ(progress)·lossᵢ for a sequence of scalar losses (torch tensors or numbers), in the schedule's output order"
     w = schedule(progress)
     if len(losses) != len(w): raise ConfigError('losses', f'{len(losses)} losses', f'{len(w)} (the schedule has no_outputs={len(w)})', 'weighted_loss')

@@ -1,4 +1,4 @@
-"""`model.fit` with deep-supervision weights that follow a schedule: weighted per-output losses and a callback, on the torch, JAX and TensorFlow backends.
+"""Deep supervision in `model.fit`: per-output loss weights that follow a schedule, on every backend.
 
 Docs: https://dl-optim.github.io/dl_optim/deep_supervision_keras.html.md"""
 
@@ -17,7 +17,8 @@ __all__ = ['SupervisionWeights', 'WeightedOutputLoss', 'DeepSupervisionCallback'
 @keras.saving.register_keras_serializable(package='dl_optim')
 class SupervisionWeights(keras.layers.Layer):
     "Holds the current deep-supervision weights as a non-trainable variable of the model"
-    def __init__(self, no_outputs:int, **kwargs):
+    def __init__(self, no_outputs:int, # Outputs of the model
+                 **kwargs):
         super().__init__(**kwargs)
         self.no_outputs = no_outputs
         self.weights_var = self.add_weight(shape=(no_outputs,), initializer=keras.initializers.Constant(1.0 / no_outputs),
@@ -28,7 +29,11 @@ class SupervisionWeights(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package='dl_optim')
 class WeightedOutputLoss(keras.losses.Loss):
     "`weight[index] · base(y_true, y_pred)`, the weight read from a `SupervisionWeights` holder at every step"
-    def __init__(self, holder:SupervisionWeights|None, index:int, base='mse', **kwargs):
+    def __init__(self,
+                 holder:SupervisionWeights|None,  # The shared weights (None: weight 1)
+                 index:int,                       # Which output this loss belongs to
+                 base='mse',                      # The per-output Keras loss
+                 **kwargs):
         super().__init__(name=kwargs.pop('name', f'deep_supervision_{index}'), **kwargs)
         self.holder, self.index, self.base = holder, index, keras.losses.get(base)
     def call(self, y_true, y_pred):
@@ -46,7 +51,10 @@ class WeightedOutputLoss(keras.losses.Loss):
 # %% ../nbs/07a_deep_supervision_keras.ipynb #de1ed20f
 class DeepSupervisionCallback(keras.callbacks.Callback):
     "Writes `schedule(progress)` into the model's supervision weights at each epoch (or step); keeps what it applied"
-    def __init__(self, schedule:DeepSupervisionSchedule, holder:SupervisionWeights, update:str='epoch'):
+    def __init__(self,
+                 schedule:DeepSupervisionSchedule,  # The weight schedule
+                 holder:SupervisionWeights,         # The weights the losses read
+                 update:str='epoch'):               # Update per 'epoch' or per 'batch'
         super().__init__()
         self.schedule, self.holder = schedule, holder
         self.update = Choice('epoch', 'step')(update, 'update', 'DeepSupervisionCallback')
@@ -68,7 +76,10 @@ class DeepSupervisionCallback(keras.callbacks.Callback):
 
 class KerasDeepSupervision:
     "Wire a deep-supervision schedule into a multi-output Keras model: weighted losses plus the callback that moves them"
-    def __init__(self, model, schedule:DeepSupervisionSchedule, update:str='epoch'):
+    def __init__(self,
+                 model,                             # A Keras model with several outputs
+                 schedule:DeepSupervisionSchedule,  # The weight schedule
+                 update:str='epoch'):               # Update per 'epoch' or per 'batch'
         n_out = len(model.outputs)
         if n_out != schedule.no_outputs:
             raise ConfigError('no_outputs', schedule.no_outputs, f'{n_out}, the number of outputs of the model', 'KerasDeepSupervision')

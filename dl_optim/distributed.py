@@ -1,4 +1,4 @@
-"""`DistMuon`: the same routing and update as `Muon`, on `torch.distributed`. Gradients of same-shape matrices are reduce-scattered so each rank owns whole matrices and runs Newton–Schulz only on those; updated matrices are all-gathered. The AdamW side is sharded ZeRO-style where shapes allow. Its `state_dict` is the single-process one, so checkpoints move between world sizes; FSDP2 (DTensor) parameters are gathered to full matrices for Newton–Schulz.
+"""`DistMuon`: Muon on `torch.distributed`, each rank orthogonalizing the whole matrices it owns.
 
 Docs: https://dl-optim.github.io/dl_optim/distributed.html.md"""
 
@@ -22,7 +22,9 @@ from .config import ConfigError, Boolean, Number, did_you_mean
 __all__ = ['ADAMW_SHARD_MIN_NUMEL', 'ownership', 'ShardedComms', 'DistMuon', 'DistAdamW', 'ownership_table', 'ns_flops']
 
 # %% ../nbs/12_distributed.ipynb #0e281b79
-def ownership(count:int, world:int) -> tuple[int, int]:
+def ownership(count:int, # Matrices of one shape
+              world:int  # Ranks
+             ) -> tuple[int, int]:
     "(chunk size c, padded count K') for `count` same-shape matrices on `world` ranks: rank r owns [r·c, (r+1)·c)"
     c = max(1, math.ceil(count / world))
     return c, c * world
@@ -76,7 +78,7 @@ class ShardedComms:
 
 class DistMuon(ShardedComms, Muon):
     "Muon on torch.distributed: each rank orthogonalizes its share of the matrices; state_dict is the single-process one"
-    def __init__(self, params,
+    def __init__(self, params,                # A model (routed as `Muon` routes it) or parameters / param groups
                  process_group=None,          # Process group (None: the default group; a world of 1 without torch.distributed)
                  grads_synced:bool=False,     # True when DDP has already averaged the gradients (skips the reduction)
                  **kwargs):                   # Every argument of `Muon` (lr, momentum, weight_decay, adam_lr, caution, ...)
@@ -259,7 +261,7 @@ _AW = ADAMW_TORCH_SPEC.defaults()
 
 class DistAdamW(ShardedComms, torch.optim.Optimizer):
     "AdamW (optionally cautious) on torch.distributed, ZeRO-2 style: state sharded, complete `state_dict` on every rank"
-    def __init__(self, params,
+    def __init__(self, params,                           # Parameters or param groups
                  lr:float=_AW['lr'],                     # Learning rate (a number or a 0-D tensor)
                  betas=_AW['betas'],                     # (β1, β2)
                  eps:float=_AW['eps'],                   # ε added to sqrt(v̂)
@@ -301,11 +303,14 @@ class DistAdamW(ShardedComms, torch.optim.Optimizer):
         _adam_keep_shards(self)
 
 # %% ../nbs/12_distributed.ipynb #fa4c4f39
-def ownership_table(shapes_counts, world:int):
+def ownership_table(shapes_counts, # ((rows, cols), count) pairs, one per shape
+                    world:int):    # Ranks
     "Per bucket (shape, count): the owner rank of each matrix index"
     return {shape: [i // ownership(k, world)[0] for i in range(k)] for shape, k in shapes_counts}
 
-def ns_flops(shape, steps:int=5) -> float:
+def ns_flops(shape,          # (rows, cols) of one matrix
+             steps:int=5     # Quintic Newton–Schulz steps
+            ) -> float:
     "Flops of `steps` quintic Newton–Schulz iterations on an m×n matrix (3 matmuls per step on the wide form)"
     m, n = sorted(shape)
     return steps * (2 * m * m * n + 2 * m * m * m + 2 * m * m * n)

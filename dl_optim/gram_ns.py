@@ -1,4 +1,4 @@
-r"""The same Newton–Schulz polynomial for about half the FLOPs on rectangular matrices: iterate on the small Gram matrix $XX^\top$ and touch $X$ only at the ends (Amsel, Chen, Dao et al., 2026).
+"""The same Newton–Schulz polynomial for about half the FLOPs on rectangular matrices.
 
 Docs: https://dl-optim.github.io/dl_optim/gram_ns.html.md"""
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 __all__ = ['GRAM_MIN_SAVING', 'GRAM_AUTO_DTYPES', 'ns_products', 'restart_steps', 'gram_newton_schulz', 'gram_pays']
 
 # %% ../nbs/01c_gram_ns.ipynb #421cc258
-def ns_products(m:int, n:int,            # The matrix is m × n (either orientation)
+def ns_products(m:int,                   # Rows (either orientation: the smaller side is used)
+                n:int,                   # Columns
                 coefficients,            # The schedule's (a, b, c) triples
                 method:str='standard',   # 'standard' or 'gram'
                 restarts:tuple=()        # Gram: steps before which X is rebuilt and R recomputed
@@ -29,7 +30,9 @@ def ns_products(m:int, n:int,            # The matrix is m × n (either orientat
     return total + with_x
 
 # %% ../nbs/01c_gram_ns.ipynb #35b6128b
-def restart_steps(dtype_name:str, steps:int) -> tuple:
+def restart_steps(dtype_name:str, # The compute dtype's name ('bfloat16', 'float32', …)
+                  steps:int        # Steps in the schedule
+                 ) -> tuple:
     "Steps before which Gram NS rebuilds X and its Gram matrix: 1, 3, 5, … in 16-bit dtypes, none in float32/float64"
     return tuple(range(1, steps, 2)) if dtype_name in ('bfloat16', 'float16') else ()
 
@@ -53,10 +56,14 @@ def gram_newton_schulz(xp,                  # `dl_optim.ops.TORCH` or a `KerasOp
 
 # %% ../nbs/01c_gram_ns.ipynb #09816ef6
 GRAM_MIN_SAVING = 0.15                 # the Gram path must save at least this share of the multiply-adds
-GRAM_AUTO_DTYPES = ('float32', 'float64')  # where it is as accurate as the standard iteration (see above)
+GRAM_AUTO_DTYPES = ('float32', 'float64')  # as accurate as standard and measured to pay (16-bit: neither yet)
 
-def gram_pays(m:int, n:int, coefficients, dtype_name:str) -> bool:
-    "Whether Gram NS is as accurate in this dtype and saves at least `GRAM_MIN_SAVING` of the multiply-adds on an m × n matrix"
+def gram_pays(m:int,           # Rows
+              n:int,           # Columns
+              coefficients,    # The schedule's (a, b, c) triples
+              dtype_name:str   # The compute dtype's name
+             ) -> bool:
+    "Whether Gram NS is validated in this dtype and saves at least `GRAM_MIN_SAVING` of the multiply-adds on an m × n matrix"
     if dtype_name not in GRAM_AUTO_DTYPES: return False
     restarts = restart_steps(dtype_name, len(coefficients))
     return ns_products(m, n, coefficients, 'gram', restarts) <= (1 - GRAM_MIN_SAVING) * ns_products(m, n, coefficients)

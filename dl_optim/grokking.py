@@ -1,4 +1,4 @@
-"""Two gradient transforms planned by subtotechnoblade/Optimizers for "grokking" (late generalisation): **GrokFast** amplifies the slow part of each gradient with an EMA filter, **OrthoGrad** removes the part of each gradient parallel to its weights. They compose with any torch optimizer through step hooks (checkpointed with it) and any Keras optimizer through its gradient path (next page), with the classic modular-addition experiment as evidence.
+"""GrokFast and OrthoGrad: two gradient filters for grokking, for any torch optimizer.
 
 Docs: https://dl-optim.github.io/dl_optim/grokking.html.md"""
 
@@ -19,20 +19,25 @@ __all__ = ['ORTHOGRAD_EPS', 'GROKFAST_SCHEMA', 'grokfast_ema', 'grokfast_init', 
 # %% ../nbs/11_grokking.ipynb #388bffc4
 ORTHOGRAD_EPS = 1e-30
 
-def grokfast_ema(ema, grad, alpha:float):
+def grokfast_ema(ema,          # The slow gradient EMA
+                 grad,         # The current gradient
+                 alpha:float): # EMA decay
     "The EMA filter's next state: α·ema + (1 − α)·grad; unchanged when `grad` has a NaN or inf"
     return ops_for(grad).finite_or(ema * alpha + grad * (1 - alpha), ema)
 
-def grokfast_init(grad):
+def grokfast_init(grad): # The first gradient
     "The EMA filter's first state: the first gradient, or zeros if it has a NaN or inf"
     xp = ops_for(grad)
     return xp.finite_or(grad, xp.zeros_like(grad))
 
-def grokfast_amplify(grad, ema, lamb:float):
+def grokfast_amplify(grad,         # The current gradient
+                     ema,          # The slow gradient EMA
+                     lamb:float):  # Amplification of the slow part
     "GrokFast's output: grad + λ·ema"
     return grad + ema * lamb
 
-def orthograd(weight, grad):
+def orthograd(weight, # The weight
+              grad):  # Its gradient
     "The gradient without its component along `weight` (whole tensor, flattened), rescaled to the original norm"
     xp = ops_for(grad)
     w, g = xp.wide(weight), xp.wide(grad)   # float32 (float64 stays): half-precision sums of squares overflow, tiny ε underflows
@@ -45,14 +50,19 @@ def orthograd(weight, grad):
 GROKFAST_SCHEMA = dict(alpha=Param(Number(0, 1, high_open=True), 0.98), lamb=Param(Number(0), 2.0),
                        warmup_steps=Param(Number(0, integer=True), 0))
 
-def parse_grokfast(config, where:str='grokfast') -> dict:
+def parse_grokfast(config,              # True, a dict of GrokFast's keys, or a `GrokFast`
+                   where:str='grokfast'  # The caller, for the error
+                  ) -> dict:
     "Validate GrokFast's settings (`alpha` in [0, 1), `lamb` >= 0, `warmup_steps` >= 0) and fill in defaults"
     return parse_config({} if config is True else config, GROKFAST_SCHEMA, where)
 
 # %% ../nbs/11_grokking.ipynb #7975f7b0
 class GrokFast(StepHook):
     "GrokFast (EMA): g ← g + λ·EMA_α(g), after `warmup_steps` steps; one buffer per parameter"
-    def __init__(self, alpha:float=0.98, lamb:float=2.0, warmup_steps:int=0):
+    def __init__(self,
+                 alpha:float=0.98,      # EMA decay of the slow gradient
+                 lamb:float=2.0,        # Amplification of the slow part
+                 warmup_steps:int=0):   # Steps before the filter starts acting
         c = parse_grokfast(dict(alpha=alpha, lamb=lamb, warmup_steps=warmup_steps), 'GrokFast')
         self.alpha, self.lamb, self.warmup_steps = c['alpha'], c['lamb'], c['warmup_steps']
         self.ema, self.steps = {}, 0
@@ -87,7 +97,9 @@ class GradientFilterHandle(StepHookHandle):
     @property
     def filters(self) -> tuple: return self.hooks
 
-def attach_gradient_filters(optimizer:torch.optim.Optimizer, *filters) -> GradientFilterHandle:
+def attach_gradient_filters(optimizer:torch.optim.Optimizer, # Any torch optimizer
+                            *filters                        # `GrokFast()`, `OrthoGrad()`
+                           ) -> GradientFilterHandle:
     "Apply `filters` (e.g. `GrokFast()`, `OrthoGrad()`) to the gradients before every `optimizer.step()`; state saved with the optimizer"
     if not filters: raise ValueError('attach_gradient_filters needs at least one filter, e.g. GrokFast() or OrthoGrad()')
     for f in filters:

@@ -1,4 +1,4 @@
-"""`gradient_filters(optimizer, grokfast=..., orthograd=...)`: GrokFast and OrthoGrad inside any Keras 3 optimizer's gradient path, so they work in `model.fit` on torch, JAX and TensorFlow, with the EMA buffers saved as optimizer variables.
+"""GrokFast and OrthoGrad inside any Keras 3 optimizer's gradient path.
 
 Docs: https://dl-optim.github.io/dl_optim/grokking_keras.html.md"""
 
@@ -25,7 +25,10 @@ class OrthoGradHook(KerasStepHook):
 @keras.saving.register_keras_serializable(package='dl_optim')
 class GrokFastHook(KerasStepHook):
     "GrokFast (EMA) on every gradient, before the update; its buffers are optimizer variables (`grokfast_ema`)"
-    def __init__(self, alpha:float=0.98, lamb:float=2.0, warmup_steps:int=0):
+    def __init__(self,
+                 alpha:float=0.98,      # EMA decay of the slow gradient
+                 lamb:float=2.0,        # Amplification of the slow part
+                 warmup_steps:int=0):   # Steps before the filter starts acting
         self.config = parse_grokfast(dict(alpha=alpha, lamb=lamb, warmup_steps=warmup_steps), 'GrokFastHook')
     def build(self, opt, variables): self.ema = opt.add_optimizer_variables(variables, 'grokfast_ema')
     def before_step(self, opt, grads, variables):
@@ -43,7 +46,10 @@ class GrokFastHook(KerasStepHook):
 
 class GradientFiltersMixin(StepHooksMixin):
     "Mixin for a Keras optimizer: `grokfast=` and `orthograd=` arguments, run as step hooks before any others"
-    def __init__(self, *args, grokfast=None, orthograd:bool=False, **kwargs):
+    def __init__(self, *args,
+                 grokfast=None,          # True, a dict of GrokFast's keys, or None
+                 orthograd:bool=False,   # Project each gradient orthogonal to its weight
+                 **kwargs):
         w = type(self).__name__
         grokfast = None if grokfast in (None, False) else parse_grokfast(grokfast, f'{w}.grokfast')
         orthograd = Boolean()(orthograd, 'orthograd', w)
@@ -62,7 +68,8 @@ def _filtered_name(optimizer_class:type) -> str:
     package, _, name = keras.saving.get_registered_name(optimizer_class).rpartition('>')
     return 'Filtered' + ''.join(w.capitalize() for w in package.replace('.', '_').split('_')) + name
 
-def with_gradient_filters(optimizer_class:type) -> type:
+def with_gradient_filters(optimizer_class:type # A Keras optimizer class
+                         ) -> type:
     "The Keras optimizer class `optimizer_class` with `grokfast=` and `orthograd=` arguments (cached, registered for saving)"
     if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, keras.optimizers.Optimizer)):
         raise TypeError(f'with_gradient_filters takes a Keras optimizer class, not {optimizer_class!r}')

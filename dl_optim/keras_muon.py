@@ -1,4 +1,4 @@
-"""`dl_optim.keras_muon.Muon`: the dl_techniques guide's Keras Muon with its arguments and defaults, right where the original is wrong (layout, conv kernels, heads, schedules, serialization), on the torch, JAX and TensorFlow backends.
+"""Muon as a Keras 3 optimizer with the dl_techniques guide's arguments, on every backend.
 
 Docs: https://dl-optim.github.io/dl_optim/keras_muon.html.md"""
 
@@ -21,7 +21,9 @@ from .step_hooks_keras import StepHooksMixin
 __all__ = ['KERAS_SPEC', 'keras_variable_kind', 'einsum_in_axes', 'mha_in_axes', 'model_layer_info', 'output_layers', 'Muon']
 
 # %% ../nbs/05_keras_muon.ipynb #3f81d7b9
-def keras_variable_kind(path:str, shape) -> str|None:
+def keras_variable_kind(path:str, # The variable's path ('dense/kernel')
+                        shape     # Its shape
+                       ) -> str|None:
     "The layer kind the routing rules need, inferred from a Keras variable's path and shape"
     parts = path.lower().split('/')
     last, layer = parts[-1], '/'.join(parts[:-1])
@@ -33,7 +35,8 @@ def keras_variable_kind(path:str, shape) -> str|None:
     return None
 
 # %% ../nbs/05_keras_muon.ipynb #cad430e1
-def einsum_in_axes(equation:str) -> tuple:
+def einsum_in_axes(equation:str # An `EinsumDense` equation ('abc,cde->abde')
+                  ) -> tuple:
     "The kernel axes of an `EinsumDense` equation ('in,kernel->out') that are contracted with the input"
     try:
         inp, rest = equation.replace(' ', '').split(',')
@@ -44,7 +47,9 @@ def einsum_in_axes(equation:str) -> tuple:
 
 _MHA_IN_AXES = {'query': (0,), 'key': (0,), 'value': (0,), 'attention_output': (0, 1)}
 
-def mha_in_axes(path:str, shape) -> tuple|None:
+def mha_in_axes(path:str, # A `MultiHeadAttention` kernel's path
+                shape     # Its shape
+               ) -> tuple|None:
     "The input axes of a `MultiHeadAttention` projection kernel, from the names Keras gives them; None if not one"
     parts = path.split('/')
     if len(shape) != 3 or len(parts) < 2 or parts[-1] != 'kernel': return None
@@ -72,7 +77,8 @@ def _legacy_aliases(kwargs:dict, momentum, coefficients, adam_epsilon, caution):
         coefficients = tuple(Number()(kwargs.pop(k, d), k, w) for k, d in zip(('muon_a', 'muon_b', 'muon_c'), JORDAN))
     return momentum, coefficients, adam_epsilon, caution
 
-def model_layer_info(model) -> dict:
+def model_layer_info(model # A built Keras model
+                    ) -> dict:
     "What the routing needs from a built Keras model: the `EinsumDense` kernels' input axes and the output heads"
     info = {}
     for layer in model._flatten_layers(include_self=False, recursive=True):
@@ -82,7 +88,8 @@ def model_layer_info(model) -> dict:
         info.setdefault(layer.kernel.path, {})['is_head'] = True
     return info
 
-def output_layers(model) -> list:
+def output_layers(model # A built Keras model
+                 ) -> list:
     "The layers with a kernel that produce the model's outputs, looking back through layers without one (activations)"
     ops_ = [t._keras_history.operation for t in model.outputs] if getattr(model, 'outputs', None) else model.layers[-1:]
     found, seen = [], set()
@@ -132,7 +139,7 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
                  per_head_names=_K['per_head_names'],         # Opt-in: path substrings of attention kernels orthogonalized per head
                  head_dim:int|None=_K['head_dim'],            # Outputs per attention head, for `per_head_names`
                  variant=None,                                # A Muon variant or its name ('normuon'); None: the class's (plain Muon)
-                 name:str='Muon',
+                 name:str='Muon',                             # The optimizer's name (Keras)
                  **kwargs):                                   # A variant's own hyper-parameters; clipnorm, use_ema, ... (Keras)
         where, args = type(self).__name__, locals()
         args['momentum'], args['coefficients'], args['adam_epsilon'], args['caution'] = _legacy_aliases(

@@ -1,4 +1,4 @@
-"""One `torch.optim.Optimizer` that routes hidden matrices to Muon and everything else to an internal AdamW, tells you what it did, and handles every parameter shape.
+"""One `torch.optim.Optimizer` that routes hidden matrices to Muon and the rest to AdamW.
 
 Docs: https://dl-optim.github.io/dl_optim/muon.html.md"""
 
@@ -28,7 +28,8 @@ def _is_hf_conv1d(m) -> bool:
     "transformers' `Conv1D` (GPT-2 and relatives): a linear layer whose weight is stored (in, out)"
     return type(m).__name__ == 'Conv1D' and type(m).__module__.startswith('transformers')
 
-def module_kind(m:nn.Module) -> str|None:
+def module_kind(m:nn.Module # A module
+               ) -> str|None:
     "'embedding', 'linear', 'conv' or 'norm' for the layer types the routing rules know, else None"
     if isinstance(m, (nn.Embedding, nn.EmbeddingBag)): return 'embedding'
     if isinstance(m, nn.Linear) or _is_hf_conv1d(m): return 'linear'
@@ -36,18 +37,23 @@ def module_kind(m:nn.Module) -> str|None:
     if isinstance(m, _NORMS): return 'norm'
     return None
 
-def param_kind(m:nn.Module, pname:str) -> str|None:
+def param_kind(m:nn.Module, # The module that owns the parameter
+               pname:str    # The parameter's name in it ('weight')
+              ) -> str|None:
     "The kind of parameter `pname` of module `m`: `module_kind`, except inside `nn.MultiheadAttention` (linear weights and biases)"
     if isinstance(m, nn.MultiheadAttention): return 'linear' if pname.endswith('weight') else 'bias'
     return module_kind(m)
 
-def module_layout(m:nn.Module, pname:str) -> dict:
+def module_layout(m:nn.Module, # The module that owns the parameter
+                  pname:str    # The parameter's name in it
+                 ) -> dict:
     "How `m` stores its parameter `pname`: `layout` ('torch' or 'in_out') and conv `groups`"
     if _is_hf_conv1d(m) and pname == 'weight': return dict(layout='in_out', groups=1)
     if isinstance(m, nn.modules.conv._ConvNd) and pname == 'weight': return dict(layout='torch', groups=m.groups)
     return dict(layout='torch', groups=1)
 
-def describe_module(model:nn.Module) -> list[dict]:
+def describe_module(model:nn.Module # Any torch model
+                   ) -> list[dict]:
     "One dict per trainable parameter: name (aliases for tied ones), tensor, kind, is_head, tied_to_embedding"
     owners = defaultdict(list)
     for mname, mod in model.named_modules(remove_duplicate=False):
@@ -178,7 +184,7 @@ class Muon(torch.optim.Optimizer):
         return super().__repr__() + f"\nNewton–Schulz: {plan or 'no Muon matrices'}"
 
 # %% ../nbs/03_muon.ipynb #4670816f
-def initial_lr(lr):
+def initial_lr(lr): # A learning rate: a number or a 0-D tensor
     "A group's `initial_lr` from its `lr`, set at construction as torch's schedulers would (a tensor is copied)"
     return lr.clone() if isinstance(lr, torch.Tensor) else lr
 
@@ -256,14 +262,22 @@ def _route_groups(params, spec, hyper:dict, rules:dict, model, name:str='Muon'):
     return groups, report, views
 
 # %% ../nbs/03_muon.ipynb #c88b68dc
-def muon_momentum(step:int, start:float=0.85, end:float=0.95, warmup_steps:int=300) -> float:
+def muon_momentum(step:int,             # The optimizer step
+                  start:float=0.85,      # Momentum at step 0
+                  end:float=0.95,        # Momentum from `warmup_steps` on
+                  warmup_steps:int=300   # Steps of the linear ramp
+                 ) -> float:
     "Momentum at `step`: linear from `start` to `end` over `warmup_steps`, then constant"
     frac = min(step / warmup_steps, 1.0) if warmup_steps > 0 else 1.0
     return (1 - frac) * start + frac * end
 
 class MomentumWarmup:
     "Drive the momentum of an optimizer's Muon groups by `muon_momentum`; call `.step()` after each `optimizer.step()`"
-    def __init__(self, optimizer, start:float=0.85, end:float=0.95, warmup_steps:int=300):
+    def __init__(self,
+                 optimizer,             # A `Muon` (or any optimizer with a `momentum` group key)
+                 start:float=0.85,      # Momentum at step 0
+                 end:float=0.95,        # Momentum from `warmup_steps` on
+                 warmup_steps:int=300): # Steps of the linear ramp
         where = 'MomentumWarmup'
         self.optimizer = optimizer
         self.start, self.end = Number(0, 1, high_open=True)(start, 'start', where), Number(0, 1, high_open=True)(end, 'end', where)

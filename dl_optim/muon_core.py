@@ -1,4 +1,4 @@
-"""Muon's update written once, as functions on explicit tensors: momentum → (variant) → batched Newton–Schulz → (variant) → shape scale, weight decay, apply; with the one hyper-parameter spec both frameworks' Muons validate and serialize from.
+"""Muon's update written once, as functions on explicit tensors, for torch, `DistMuon` and Keras.
 
 Docs: https://dl-optim.github.io/dl_optim/muon_core.html.md"""
 
@@ -24,22 +24,31 @@ _D = DEFAULTS['muon']
 _TORCH_NS_DTYPES = (None, torch.float32, torch.bfloat16, torch.float16, torch.float64)
 NS_DTYPE_NAMES = (None, 'float32', 'bfloat16', 'float16', 'float64')
 
-def check_ns_dtype(v, key, where):
+def check_ns_dtype(v,      # The value: a torch dtype, its name, or None
+                   key,    # The config key, for the error
+                   where): # The caller, for the error
     "None (the device's default) or a torch float dtype"
     if v not in _TORCH_NS_DTYPES: raise ConfigError(key, v, 'None, torch.float32, torch.bfloat16, torch.float16 or torch.float64', where)
     return v
 
-def check_ns_dtype_name(v, key, where):
+def check_ns_dtype_name(v,      # The value: a dtype name or None
+                        key,    # The config key, for the error
+                        where): # The caller, for the error
     "None (the backend's default) or a dtype name"
     if v not in NS_DTYPE_NAMES: raise ConfigError(key, v, "None, 'float32', 'bfloat16', 'float16' or 'float64'", where)
     return v
 
-def check_coefficients(v, key, where):
+def check_coefficients(v,      # A schedule name, an (a, b, c) triple, a list of them or a `Schedule`
+                       key,    # The config key, for the error
+                       where): # The caller, for the error
     "A schedule as the user gave it (a name, tuples), or a `Schedule` as plain data, so checkpoints load with `weights_only=True`"
     resolve_schedule(v, where=where)   # raises ConfigError for unknown names or malformed tuples
     return v.as_dict() if isinstance(v, Schedule) else v
 
-def check_layer_info(info, key='layer_info', where='Muon') -> dict:
+def check_layer_info(info,             # Per-variable-path facts, as `model_layer_info` writes them
+                     key='layer_info', # The config key, for the error
+                     where='Muon'      # The caller, for the error
+                    ) -> dict:
     "Keras `layer_info` as {path: {'in_axes': (...), 'is_head': bool}}: JSON-able, so that it is saved with the optimizer"
     if info is None: return {}
     if not isinstance(info, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in info.items()):
@@ -86,12 +95,19 @@ ROUTING_SPEC = Spec(
     Hyper('head_dim', None, Number(1, integer=True, optional=True), 'Rows per attention head, for `per_head_names`'))
 
 # %% ../nbs/02b_muon_core.ipynb #6426e963
-def as_matrices(xp, x, view):
+def as_matrices(xp,   # `TORCH` or a `KerasOps`
+                x,    # A parameter-shaped tensor
+                view  # Its `MatrixView`
+               ):
     "`x` (stored in any layout) as `view.batch` matrices of `view.rows` × `view.cols`"
     m = xp.swap_last(xp.reshape(x, (view.cols, -1))) if view.transposed else xp.reshape(x, (-1, view.cols))
     return xp.reshape(m, (view.batch, view.rows, view.cols))
 
-def from_matrices(xp, o, view, shape):
+def from_matrices(xp,    # `TORCH` or a `KerasOps`
+                  o,     # The (batch, rows, cols) matrices
+                  view,  # The `MatrixView` they came from
+                  shape  # The parameter's shape
+                 ):
     "The inverse of `as_matrices`: the matrices back in the parameter's storage layout and shape"
     m = xp.reshape(o, (view.batch * view.rows, view.cols))
     return xp.reshape(xp.swap_last(m) if view.transposed else m, shape)
@@ -116,11 +132,19 @@ class MuonVariant:
 
 PLAIN_MUON = MuonVariant()
 
-def muon_state_shapes(shape:tuple, view, variant:MuonVariant=PLAIN_MUON) -> dict:
+def muon_state_shapes(shape:tuple,                    # The parameter's shape
+                      view,                            # Its `MatrixView`
+                      variant:MuonVariant=PLAIN_MUON   # The variant, which may add state
+                     ) -> dict:
     "Every state tensor a Muon parameter of `shape` keeps: the momentum buffer and the variant's own"
     return {'momentum_buffer': tuple(shape), **variant.state_shapes(tuple(shape), view)}
 
-def init_muon_state(xp, state:dict, p, view, variant:MuonVariant=PLAIN_MUON) -> dict:
+def init_muon_state(xp,                              # `TORCH` or a `KerasOps`
+                    state:dict,                      # The parameter's state, filled in place
+                    p,                               # The parameter
+                    view,                            # Its `MatrixView`
+                    variant:MuonVariant=PLAIN_MUON   # The variant, which may add state
+                   ) -> dict:
     "Fill the missing entries of `state` with zeros in `p`'s dtype and device"
     for k, shape in muon_state_shapes(xp.shape(p), view, variant).items():
         if k not in state: state[k] = xp.zeros(shape, like=p)
@@ -129,12 +153,16 @@ def init_muon_state(xp, state:dict, p, view, variant:MuonVariant=PLAIN_MUON) -> 
 # %% ../nbs/02b_muon_core.ipynb #44ea87dc
 MUON_VARIANTS = {'muon': PLAIN_MUON}
 
-def register_variant(variant:MuonVariant) -> MuonVariant:
+def register_variant(variant:MuonVariant # The variant, found by its name afterwards
+                    ) -> MuonVariant:
     "Make `variant` findable by its `name` (a variant module calls this once)"
     MUON_VARIANTS[variant.name] = variant
     return variant
 
-def muon_variant(variant, key:str='variant', where:str='Muon') -> MuonVariant:
+def muon_variant(variant,            # A `MuonVariant` or a registered name
+                 key:str='variant',  # The config key, for the error
+                 where:str='Muon'    # The caller, for the error
+                ) -> MuonVariant:
     "A `MuonVariant`, or the variant registered under a name (importing `dl_optim.<name>` on first use)"
     if isinstance(variant, MuonVariant): return variant
     if isinstance(variant, str) and variant.isidentifier() and variant not in MUON_VARIANTS:
@@ -146,13 +174,23 @@ def muon_variant(variant, key:str='variant', where:str='Muon') -> MuonVariant:
     return MUON_VARIANTS[variant]
 
 # %% ../nbs/02b_muon_core.ipynb #d580e93d
-def momentum_direction(xp, grad, buf, momentum:float, nesterov:bool):
+def momentum_direction(xp,             # `TORCH` or a `KerasOps`
+                       grad,           # The gradient
+                       buf,            # The momentum buffer, updated in place
+                       momentum:float, # μ of the EMA
+                       nesterov:bool): # Step along the Nesterov look-ahead
     "Update `buf` in place (m ← μm + (1−μ)g) and return the direction: (1−μ)g + μm with Nesterov, else m"
     xp.lerp_(buf, grad, 1 - momentum)
     return xp.lerp(grad, buf, momentum) if nesterov else buf
 
 # %% ../nbs/02b_muon_core.ipynb #8d11bac2
-def apply_update(xp, p, o, lr, scale:float, weight_decay:float, cautious_weight_decay:bool=False):
+def apply_update(xp,                               # `TORCH` or a `KerasOps`
+                 p,                                # The parameter, updated in place
+                 o,                                # Its orthogonalized update, parameter-shaped
+                 lr,                               # The learning rate
+                 scale:float,                      # The shape scale (`lr_scale`)
+                 weight_decay:float,               # Decoupled weight decay
+                 cautious_weight_decay:bool=False):# Decay only where update and weight agree in sign
     "Decoupled weight decay (cautious: only where `o` and `p` agree in sign), then p ← p − lr·scale·o"
     if weight_decay:
         if cautious_weight_decay: xp.sub_(p, p * xp.positive(o * p) * (lr * weight_decay))
@@ -163,11 +201,12 @@ def apply_update(xp, p, o, lr, scale:float, weight_decay:float, cautious_weight_
 def _bucket_key(view, u) -> tuple: return (view, str(u.dtype), str(getattr(u, 'device', '')))
 
 def muon_update(xp,                          # `TORCH` or a `KerasOps`
-                params:list, grads:list,     # Parameters and their gradients (whole tensors, or a rank's owned ones)
+                params:list,                 # Parameters (whole tensors, or a rank's owned ones)
+                grads:list,                  # Their gradients
                 states:list[dict],           # Per-parameter state (`init_muon_state` fills a new one)
                 views:list,                  # Per-parameter `MatrixView`
                 hyper:dict,                  # lr, momentum, nesterov, ns_steps, coefficients, weight_decay, adjust_lr, ns_dtype, cautious_weight_decay
-                variant:MuonVariant=PLAIN_MUON,
+                variant:MuonVariant=PLAIN_MUON, # The Muon variant (plain Muon, NorMuon, …)
                 decay:list|None=None):       # Per-parameter: whether weight decay applies (Keras exclusions); None: all
     "One Muon step: momentum → variant → batched Newton–Schulz → variant → shape scale, weight decay, apply"
     lr, sched = hyper['lr'], resolve_schedule(hyper['coefficients'], hyper['ns_steps'])

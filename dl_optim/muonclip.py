@@ -1,4 +1,4 @@
-"""After each optimizer step, rescale the query and key projections of every attention head whose largest pre-softmax logit exceeded τ (Kimi K2's MuonClip), for transformers models, `nn.MultiheadAttention` and your own attention — with any torch optimizer.
+"""MuonClip: after each step, cap every attention head's largest logit at τ.
 
 Docs: https://dl-optim.github.io/dl_optim/muonclip.html.md"""
 
@@ -27,8 +27,8 @@ class QKBlock:
     num_heads: int                        # Query heads
     num_kv_heads: int                     # Key heads (fewer under grouped-query attention)
     head_dim: int                         # Outputs per head
-    q_bias: torch.Tensor|None = None
-    k_bias: torch.Tensor|None = None
+    q_bias: torch.Tensor|None = None      # The query projection's bias, if any
+    k_bias: torch.Tensor|None = None      # The key projection's bias, if any
     q_start: int = 0                      # First query output in `q_weight` (fused QKV)
     k_start: int = 0                      # First key output in `k_weight`
     out_axis: int = 0                     # 0: weights are (out, in); 1: (in, out)
@@ -55,7 +55,9 @@ class QKBlock:
 # %% ../nbs/05c_muonclip.ipynb #7f361371
 def _has_qk_norm(m) -> bool: return any(isinstance(getattr(m, a, None), nn.Module) for a in ('q_norm', 'k_norm', 'q_layernorm', 'k_layernorm'))
 
-def qk_block(m:nn.Module, name:str='') -> QKBlock|None:
+def qk_block(m:nn.Module,  # An attention module
+             name:str=''   # Its name in the model, for messages
+            ) -> QKBlock|None:
     "The `QKBlock` of a known attention module (or of one that defines `qk_block(name)` itself), or None"
     if callable(getattr(m, 'qk_block', None)): return m.qk_block(name)
     if isinstance(m, nn.MultiheadAttention):
@@ -84,7 +86,8 @@ def max_logits(query:torch.Tensor,        # (batch, heads, q_len, head_dim), as 
                key:torch.Tensor,          # (batch, kv_heads, k_len, head_dim)
                scaling:float,             # The attention scale (usually head_dim ** -0.5)
                mask:torch.Tensor|None=None, # Boolean (True: allowed) or additive float, broadcastable to (batch, heads, q_len, k_len)
-               causal:bool=False) -> torch.Tensor:
+               causal:bool=False     # Apply a causal mask as well
+              ) -> torch.Tensor:
     "Each query head's largest pre-softmax logit over the batch and the allowed positions: (heads,) float32"
     H, Hkv, T, S = query.shape[1], key.shape[1], query.shape[2], key.shape[2]
     if H % Hkv: raise ValueError(f'{H} query heads cannot share {Hkv} key heads evenly')
@@ -173,7 +176,9 @@ def _measure_mha(m:nn.MultiheadAttention, args, kwargs):
     m._qk_clip._merge(m, logits)
 
 # %% ../nbs/05c_muonclip.ipynb #8bdf362c
-def max_logit_metrics(max_logits:dict, per_head:bool=False) -> dict:
+def max_logit_metrics(max_logits:dict,    # Layer name -> per-head max logits
+                      per_head:bool=False # Also one entry per head
+                     ) -> dict:
     "{layer: per-head maxima} (torch or NumPy) as flat numbers for a logger; the torch and Keras clips both report this way"
     out = {'qk_clip/max_logit': max((float(v.max()) for v in max_logits.values()), default=float('nan'))}
     for name, v in max_logits.items():
@@ -303,7 +308,8 @@ def attach_qk_clip(optimizer:torch.optim.Optimizer, # Any torch optimizer (Muon,
 # %% ../nbs/05c_muonclip.ipynb #156ee177
 class MuonClip(Muon):
     "Muon with QK-clip after every step (Kimi K2's MuonClip)"
-    def __init__(self, params, *args,
+    def __init__(self, params,      # The model (QK-clip needs its attention layers), or parameters with `model=`
+                 *args,
                  qk_clip_tau:float=100.0,       # The cap on each head's max attention logit
                  qk_clip_alpha:float=0.5,       # The query's share of the exponent
                  qk_clip_remeasure:bool=True,   # Decide on the updated weights' logits (False: the forward pass's, as in K2)

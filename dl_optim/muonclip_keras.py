@@ -1,4 +1,4 @@
-"""QK-clip for Keras 3 `MultiHeadAttention`: measure each head's max logit in the forward pass and cap it at τ after each optimizer step — as a step hook of the Keras Muon, or as a callback for any optimizer.
+"""QK-clip for Keras 3 `MultiHeadAttention`, as a Muon step hook or a callback.
 
 Docs: https://dl-optim.github.io/dl_optim/muonclip_keras.html.md"""
 
@@ -19,7 +19,12 @@ from .muonclip import max_logit_metrics
 __all__ = ['keras_max_logits', 'KerasQKClip']
 
 # %% ../nbs/05d_muonclip_keras.ipynb #3697ab36
-def keras_max_logits(query, key, scale:float, mask=None, causal:bool=False) -> np.ndarray:
+def keras_max_logits(query,              # (batch, q_len, heads, head_dim), as Keras' attention sees it
+                     key,                # (batch, k_len, heads, head_dim)
+                     scale:float,        # The attention scale
+                     mask=None,          # Boolean attention mask (True: allowed), or None
+                     causal:bool=False   # Apply a causal mask as well
+                    ) -> np.ndarray:
     "Each head's largest pre-softmax logit over the batch and the allowed positions, as a float64 NumPy array"
     if KerasOps().tracing(query):
         raise RuntimeError('QK-clip measures attention logits eagerly, but this step is traced (jit): compile the model with '

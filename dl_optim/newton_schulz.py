@@ -1,4 +1,4 @@
-"""The polar factor Muon steps along, computed with a few matrix products: the classic cubic, Jordan's quintic and Polar Express schedules derived here, with kernels for torch and `keras.ops`.
+"""Newton–Schulz orthogonalization: the polar factor Muon steps along, from a few matrix products.
 
 Docs: https://dl-optim.github.io/dl_optim/newton_schulz.html.md"""
 
@@ -22,12 +22,17 @@ __all__ = ['CUBIC', 'JORDAN', 'NAMED_SCHEDULES', 'DEFAULT_STEPS', 'MAX_GAIN', 'N
            'ns_schedule', 'ns_method_for', 'orthogonalize', 'matrix_with_spectrum', 'polar_error']
 
 # %% ../nbs/01_newton_schulz.ipynb #f8718538
-def quintic(x, a:float, b:float, c:float):
+def quintic(x,        # Scalars or an array
+            a:float,  # Coefficient of x
+            b:float,  # Coefficient of x³
+            c:float): # Coefficient of x⁵
     "The odd polynomial a·x + b·x³ + c·x⁵ (a cubic when c = 0)"
     x2 = x * x
     return x * (a + x2 * (b + c * x2))
 
-def compose(x, coefficients, input_scale:float=1.0):
+def compose(x,                      # Scalars or an array
+            coefficients,           # The (a, b, c) triples, in order
+            input_scale:float=1.0): # x is divided by it first
     "Apply the polynomials of `coefficients` in turn to `x / input_scale`"
     y = np.asarray(x, dtype=np.float64) / input_scale
     for a, b, c in coefficients: y = quintic(y, a, b, c)
@@ -37,9 +42,9 @@ def compose(x, coefficients, input_scale:float=1.0):
 @dataclass(frozen=True)
 class Schedule:
     "Polynomials (a, b, c) applied in turn to X / (input_scale · ‖X‖_F); `name='svd'` means the exact polar factor"
-    name: str
-    coefficients: tuple = ()
-    input_scale: float = 1.0
+    name: str                 # 'polar_express', 'jordan', 'cubic', 'custom' or 'svd'
+    coefficients: tuple = ()  # The (a, b, c) triples, one per step
+    input_scale: float = 1.0  # X is divided by input_scale · ‖X‖_F first
 
     def __call__(self, x):
         "The schedule's action on normalised singular values `x` (float64)"
@@ -62,24 +67,28 @@ JORDAN = (3.4445, -4.7750, 2.0315)
 
 # %% ../nbs/01_newton_schulz.ipynb #8d0241bc
 def plot_schedules(schedules:dict, # Label -> `Schedule`
-                   title:str=''):
+                   title:str=''):   # The figure's title
     "Plot each schedule's first polynomial on [0, 1.2] and its full composition on a log axis; returns the figure"
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axs = plt.subplots(1, 2, figsize=(7.5, 3.4))
     x = np.linspace(0, 1.2, 1201)
     for name, s in schedules.items(): axs[0].plot(x, quintic(x / s.input_scale, *s.coefficients[0]), label=f'{name}: first step')
     xl = np.geomspace(1e-4, 1, 2001)
     for name, s in schedules.items(): axs[1].semilogx(xl, s(xl), label=f'{name}: {len(s.coefficients)} steps')
     for ax, xlabel, ylabel, top in ((axs[0], 'singular value x', 'p(x)', 1.6),
-                                    (axs[1], 'normalised singular value x (log scale)', 'composition', 1.35)):
+                                    (axs[1], 'normalised singular value x', 'composition', 1.35)):
         ax.axhline(1, color='k', lw=0.6, ls=':'); ax.set_ylim(-0.05, top)
-        ax.set_xlabel(xlabel); ax.set_ylabel(ylabel); ax.legend(fontsize=8)
+        ax.set_xlabel(xlabel); ax.set_ylabel(ylabel); ax.legend(fontsize=9)
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/01_newton_schulz.ipynb #10e3caf5
-def minimax_quintic(lo:float, hi:float, tol:float=1e-15, max_iter:int=100) -> tuple[float, float, float]:
+def minimax_quintic(lo:float,            # Lower end of the interval
+                    hi:float,            # Upper end
+                    tol:float=1e-15,     # Stop when the error changes less
+                    max_iter:int=100     # Exchange iterations at most
+                   ) -> tuple[float, float, float]:
     "The odd quintic minimising max |1 − p(x)| over [lo, hi], by Remez exchange in float64"
     if not 0 <= lo <= hi or hi <= 0: raise ValueError(f"need 0 <= lo <= hi and hi > 0, got lo={lo!r}, hi={hi!r}")
     classical = (15 / 8 / hi, -10 / 8 / hi**3, 3 / 8 / hi**5)
@@ -126,7 +135,11 @@ def polar_express_coefficients(lower:float=1e-3,   # Smallest normalised singula
 NAMED_SCHEDULES = ('polar_express', 'jordan', 'cubic', 'svd')
 DEFAULT_STEPS = 5
 
-def polar_express_schedule(lower:float=1e-3, steps:int=5, safety:float=2e-2, cushion:float=2e-2) -> Schedule:
+def polar_express_schedule(lower:float=1e-3,    # The smallest singular value to lift
+                           steps:int=5,         # Steps
+                           safety:float=2e-2,   # Headroom above 1 for rounding
+                           cushion:float=2e-2   # Fit on [max(ℓ, cushion·u), u]
+                          ) -> Schedule:
     "`polar_express_coefficients` as a `Schedule`, with the input scaled by the same safety factor"
     return Schedule('polar_express', tuple(polar_express_coefficients(lower, steps, safety, cushion)), 1.0 + safety)
 
@@ -197,12 +210,17 @@ def resolve_schedule(coefficients='polar_express', # A name from `NAMED_SCHEDULE
     return _checked(Schedule('custom', triples), coefficients, where)
 
 # %% ../nbs/01_newton_schulz.ipynb #c7ac616a
-def worst_case_error(schedule:Schedule, lower:float, upper:float=1.0, points:int=200001) -> float:
+def worst_case_error(schedule:Schedule,   # The schedule
+                     lower:float,         # Lower end of the singular values
+                     upper:float=1.0,     # Upper end
+                     points:int=200001    # Log-spaced points checked
+                    ) -> float:
     "max |1 − schedule(x)| over a dense log grid of [lower, upper]"
     return float(np.abs(1 - schedule(np.geomspace(lower, upper, points))).max())
 
 # %% ../nbs/01_newton_schulz.ipynb #5a5e1cbc
-def default_ns_dtype(device) -> torch.dtype:
+def default_ns_dtype(device # A torch device or its name
+                    ) -> torch.dtype:
     "bfloat16 where the device has fast bf16 matrix products (CUDA with bf16, oneDNN bf16 CPUs), else float32"
     device = torch.device(device)
     if device.type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
@@ -240,18 +258,28 @@ NS_METHODS = ('auto', 'standard', 'gram')
 PRECONDITIONERS = ('aol',)
 check_ns_method = Choice(*NS_METHODS)
 
-def check_precondition(value, key='precondition', where='orthogonalize') -> str|None:
+def check_precondition(value,               # None or 'aol'
+                       key='precondition',  # The config key, for the error
+                       where='orthogonalize'# The caller, for the error
+                      ) -> str|None:
     "None (or 'none'): the Frobenius scaling; 'aol': the AOL row scaling"
     if value is None: return None
     v = Choice('none', *PRECONDITIONERS)(value, key, where)
     return None if v == 'none' else v
 
-def ns_schedule(coefficients, steps, precondition=None) -> Schedule:
+def ns_schedule(coefficients,       # A name, (a, b, c), a list of them, or a `Schedule`
+                steps,              # Steps (None: the default)
+                precondition=None   # None or 'aol' (4 steps by default)
+               ) -> Schedule:
     "`resolve_schedule`, with one step fewer by default for a named schedule after the AOL start"
     if steps is None and isinstance(coefficients, str) and check_precondition(precondition): steps = DEFAULT_STEPS - 1
     return resolve_schedule(coefficients, steps)
 
-def ns_method_for(shape, schedule:Schedule, dtype, method:str='auto') -> str:
+def ns_method_for(shape,              # The matrix (or batch) shape
+                  schedule:Schedule,  # The schedule
+                  dtype,              # The compute dtype
+                  method:str='auto'   # 'standard', 'gram' or 'auto'
+                 ) -> str:
     "'standard' or 'gram': what `orthogonalize` runs on (…, m, n) matrices (`method='auto'`: Gram where `gram_pays`)"
     if method != 'auto': return method
     name = dtype if isinstance(dtype, str) else str(dtype).removeprefix('torch.')
@@ -286,7 +314,12 @@ def orthogonalize(G:torch.Tensor,                # (…, m, n) matrix or batch o
     return (X.mT if tall else X).to(G.dtype)
 
 # %% ../nbs/01_newton_schulz.ipynb #55736f95
-def matrix_with_spectrum(kind:str, m:int, n:int, seed:int=0, dtype=torch.float64) -> torch.Tensor:
+def matrix_with_spectrum(kind:str,             # 'gaussian', 'power_law', 'ill_conditioned' or 'rank_deficient'
+                         m:int,                # Rows
+                         n:int,                # Columns
+                         seed:int=0,           # Random seed
+                         dtype=torch.float64   # The result's dtype
+                        ) -> torch.Tensor:
     "A random m×n matrix with a chosen spectrum: 'gaussian', 'power_law' (σᵢ = 1/i), 'ill_conditioned' (cond 1e3), 'rank_deficient'"
     g = torch.Generator().manual_seed(seed)
     k = min(m, n)
@@ -299,7 +332,11 @@ def matrix_with_spectrum(kind:str, m:int, n:int, seed:int=0, dtype=torch.float64
     else: raise ValueError(f"unknown kind {kind!r}; use 'gaussian', 'power_law', 'ill_conditioned' or 'rank_deficient'")
     return ((U * s) @ V.T).to(dtype)
 
-def polar_error(G:torch.Tensor, coefficients='polar_express', dtype=torch.float32, steps=None) -> float:
+def polar_error(G:torch.Tensor,               # A matrix
+                coefficients='polar_express', # The schedule
+                dtype=torch.float32,          # Compute dtype
+                steps=None                    # Steps (None: the default)
+               ) -> float:
     "Relative Frobenius error of `orthogonalize(G)` against the exact polar factor"
     exact = _polar_svd(G.to(torch.float64))
     approx = orthogonalize(G.to(torch.float64), coefficients, steps, dtype=dtype).to(torch.float64)

@@ -1,4 +1,4 @@
-"""`orthogonalize` written in `keras.ops`: the same schedules and numerics as the torch kernel, jit-safe on the torch, JAX and TensorFlow backends.
+"""`orthogonalize` in `keras.ops`: the torch kernel's schedules and numerics, jit-safe on every backend.
 
 Docs: https://dl-optim.github.io/dl_optim/newton_schulz_keras.html.md"""
 
@@ -35,7 +35,7 @@ def orthogonalize_keras(G,                            # (…, m, n) tensor of th
                         coefficients='polar_express', # As in `orthogonalize`
                         steps:int|None=None,          # As in `orthogonalize`
                         dtype:str|None=None,          # Compute dtype name; `None`: `default_ns_dtype_keras()`
-                        eps:float=1e-7,
+                        eps:float=1e-7,               # Added to the norm, so zero input gives zero output
                         precondition:str|None=None,   # As in `orthogonalize`: None or 'aol'
                         method:str='auto'):           # As in `orthogonalize`: 'standard', 'gram' or 'auto'
     "`orthogonalize` in `keras.ops`: jit-safe (no branching on values), same schedules, same numerics, same options"

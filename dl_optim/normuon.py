@@ -1,4 +1,4 @@
-"""Muon with neuron-wise normalization (Li et al. 2025, arXiv 2510.05491): a per-row second-moment EMA of the orthogonalized update, each row divided by its RMS, the update's Frobenius norm kept. A variant of the [Muon core](muon_core.html): one stage after Newton–Schulz and one state tensor per matrix.
+"""NorMuon: Muon with each row of the update normalized by its running RMS.
 
 Docs: https://dl-optim.github.io/dl_optim/normuon.html.md"""
 

@@ -1,4 +1,4 @@
-"""The array operations dl_optim's numerics are written against, once: native torch on torch tensors (no Keras import), `keras.ops` on every Keras backend.
+"""The array operations dl_optim's numerics use: native torch, or `keras.ops` on every Keras backend.
 
 Docs: https://dl-optim.github.io/dl_optim/ops.html.md"""
 
@@ -81,7 +81,7 @@ TORCH = TorchOps()
 class KerasOps:
     "The same operations through `keras.ops`; given an optimizer, variables are written through its `assign*` methods"
     name = 'keras'
-    def __init__(self, optimizer=None):
+    def __init__(self, optimizer=None): # The Keras optimizer whose variables `zeros_like` creates (None: plain tensors)
         import keras
         self.ops, self.keras, self.optimizer = keras.ops, keras, optimizer
     def _assign(self, x, value):
@@ -165,17 +165,20 @@ class KerasOps:
         from dl_optim.newton_schulz_keras import orthogonalize_keras
         return orthogonalize_keras(X, schedule, dtype=dtype, precondition=precondition, method=method)
 
-def ops_for(x) -> TorchOps|KerasOps:
+def ops_for(x # A torch tensor, or a Keras variable or tensor
+           ) -> TorchOps|KerasOps:
     "The namespace for `x`: torch tensors take the native torch path, everything else goes through `keras.ops`"
     return TORCH if isinstance(x, torch.Tensor) else KerasOps()
 
 # %% ../nbs/00a_ops.ipynb #09c03fb6
-def closure_loss(closure):
+def closure_loss(closure): # torch's optional `closure` of `step()`: re-evaluates the loss
     "The loss `closure` returns, evaluated with gradients enabled; None without a closure"
     if closure is None: return None
     with torch.enable_grad(): return closure()
 
-def with_grads(params, who:str) -> tuple[list, list]:
+def with_grads(params,  # The parameters of a group
+               who:str  # The caller, for the error on sparse gradients
+              ) -> tuple[list, list]:
     "The parameters that have a gradient, and their gradients; sparse gradients are an error naming the optimizer"
     params = [p for p in params if p.grad is not None]
     if any(p.grad.is_sparse for p in params): raise RuntimeError(f'{who} does not support sparse gradients')

@@ -1,4 +1,4 @@
-"""`optimizer_builder(config, lr_schedule)`: Keras optimizers from the dl_techniques guide's flat config dicts (Adam, AdamW, RMSprop, Adadelta, Nadam, SGD and Muon), with gradient clipping and weight decay, validated.
+"""`optimizer_builder`: Keras optimizers from the dl_techniques guide's config dicts, validated.
 
 Docs: https://dl-optim.github.io/dl_optim/optimizers.html.md"""
 

@@ -1,4 +1,4 @@
-"""Start Newton–Schulz from an AOL row scaling instead of the Frobenius norm (Turbo-Muon): a bound on the spectral norm that is tight for gradient-like matrices lifts the small singular values, so one step fewer reaches the same accuracy.
+"""Start Newton–Schulz from an AOL row scaling and reach the same accuracy one step sooner.
 
 Docs: https://dl-optim.github.io/dl_optim/preconditioned_ns.html.md"""
 

@@ -1,4 +1,4 @@
-"""`create_muon_optimizer` with its `backend` names, and named training presets that build an optimizer and its warmup + cosine schedule in one call.
+"""`create_muon_optimizer` and named presets: an optimizer and its schedule in one call.
 
 Docs: https://dl-optim.github.io/dl_optim/muon_recipes.html.md"""
 

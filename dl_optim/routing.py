@@ -1,4 +1,4 @@
-"""Which parameters Muon should orthogonalize and which go to AdamW, decided once, with a reason, for PyTorch and Keras alike.
+"""Which parameters Muon orthogonalizes and which go to AdamW, decided once, with a reason.
 
 Docs: https://dl-optim.github.io/dl_optim/routing.html.md"""
 
@@ -25,12 +25,16 @@ STATE_SPACE_MODULES = ('dt_proj',)   # Mamba's Δ projection (rank → channels,
 
 def _components(name:str) -> list[str]: return name.lower().replace('/', '.').split('.')
 
-def substring_match(name:str, patterns) -> str|None:
+def substring_match(name:str, # A parameter or variable name
+                    patterns  # Substrings to look for
+                   ) -> str|None:
     "The first pattern that is a substring of the lowercased `name`, or None"
     low = name.lower()
     return next((p for p in patterns if p.lower() in low), None)
 
-def component_match(name:str, patterns) -> str|None:
+def component_match(name:str, # A dotted or slashed name
+                    patterns  # Whole components to look for
+                   ) -> str|None:
     "The first pattern equal to a component of the dotted or slashed `name`, or None"
     parts = _components(name)
     return next((p for p in patterns if p.lower() in parts), None)
@@ -39,10 +43,10 @@ def component_match(name:str, patterns) -> str|None:
 @dataclass(frozen=True)
 class MatrixView:
     "How Muon sees a parameter: `batch` matrices of `rows` (outputs) × `cols` (inputs); `transposed`: stored (in, out)"
-    batch: int
-    rows: int
-    cols: int
-    transposed: bool = False
+    batch: int                # Matrices (1 for a plain matrix)
+    rows: int                 # Outputs
+    cols: int                 # Inputs
+    transposed: bool = False  # Stored (in, out), as Keras kernels are
     @property
     def shape(self) -> tuple: return (self.batch, self.rows, self.cols) if self.batch > 1 else (self.rows, self.cols)
 
@@ -82,7 +86,11 @@ def matrix_view(shape:tuple,             # The parameter's shape
         v = MatrixView(v.batch * row_blocks, v.rows // row_blocks, v.cols, v.transposed)
     return v
 
-def guessed_split(shape:tuple, kind:str|None, layout:str, in_axes) -> bool:
+def guessed_split(shape:tuple,     # The parameter's shape
+                  kind:str|None,    # The layer kind, if known
+                  layout:str,       # The layout the rules chose
+                  in_axes           # The input axes they chose
+                 ) -> bool:
     "Whether `matrix_view` had to guess where a multi-axis (in, out) kernel splits"
     shape = tuple(int(d) for d in shape)
     while len(shape) > 2 and shape[0] == 1: shape = shape[1:]
@@ -91,7 +99,9 @@ def guessed_split(shape:tuple, kind:str|None, layout:str, in_axes) -> bool:
 # %% ../nbs/02_routing.ipynb #47be7361
 ADJUST_LR = ('original', 'match_rms_adamw', 'spectral', None)
 
-def lr_scale(view:MatrixView, adjust_lr:str|None='original') -> float:
+def lr_scale(view:MatrixView,                # The matrix (or batch) being updated
+             adjust_lr:str|None='original'   # 'original', 'match_rms_adamw', 'spectral' or None
+            ) -> float:
     "The factor Muon multiplies its learning rate by for a matrix of this view"
     out, inp = view.rows, view.cols
     if adjust_lr == 'original': return math.sqrt(max(1.0, out / inp))
@@ -100,7 +110,9 @@ def lr_scale(view:MatrixView, adjust_lr:str|None='original') -> float:
     if adjust_lr is None: return 1.0
     raise ValueError(f"adjust_lr must be one of {ADJUST_LR}, got {adjust_lr!r}")
 
-def check_adjust_lr(value, key:str='adjust_lr', where:str='config'):
+def check_adjust_lr(value,               # The value to check
+                    key:str='adjust_lr', # The config key, for the error
+                    where:str='config'): # The caller, for the error
     "The config check both Muon optimizers use for `adjust_lr`"
     if value not in ADJUST_LR:
         raise ConfigError(key, value, 'one of ' + ', '.join(map(repr, ADJUST_LR)), where, did_you_mean(value, [a for a in ADJUST_LR if a]))
@@ -110,10 +122,10 @@ def check_adjust_lr(value, key:str='adjust_lr', where:str='config'):
 @dataclass(frozen=True)
 class Route:
     "One parameter's routing decision"
-    name: str
-    shape: tuple
+    name: str       # The parameter's name
+    shape: tuple    # Its shape
     route: str      # 'muon' or 'adamw'
-    reason: str
+    reason: str     # Why, in words
     view: MatrixView|None = None   # how Muon sees it (None on the AdamW route)
     by_shape: bool = False         # decided by its shape alone: no layer type, name rule or explicit choice
     def as_dict(self) -> dict: return asdict(self)
@@ -170,7 +182,8 @@ def row_blocks_for(name:str,               # The parameter's name
                    qkv_names=(),           # Substrings marking fused QKV projections: split into Q, K and V
                    per_head_names=(),      # Substrings marking attention projections to split per head
                    head_dim:int|None=None, # Rows per head, for `per_head_names`
-                   where:str='Muon') -> int:
+                   where:str='Muon'        # The caller, for the error
+                  ) -> int:
     "The opt-in split of a matrix's output rows: `rows // head_dim` per attention head, 3 for a fused QKV, else 1"
     if view is None: return 1
     if (p := substring_match(name, per_head_names)):

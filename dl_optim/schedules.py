@@ -1,4 +1,4 @@
-"""`learning_rate_schedule_builder`: flat config dicts in the dl_techniques guide's format, five schedule types with linear warmup, as serializable Keras schedules on every backend and as PyTorch LR schedulers.
+"""Learning-rate schedules with warmup from the dl_techniques guide's configs, for Keras and PyTorch.
 
 Docs: https://dl-optim.github.io/dl_optim/schedules.html.md"""
 
@@ -23,14 +23,20 @@ _register = keras.saving.register_keras_serializable(package='dl_optim')
 @_register
 class ConstantSchedule(keras.optimizers.schedules.LearningRateSchedule):
     "A constant learning rate, as a schedule (so it can be warmed up and serialized)"
-    def __init__(self, learning_rate:float): self.learning_rate = learning_rate
+    def __init__(self, learning_rate:float): # The rate at every step
+        self.learning_rate = learning_rate
     def __call__(self, step): return ops.cast(ops.zeros_like(ops.cast(step, 'float32')) + self.learning_rate, 'float32')
     def get_config(self): return dict(learning_rate=self.learning_rate)
 
 @_register
 class StableDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
     "Hold `learning_rate` for `stable_steps`, then decay to `alpha·learning_rate` over `decay_steps` (linear or cosine)"
-    def __init__(self, learning_rate:float, stable_steps:int, decay_steps:int, alpha:float=0.0, decay_shape:str='linear'):
+    def __init__(self,
+                 learning_rate:float,       # The rate of the stable phase
+                 stable_steps:int,          # Steps at `learning_rate`
+                 decay_steps:int,           # Steps of the decay that follows
+                 alpha:float=0.0,           # Final rate, as a fraction of `learning_rate`
+                 decay_shape:str='linear'): # 'linear' or 'cosine'
         self.learning_rate, self.stable_steps, self.decay_steps = learning_rate, stable_steps, decay_steps
         self.alpha, self.decay_shape = alpha, decay_shape
     def __call__(self, step):
@@ -44,7 +50,10 @@ class StableDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
 @_register
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     "Linear warmup from `warmup_start_lr` to `primary(0)` over `warmup_steps`, then `primary(step − warmup_steps)`"
-    def __init__(self, primary, warmup_steps:int=0, warmup_start_lr:float=DEFAULTS['warmup']['warmup_start_lr']):
+    def __init__(self,
+                 primary,                   # The Keras schedule that runs after the warmup
+                 warmup_steps:int=0,        # Steps of linear warmup
+                 warmup_start_lr:float=DEFAULTS['warmup']['warmup_start_lr']): # The rate at step 0
         where = 'WarmupSchedule'
         if not isinstance(primary, keras.optimizers.schedules.LearningRateSchedule):
             raise ConfigError('primary', primary, 'a keras LearningRateSchedule', where)
@@ -96,13 +105,15 @@ def _primary(kind:str, c:dict):
     if kind == 'wsd': return StableDecaySchedule(c['learning_rate'], c['stable_steps'], c['decay_steps'], c['alpha'], c['decay_shape'])
     return ConstantSchedule(c['learning_rate'])
 
-def parse_schedule_config(config) -> tuple[str, dict]:
+def parse_schedule_config(config # A schedule config dict in the dl_techniques guide's format
+                          ) -> tuple[str, dict]:
     "Validate a learning-rate schedule config; return its type and the complete, canonical parameters"
     where = 'learning-rate schedule config'
     kind = config_type(config, SCHEDULE_TYPES, where)
     return kind, parse_config(config, {**SCHEDULE_SCHEMAS[kind], **_WARMUP}, f'{where} ({kind})', ignore=('type',))
 
-def learning_rate_schedule_builder(config:dict) -> WarmupSchedule:
+def learning_rate_schedule_builder(config:dict # `type` plus that type's keys and the warmup keys
+                                   ) -> WarmupSchedule:
     "Build a warmed-up Keras learning-rate schedule from a flat config dict in the dl_techniques guide's format"
     kind, c = parse_schedule_config(config)
     return WarmupSchedule(_primary(kind, c), c['warmup_steps'], c['warmup_start_lr'])
@@ -110,14 +121,16 @@ def learning_rate_schedule_builder(config:dict) -> WarmupSchedule:
 # %% ../nbs/04_schedules.ipynb #a916b52e
 PLOT_POINTS = 4000   # most steps a plot evaluates, however long the schedule
 
-def schedule_values(config_or_schedule, steps):
+def schedule_values(config_or_schedule, # A config dict or a built schedule
+                    steps):             # The steps to evaluate at
     "The schedule's learning rate at steps 0..steps−1 (`steps` an int) or at the given steps (an array), as a NumPy array"
     import numpy as np
     s = learning_rate_schedule_builder(config_or_schedule) if isinstance(config_or_schedule, dict) else config_or_schedule
     at = ops.arange(steps, dtype='float32') if isinstance(steps, int) else ops.convert_to_tensor(np.asarray(steps, 'float32'))
     return np.asarray(ops.convert_to_numpy(s(at)), dtype='float64')
 
-def plot_steps(steps:int, points:int=PLOT_POINTS):
+def plot_steps(steps:int,                # The schedule's length
+               points:int=PLOT_POINTS): # At most this many evenly spaced steps
     "At most `points` integer steps spread evenly over 0..steps−1 (every step when there are fewer)"
     import numpy as np
     return np.arange(steps) if steps <= points else np.unique(np.linspace(0, steps - 1, points).round())
@@ -133,7 +146,10 @@ def _default_steps(kind:str, c:dict) -> int:
         return w + int(c['decay_steps'] * (min(math.log(0.1) / math.log(r), 20) if 0 < r < 1 else 3)) + 1
     return int(1.2 * (w + c['decay_steps'])) + 1
 
-def plot_schedule(config:dict, steps:int|None=None, ax=None, title:str|None=None):
+def plot_schedule(config:dict,           # A schedule config dict
+                  steps:int|None=None,   # Steps to plot (default: warmup + the schedule's natural length)
+                  ax=None,               # A matplotlib axis to draw on (default: a new figure)
+                  title:str|None=None):  # The title (default: the schedule type)
     "Plot the learning rate of a schedule config over `steps` (default: the whole schedule plus a margin), phases shaded"
     import matplotlib.pyplot as plt
     kind, c = parse_schedule_config(config)
@@ -150,7 +166,7 @@ def plot_schedule(config:dict, steps:int|None=None, ax=None, title:str|None=None
     ax.xaxis.set_major_locator(plt.MaxNLocator(5, integer=True))
     ax.set_xlabel('step'); ax.set_ylabel('learning rate'); ax.set_title(title or kind)
     ax.set_ylim(bottom=0)
-    if ax.get_legend_handles_labels()[0]: ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]: ax.legend(fontsize=9)
     return fig
 
 # %% ../nbs/04_schedules.ipynb #0054a06a
@@ -164,7 +180,10 @@ def _peak(schedule) -> float:
 class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
     "A torch LR scheduler driven by a Keras learning-rate schedule: group lr = base lr · schedule(step) / η0"
     block = 1024   # steps evaluated per call of the schedule (one vectorized call instead of 1024 scalar ones)
-    def __init__(self, optimizer, schedule, last_epoch:int=-1):
+    def __init__(self,
+                 optimizer,              # The torch optimizer whose `lr` the schedule drives
+                 schedule,               # A built schedule (a `WarmupSchedule` or any Keras schedule)
+                 last_epoch:int=-1):     # torch's resume convention: the index of the last step taken
         self.schedule, self.peak, self._cached = schedule, _peak(schedule), (None, None)
         super().__init__(optimizer, last_epoch)
     def factor(self, step:int) -> float:
@@ -178,7 +197,9 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
     def get_lr(self): return [base * self.factor(self.last_epoch) for base in self.base_lrs]
     def state_dict(self): return {k: v for k, v in self.__dict__.items() if k not in ('optimizer', 'schedule', '_cached')}
 
-def to_torch_scheduler(config_or_schedule, optimizer) -> ScheduleLR:
+def to_torch_scheduler(config_or_schedule, # A schedule config dict or a built schedule
+                       optimizer           # The torch optimizer to drive
+                      ) -> ScheduleLR:
     "A torch LR scheduler that makes `optimizer` follow a schedule config (or a built Keras schedule), step by step"
     s = learning_rate_schedule_builder(config_or_schedule) if isinstance(config_or_schedule, dict) else config_or_schedule
     if not isinstance(s, keras.optimizers.schedules.LearningRateSchedule):

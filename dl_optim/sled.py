@@ -1,4 +1,4 @@
-"""`sled_builder`: the three phases of SLED (NeurIPS 2024) as a logits processor that is exact to the official algorithm, row-independent in a batch, float32 inside whatever the input dtype, O(batch·vocab) per layer, jit-safe on every Keras backend and native on torch tensors; plus the helpers that get every layer's logits out of a Hugging Face causal LM and a greedy `sled_generate` loop.
+"""SLED as a logits processor: every layer's logits evolve the final ones.
 
 Docs: https://dl-optim.github.io/dl_optim/sled.html.md"""
 
@@ -50,15 +50,23 @@ def sled_reference(layer_logits,                 # [L+1, V]: early layers first,
     return out
 
 # %% ../nbs/09_sled.ipynb #c4d730ff
-def sled_candidates(xp, final, k:int):
+def sled_candidates(xp,     # `TORCH` or a `KerasOps`
+                    final,  # Final-layer logits [batch, vocab]
+                    k:int): # Candidates kept per row
     "Phase 0: the indices `[B, k]` of the k largest final logits"
     return xp.top_k(final, k)
 
-def tempered_softmax(xp, z, temperature:float):
+def tempered_softmax(xp,                 # `TORCH` or a `KerasOps`
+                     z,                  # Logits
+                     temperature:float): # Softmax temperature
     "softmax(z/τ) with the row maximum taken out first, so that z/τ cannot overflow for any τ > 0"
     return xp.softmax((z - xp.rowmax(z)) / temperature)
 
-def sled_layer_scores(xp, early, final, top, temperature:float):
+def sled_layer_scores(xp,                 # `TORCH` or a `KerasOps`
+                      early,              # One early layer's logits [batch, vocab]
+                      final,              # Final-layer logits
+                      top,                # Candidate token ids [batch, k]
+                      temperature:float): # Softmax temperature
     "Phase 1 for one early layer: m = max(cos(z_n − z_N, p_n − e_i), 0)² on the candidates, `[B, k]`, by the O(V) closed form"
     p = tempered_softmax(xp, early, temperature)
     d = early - final
@@ -76,7 +84,14 @@ def sled_layer_scores(xp, early, final, top, temperature:float):
     cos = dg / xp.clamp_min(xp.sqrt(dd) * xp.sqrt(gg), 1e-8)
     return xp.clamp_min(cos, 0.0) ** 2
 
-def sled_evolve(xp, final, top, latent, evolution_rate:float, temperature:float, tau_update:float, num_steps:int):
+def sled_evolve(xp,                     # `TORCH` or a `KerasOps`
+                final,                  # Final-layer logits [batch, vocab]
+                top,                    # Candidate token ids [batch, k]
+                latent,                 # P_latent on the candidates [batch, k]
+                evolution_rate:float,   # α: step size of the evolution
+                temperature:float,      # Softmax temperature
+                tau_update:float,       # Temperature of the evolved distribution
+                num_steps:int):         # Evolution steps
     "Phase 3: T gradient steps of KL(P_latent ‖ softmax(h/τ)) from h = z_N over the full vocabulary, rate α(1 − t/T)"
     target = xp.scatter(top, latent, final)
     h = final
@@ -85,7 +100,8 @@ def sled_evolve(xp, final, top, latent, evolution_rate:float, temperature:float,
     return h
 
 # %% ../nbs/09_sled.ipynb #9e4a34b7
-def sled_latent(xp, scores:list):
+def sled_latent(xp,           # `TORCH` or a `KerasOps`
+                scores:list): # Per-early-layer scores on the candidates
     "Phase 2: P_latent on the candidates, `[B, k]`: per-layer scores summed and normalised per row (0 where no layer scores)"
     total = scores[0]
     for s in scores[1:]: total = total + s
@@ -197,7 +213,7 @@ def sled_builder(config:dict):  # {"type": "sled_v1", "config": {evolution_rate,
 # %% ../nbs/09_sled.ipynb #77463419
 _FINAL_NORM_NAMES = ('norm', 'ln_f', 'final_layernorm', 'final_layer_norm', 'norm_f')
 
-def final_norm_of(model):
+def final_norm_of(model): # A Hugging Face causal LM
     "The final normalisation module of a transformers causal LM (Llama/Mistral/Qwen `norm`, GPT-2 `ln_f`, ...)"
     decoder = model.get_decoder() if hasattr(model, 'get_decoder') else model
     for name in _FINAL_NORM_NAMES:

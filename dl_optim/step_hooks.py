@@ -1,4 +1,4 @@
-"""Changes an optimizer makes around its step, for any torch optimizer: before the step to the gradients (GrokFast, OrthoGrad), after it to the weights (QK-clip); their state saved in the optimizer's `state_dict`.
+"""Changes around any torch optimizer's step: to the gradients before it, to the weights after it.
 
 Docs: https://dl-optim.github.io/dl_optim/step_hooks.html.md"""
 
@@ -23,7 +23,11 @@ class StepHook:
 
 class StepHookHandle:
     "What `attach_step_hooks` returns: `.hooks`, and `.remove()` to detach them"
-    def __init__(self, hooks, handles, release): self.hooks, self._handles, self._release = hooks, handles, release
+    def __init__(self,
+                 hooks,    # The hooks registered
+                 handles,  # Their torch hook handles
+                 release): # Called by `remove()`
+        self.hooks, self._handles, self._release = hooks, handles, release
     def remove(self):
         for h in self._handles: h.remove()
         self._release()

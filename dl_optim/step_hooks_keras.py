@@ -1,4 +1,4 @@
-"""The Keras form of [step hooks](step_hooks.html): a mixin that runs hooks on the gradients before any Keras 3 optimizer's update and on the weights after it, inside `model.fit` on every backend, with their state as optimizer variables and the hooks in `get_config`.
+"""Step hooks for any Keras 3 optimizer, inside `model.fit` on every backend.
 
 Docs: https://dl-optim.github.io/dl_optim/step_hooks_keras.html.md"""
 
@@ -24,7 +24,7 @@ class KerasStepHook:
 
 class StepHooksMixin(WeightDecayExclusions):
     "Mixin for a Keras optimizer: `step_hooks=[...]` run around its update, saved in `get_config`"
-    def __init__(self, *args, step_hooks=None, **kwargs):
+    def __init__(self, *args, step_hooks=None, **kwargs): # step_hooks: hooks run around every update
         super().__init__(*args, **kwargs)
         hooks = [keras.saving.deserialize_keras_object(h) if isinstance(h, dict) else h for h in (step_hooks or [])]
         for h in hooks:

@@ -197,7 +197,7 @@ def test_dead_rank_is_an_error_not_a_hang():
     assert not any(p.is_alive() for p in procs)
 
 def test_cli_race_nproc_bad_seed_exits_fast():
-    "The issue's hang: `dl-optim race --nproc 2 --seed -5` now fails in the parent before any rank starts"
+    "A hang once seen: `dl-optim race --nproc 2 --seed -5` now fails in the parent before any rank starts"
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, '-c', 'import sys; from dl_optim.cli import main; sys.exit(main())',
                         'race', '--nproc', '2', '--seed', '-5', '--steps', '2'],

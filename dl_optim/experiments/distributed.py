@@ -1,4 +1,4 @@
-"""[`DistMuon`](distributed.html) measured: one optimizer step on 1 and 2 gloo processes against a DDP-style baseline, and `dl-optim race --nproc N`, the race trained data-parallel through the race's own training loop.
+"""`DistMuon` measured on 1 and 2 processes, and the race trained data-parallel.
 
 Docs: https://dl-optim.github.io/dl_optim/distributed_experiments.html.md"""
 
@@ -35,7 +35,11 @@ def _bench_worker(rank:int, world:int, init_file:str, shapes, rounds:int, thread
     if rank == 0: out.put((statistics.median(times), dict(getattr(opt, 'comm_bytes', {})), rounds + 1))
     if world > 1: dist.destroy_process_group()
 
-def step_time(world:int, shapes, mode:str='dist', rounds:int=3, threads:int|None=None):
+def step_time(world:int,               # Processes
+              shapes,                  # ((rows, cols), count) pairs of the matrices
+              mode:str='dist',         # 'dist' (DistMuon) or 'ddp' (all-reduce + Muon)
+              rounds:int=3,            # Timed steps (the median is returned)
+              threads:int|None=None):  # Threads per process (None: cores / world)
     "Median step time (s) and per-step collective input bytes of one rank, on `world` local gloo processes"
     import tempfile, importlib, torch.multiprocessing as mp
     threads = threads or max(1, (os.cpu_count() or 1) // world)
@@ -86,7 +90,12 @@ def _wait_for_ranks(procs, queue, on_progress) -> dict:
             raise ChildProcessError(f'a race rank ended before finishing (exit codes {codes})')
         time.sleep(0.05)
 
-def run_race_distributed(cfg, optimizers=('adamw', 'muon'), corpus:str|None=None, nproc:int=2, progress:bool=True) -> dict:
+def run_race_distributed(cfg,                          # A `RaceConfig`
+                         optimizers=('adamw', 'muon'), # Entrants
+                         corpus:str|None=None,         # A text file (None: the standard library's sources)
+                         nproc:int=2,                  # Data-parallel processes per entrant
+                         progress:bool=True            # Progress bars
+                        ) -> dict:
     "`run_race` with every entrant trained data-parallel on `nproc` local gloo processes (Muon as `DistMuon`)"
     import tempfile, time, sys, importlib
     from dataclasses import asdict

@@ -1,4 +1,4 @@
-"""Modular addition, six optimizer set-ups × three seeds: how many steps each needs to generalise, with [GrokFast and OrthoGrad](grokking.html) against plain AdamW and Muon.
+"""Modular addition, six optimizer set-ups, three seeds: how many steps each needs to generalise.
 
 Docs: https://dl-optim.github.io/dl_optim/grokking_experiment.html.md"""
 
@@ -13,7 +13,9 @@ from ..config import ConfigError
 from ..grokking import GrokFast, OrthoGrad, attach_gradient_filters
 from .race import train_loop
 
-def modular_addition(p:int=97, train_fraction:float=0.5, seed:int=0):
+def modular_addition(p:int=97,                  # The modulus
+                     train_fraction:float=0.5,  # Share of the p² pairs used for training
+                     seed:int=0):               # Random split
     "(a, b) -> (a + b) mod p: train and validation splits of all p² pairs"
     a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing='ij')
     x = torch.stack([a.flatten(), b.flatten()], 1); y = (x[:, 0] + x[:, 1]) % p
@@ -23,14 +25,19 @@ def modular_addition(p:int=97, train_fraction:float=0.5, seed:int=0):
 
 class ModularMLP(nn.Module):
     "Embed both operands, concatenate, one hidden ReLU layer, linear head"
-    def __init__(self, p:int=97, d:int=64, hidden:int=128):
+    def __init__(self, p:int=97,     # The modulus (vocabulary and classes)
+                 d:int=64,           # Embedding width
+                 hidden:int=128):    # Hidden layer width
         super().__init__()
         self.embed, self.hidden, self.head = nn.Embedding(p, d), nn.Linear(2 * d, hidden), nn.Linear(hidden, p)
     def forward(self, x): return self.head(torch.relu(self.hidden(self.embed(x).flatten(1))))
 
 GROKKING_METHODS = ('adamw', 'adamw+grokfast', 'adamw+orthograd', 'adamw, no wd', 'adamw+orthograd, wd 1', 'muon')
 
-def grokking_optimizer(method:str, model:nn.Module, lr:float=3e-3, weight_decay:float=1.0):
+def grokking_optimizer(method:str,             # One of `GROKKING_METHODS`
+                       model:nn.Module,        # The model
+                       lr:float=3e-3,          # Learning rate
+                       weight_decay:float=1.0):# AdamW's decoupled weight decay
     "The optimizer (with its filters attached) for one of `GROKKING_METHODS`"
     if method not in GROKKING_METHODS: raise ConfigError('method', method, 'one of ' + ', '.join(GROKKING_METHODS), 'grokking_optimizer')
     if method == 'muon':
@@ -42,8 +49,15 @@ def grokking_optimizer(method:str, model:nn.Module, lr:float=3e-3, weight_decay:
     if method.startswith('adamw+orthograd'): attach_gradient_filters(opt, OrthoGrad())
     return opt
 
-def grokking_run(method:str, seed:int=0, p:int=97, train_fraction:float=0.5, max_steps:int=3000, eval_every:int=10,
-                 target:float=0.95, threads:int=1) -> dict:
+def grokking_run(method:str,               # One of `GROKKING_METHODS`
+                 seed:int=0,               # Seed of the split and the initialisation
+                 p:int=97,                 # The modulus
+                 train_fraction:float=0.5, # Share of the pairs used for training
+                 max_steps:int=3000,       # Full-batch steps at most
+                 eval_every:int=10,        # Evaluate every this many steps
+                 target:float=0.95,        # Validation accuracy that counts as generalised
+                 threads:int=1             # torch threads
+                ) -> dict:
     "Train (full batch, the race's `train_loop`) until validation accuracy passes `target`; the curves and the step it first did (None if never)"
     torch.set_num_threads(threads)
     (xt, yt), (xv, yv) = modular_addition(p, train_fraction, seed)
@@ -69,7 +83,10 @@ __all__ = ['GROKKING_METHODS', 'modular_addition', 'ModularMLP', 'grokking_optim
 # %% ../../nbs/14_grokking_experiment.ipynb #c61bd551
 def _grokking_worker(job): return grokking_run(job[0], job[1], **job[2])
 
-def grokking_experiment(seeds=(0, 1, 2), methods=GROKKING_METHODS, processes:int|None=None, **kw) -> list[dict]:
+def grokking_experiment(seeds=(0, 1, 2),           # Seeds
+                        methods=GROKKING_METHODS,  # Set-ups
+                        processes:int|None=None,   # Parallel processes (None: one per job, up to the cores)
+                        **kw) -> list[dict]:       # `grokking_run` arguments
     "Every method × seed, in parallel processes; a list of `grokking_run` results"
     import importlib, multiprocessing as mp, os
     jobs = [(m, s) for s in seeds for m in methods]
@@ -77,7 +94,8 @@ def grokking_experiment(seeds=(0, 1, 2), methods=GROKKING_METHODS, processes:int
     with mp.get_context('spawn').Pool(processes or min(len(jobs), os.cpu_count() or 1)) as pool:
         return pool.map(worker, [(m, s, kw) for m, s in jobs])
 
-def grokking_table(results) -> str:
+def grokking_table(results # `grokking_experiment`'s list
+                  ) -> str:
     "Markdown table: steps to the validation target per method and seed, and the median"
     import statistics
     methods = list(dict.fromkeys(r['method'] for r in results))
@@ -90,18 +108,19 @@ def grokking_table(results) -> str:
         rows.append(f'| {m} | ' + ' | '.join('never' if g is None else str(g) for g in got) + f' | {med} |')
     return '\n'.join(rows)
 
-def plot_grokking(results, cols:int=3):
+def plot_grokking(results,     # `grokking_experiment`'s list
+                  cols:int=2):  # Panels per row
     "One panel per method: train (dashed) and validation (solid) accuracy over steps, one line per seed"
     import matplotlib.pyplot as plt
     methods = list(dict.fromkeys(r['method'] for r in results))
     rows = math.ceil(len(methods) / cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
+    fig, axs = plt.subplots(rows, cols, figsize=(7.5, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
     for ax, m in zip(axs.flat, methods):
         for r in results:
             if r['method'] != m: continue
             ax.plot(r['steps'], r['train_acc'], '--', color='grey', lw=0.8)
             ax.plot(r['steps'], r['val_acc'], lw=1.2, label=f"seed {r['seed']}: {r['reached'] or 'never'}")
-        ax.axhline(0.95, color='k', lw=0.4); ax.set_title(m, fontsize=9); ax.legend(fontsize=7, loc='lower right')
+        ax.axhline(0.95, color='k', lw=0.4); ax.set_title(m, fontsize=10); ax.legend(fontsize=9, loc='lower right')
     for ax in axs.flat[len(methods):]: ax.axis('off')
     for ax in axs[-1]: ax.set_xlabel('step')
     for ax in axs[:, 0]: ax.set_ylabel('accuracy')

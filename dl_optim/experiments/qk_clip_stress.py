@@ -1,4 +1,4 @@
-"""The race model pushed until plain Muon's attention logits run away — a higher learning rate, no QK norm — trained with Muon and with MuonClip side by side: max attention logit and loss per step.
+"""The race model pushed until Muon's attention logits run away, with and without MuonClip.
 
 Docs: https://dl-optim.github.io/dl_optim/qk_clip_stress.html.md"""
 
@@ -26,7 +26,9 @@ STRESS_LR, STRESS_TAU = 0.06, 20.0   # Muon lr 6× the race's; tau far below whe
 def stress_run(name:str,              # 'muon' (measured, never clipped) or 'muonclip'
                lr:float=STRESS_LR,    # Muon learning rate
                tau:float=STRESS_TAU,  # MuonClip's cap
-               seed:int=0, data=None, **overrides) -> dict:
+               seed:int=0,            # Seed
+               data=None,             # (train, val) bytes (None: the standard library's sources)
+               **overrides) -> dict:  # `RaceConfig` fields
     "Train the race model with Muon or MuonClip; per step: max attention logit (forward pass) and training loss"
     name = Choice('muon', 'muonclip')(name, 'name', 'stress_run')
     cfg = RaceConfig(**{**STRESS, 'seed': seed, **overrides})
@@ -56,30 +58,36 @@ def stress_run(name:str,              # 'muon' (measured, never clipped) or 'muo
 # %% ../../nbs/16_qk_clip_stress.ipynb #ea85fba5
 def _stress_worker(job): return stress_run(*job[:2], **job[2])
 
-def stress_experiment(seeds=(0, 1, 2), lr:float=STRESS_LR, tau:float=STRESS_TAU, processes:int=2, **overrides) -> list:
+def stress_experiment(seeds=(0, 1, 2),         # Seeds
+                      lr:float=STRESS_LR,      # Muon learning rate
+                      tau:float=STRESS_TAU,    # MuonClip's cap
+                      processes:int=2,         # Parallel processes
+                      **overrides) -> list:    # `RaceConfig` fields
     "Muon and MuonClip on every seed, in parallel processes; a list of `stress_run` results"
     data = stdlib_corpus()
     jobs = [(n, lr, dict(tau=tau, seed=s, data=data, **overrides)) for s in seeds for n in ('muon', 'muonclip')]
     with ProcessPoolExecutor(processes, mp_context=mp.get_context('spawn')) as ex: return list(ex.map(_stress_worker, jobs))
 
-def plot_stress(results:list, tau:float|None=None):
+def plot_stress(results:list,          # `stress_experiment`'s list
+                tau:float|None=None):  # The cap to draw (None: the runs')
     "Max attention logit and training loss per step, Muon against MuonClip (one line per seed)"
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axs = plt.subplots(1, 2, figsize=(7.5, 3.6))
     colors = {'muon': 'tab:red', 'muonclip': 'tab:blue'}
     for r in results:
-        label = f"{r['name']} seed {r['seed']}"
+        label = r['name'] if r['seed'] == min(q['seed'] for q in results) else None   # one entry per optimizer
         axs[0].plot(r['step'], r['max_logit'], color=colors[r['name']], lw=0.8, alpha=0.8, label=label)
         loss = np.convolve(r['train_loss'], np.ones(10) / 10, mode='valid')
         axs[1].plot(r['step'][9:], loss, color=colors[r['name']], lw=0.8, alpha=0.8, label=label)
     tau = tau or next((r['tau'] for r in results if r['tau']), None)
     if tau: axs[0].axhline(tau, color='k', ls=':', lw=0.8, label=f'τ = {tau:g}')
-    axs[0].set_yscale('log'); axs[0].set_ylabel('max attention logit (forward pass, log)'); axs[1].set_ylabel('training loss (10-step mean)')
-    for ax in axs: ax.set_xlabel('step'); ax.legend(fontsize=7)
+    axs[0].set_yscale('log'); axs[0].set_ylabel('max attention logit'); axs[1].set_ylabel('training loss (10-step mean)')
+    for ax in axs: ax.set_xlabel('step'); ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
-def stress_table(results:list) -> str:
+def stress_table(results:list # `stress_experiment`'s list
+                ) -> str:
     "Per optimizer and seed: the largest and the final max logit, the final validation loss, heads clipped"
     lines = ['| optimizer | seed | max logit (peak) | max logit (last 50 steps) | final val loss | head clips |', '|---|---|---|---|---|---|']
     for r in results:

@@ -1,4 +1,4 @@
-"""A small character-level GPT trained on Python's own standard library by AdamW and by dl_optim's Muon, from the same initialisation and data order, side by side: the main job a newcomer runs first.
+"""`dl-optim race`: a small GPT trained by AdamW and by Muon side by side, the first thing to run.
 
 Docs: https://dl-optim.github.io/dl_optim/race.html.md"""
 
@@ -35,7 +35,8 @@ def stdlib_corpus() -> tuple[bytes, bytes, str]:
     tr, va = b''.join(train), b''.join(val)
     return tr, va, hashlib.sha256(tr + va).hexdigest()[:16]
 
-def file_corpus(path) -> tuple[bytes, bytes, str]:
+def file_corpus(path # A text file
+               ) -> tuple[bytes, bytes, str]:
     "Any file as a corpus: (first 90 % train, last 10 % validation, sha256 prefix)"
     data = input_file(path, 'corpus', 'dl-optim race').read_bytes()
     if len(data) < 20_000: raise ConfigError('corpus', str(path), 'a text file of at least 20 kB', 'dl-optim race')
@@ -45,7 +46,8 @@ def file_corpus(path) -> tuple[bytes, bytes, str]:
 # %% ../../nbs/08_race.ipynb #d08ae7c9
 class Block(nn.Module):
     "Pre-LN transformer block: causal self-attention (its logits reported to QK-clip) and a GELU MLP, no biases"
-    def __init__(self, d:int, heads:int):
+    def __init__(self, d:int, # Width
+                 heads:int):  # Attention heads
         super().__init__()
         self.heads = heads
         self.ln1, self.qkv, self.proj = nn.LayerNorm(d), nn.Linear(d, 3 * d, bias=False), nn.Linear(d, d, bias=False)
@@ -63,7 +65,11 @@ class Block(nn.Module):
 
 class CharGPT(nn.Module):
     "A small GPT over bytes: token and position embeddings, pre-LN blocks, final norm, untied head"
-    def __init__(self, layers:int=4, d:int=128, heads:int=4, ctx:int=128, vocab:int=256):
+    def __init__(self, layers:int=4, # Blocks
+                 d:int=128,          # Width
+                 heads:int=4,        # Attention heads
+                 ctx:int=128,        # Context length
+                 vocab:int=256):     # Vocabulary (bytes)
         super().__init__()
         self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(ctx, d)
         self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
@@ -80,16 +86,29 @@ RACE_OPTIMIZERS = ('adamw', 'muon', 'torch_muon', 'muon_jordan', 'normuon', 'muo
 @dataclass
 class RaceConfig:
     "Everything a race run depends on (stored in race.json)"
-    layers:int=4; d:int=128; heads:int=4; ctx:int=128; batch:int=32; steps:int=600; warmup:int=30
-    eval_every:int=25; eval_batches:int=8; seed:int=0; threads:int=1; qk_clip_tau:float=100.0
-    lrs:dict=field(default_factory=lambda: dict(RACE_LRS))
+    layers:int=4             # Blocks
+    d:int=128                # Width
+    heads:int=4              # Attention heads
+    ctx:int=128              # Context length
+    batch:int=32             # Sequences per step
+    steps:int=600            # Training steps
+    warmup:int=30            # Linear warmup steps
+    eval_every:int=25        # Validate every this many steps
+    eval_batches:int=8       # Fixed validation batches
+    seed:int=0               # Seed of the initialisation and the batch order
+    threads:int=1            # torch threads per process
+    qk_clip_tau:float=100.0  # MuonClip's cap, for the `muonclip` entrant
+    lrs:dict=field(default_factory=lambda: dict(RACE_LRS))   # Learning rates per entrant
     def __post_init__(self):   # every count is checked here, before any process starts
         for k in ('layers', 'd', 'heads', 'ctx', 'batch', 'steps', 'warmup', 'eval_every', 'eval_batches', 'threads'):
             setattr(self, k, Number(1, integer=True)(getattr(self, k), k, 'dl-optim race'))
         self.seed = Number(0, 2**32 - 1, integer=True)(self.seed, 'seed', 'dl-optim race')
         self.qk_clip_tau = Number(0, low_open=True)(self.qk_clip_tau, 'qk_clip_tau', 'dl-optim race')
 
-def make_optimizer(name:str, model:nn.Module, cfg:RaceConfig, world:int=1):
+def make_optimizer(name:str,          # The entrant
+                   model:nn.Module,    # The model
+                   cfg:RaceConfig,     # The race's settings
+                   world:int=1):       # Data-parallel processes
     "The optimizer of a race entrant (Muon as `DistMuon` on `world` > 1 processes), and its warmup scheduler (linear over `cfg.warmup` steps)"
     lr, mlr, alr = cfg.lrs['adamw'], cfg.lrs['muon'], cfg.lrs['muon_adam']
     if world > 1 and name not in ('adamw', 'muon'): raise ConfigError('optimizers', name, 'adamw or muon when --nproc is given', 'dl-optim race')
@@ -124,19 +143,26 @@ def _batches(data:np.ndarray, cfg:RaceConfig, n:int, seed:int):
         yield w[:, :-1], w[:, 1:]
 
 @torch.no_grad()
-def evaluate(model, val_batches) -> float:
+def evaluate(model,        # The model
+             val_batches   # Fixed validation batches
+            ) -> float:
     "Mean cross-entropy over fixed validation batches"
     model.eval()
     loss = np.mean([F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item() for x, y in val_batches])
     model.train()
     return float(loss)
 
-def train_loop(model, opt, batches, loss_fn,   # `loss_fn(model, batch)` → scalar loss
-               steps:int, eval_every:int,
+def train_loop(model,                          # The model
+               opt,                            # Its optimizer
+               batches,                        # An iterable of batches
+               loss_fn,                        # `loss_fn(model, batch)` → scalar loss
+               steps:int,                      # Steps at most
+               eval_every:int,                 # Evaluate every this many steps
                evaluate,                      # `evaluate(step, seconds, mean train loss)`; returns True to stop early
                schedulers=(),                 # LR schedulers stepped after each optimizer step
                sync_grads=None,               # Called between backward and step (data-parallel gradient averaging)
-               report=None) -> int:           # `report(step)` after every step (progress bars)
+               report=None                    # `report(step)` after every step (progress bars)
+              ) -> int:
     "The experiments' one training loop; evaluates every `eval_every` steps and at the last; returns the last step run"
     seconds, acc = 0.0, []
     for step, batch in zip(range(1, steps + 1), batches):
@@ -157,8 +183,14 @@ def _lm_loss(model, batch):
     x, y = batch
     return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
 
-def train_one(name:str, cfg:RaceConfig, train:bytes, val:bytes, report=None,
-              rank:int=0, world:int=1) -> dict:   # this process's rank among `world` data-parallel processes (gloo, initialised)
+def train_one(name:str,          # The entrant
+              cfg:RaceConfig,     # The race's settings
+              train:bytes,        # Training text
+              val:bytes,          # Validation text
+              report=None,        # `report(name, step, val_loss)` for progress bars
+              rank:int=0,         # This process's rank among `world` data-parallel processes (gloo, initialised)
+              world:int=1         # Data-parallel processes
+             ) -> dict:
     "Train one entrant with `train_loop`; returns its curve (rank 0's): steps, validation losses, seconds, mean train loss per interval"
     import torch.distributed as dist
     torch.set_num_threads(cfg.threads)
@@ -191,8 +223,12 @@ def _worker(args):
     report = (lambda n, s, v: queue.put((n, s, v))) if queue is not None else None
     return name, train_one(name, cfg, train, val, report)
 
-def run_race(cfg:RaceConfig, optimizers=('adamw', 'muon'), corpus:str|None=None, processes:int|None=None,
-             progress:bool=True) -> dict:
+def run_race(cfg:RaceConfig,                 # The race's settings
+             optimizers=('adamw', 'muon'),   # Entrants
+             corpus:str|None=None,           # A text file (None: the standard library's sources)
+             processes:int|None=None,        # Parallel processes (None: one per entrant)
+             progress:bool=True              # Progress bars
+            ) -> dict:
     "Train every entrant on the same data and initialisation; returns curves, summary and config"
     optimizers = [Choice(*RACE_OPTIMIZERS)(o, 'optimizers', 'dl-optim race') for o in optimizers]
     progress = Boolean()(progress, 'progress', 'run_race')
@@ -236,7 +272,8 @@ def _first_reach(curve, target):
         if v <= target: return s, t
     return None, None
 
-def summarize(curves:dict) -> dict:
+def summarize(curves:dict # Entrant -> its curve
+             ) -> dict:
     "Final losses, steps/seconds to AdamW's final loss, speedups (AdamW ÷ entrant) and tokens/s per entrant"
     ref = curves['adamw']
     target = ref['val_loss'][-1]
@@ -252,21 +289,23 @@ def summarize(curves:dict) -> dict:
                 speedup=table[other]['speedup_steps'] if other else None)
 
 # %% ../../nbs/08_race.ipynb #857de695
-def plot_race(result:dict):
+def plot_race(result:dict): # `run_race`'s result
     "Validation loss against steps and against seconds, one line per entrant, AdamW's final loss marked"
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axs = plt.subplots(1, 2, figsize=(7.5, 3.4))
     for n, c in result['curves'].items():
         axs[0].plot(c['step'], c['val_loss'], label=n); axs[1].plot(c['seconds'], c['val_loss'], label=n)
     for ax, xl in zip(axs, ('step', 'training seconds')):
         ax.axhline(result['target_val_loss'], color='k', ls=':', lw=0.8, label="AdamW's final")
-        ax.set_xlabel(xl); ax.set_ylabel('validation loss (nats/byte)'); ax.set_ylim(top=min(3.5, ax.get_ylim()[1])); ax.legend(fontsize=8)
+        ax.set_xlabel(xl); ax.set_ylabel('validation loss (nats/byte)'); ax.set_ylim(top=min(3.5, ax.get_ylim()[1])); ax.legend(fontsize=9)
     sp = result.get('speedup')
-    fig.suptitle(f"{result['config']['corpus']}: speedup in steps {sp:.2f}×" if sp else result['config']['corpus'])
+    corpus = result['config']['corpus']
+    corpus = Path(corpus).name if os.sep in corpus else corpus   # a file: its name, not its whole path
+    fig.suptitle(f"{corpus}: speedup in steps {sp:.2f}×" if sp else corpus)
     fig.tight_layout()
     return fig
 
-def race_table(result:dict):
+def race_table(result:dict): # `run_race`'s result
     "The summary as a rich Table"
     from rich.table import Table
     t = Table(title=f"target: AdamW's final validation loss {result['target_val_loss']:.4f}")
@@ -279,14 +318,17 @@ def race_table(result:dict):
                   fmt(r['speedup_steps'], '.2f'), fmt(r['speedup_seconds'], '.2f'), f"{tokens / r['seconds_per_step']:,.0f}")
     return t
 
-def prepare_out(out) -> Path:
+def prepare_out(out # The output directory
+               ) -> Path:
     "Create the output folder now, before any training, so that a bad `--out` fails in a second, not after minutes"
     out = output_dir(out, 'out', 'dl-optim race')
     for f in ('race.json', 'race.png'):
         if (out / f).is_dir(): raise ConfigError('out', str(out), f'a folder where {f} can be written (it is a folder there)', 'dl-optim race')
     return out
 
-def write_race(result:dict, out) -> Path:
+def write_race(result:dict, # `run_race`'s result
+               out          # The output directory
+              ) -> Path:
     "race.json and race.png in `out`"
     import matplotlib.pyplot as plt
     out = prepare_out(out)

