@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from dl_optim.newton_schulz import orthogonalize, default_ns_dtype, ns_schedule
 from dl_optim.gram_ns import ns_products, restart_steps
+from dl_optim.muon_core import check_ns_dtype_name
 try: from bench.cpu import cpu_kind
 except ImportError: from cpu import cpu_kind
 
@@ -59,7 +60,8 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads); torch.manual_seed(0)
     default = default_ns_dtype('cpu')
-    dtypes = ([getattr(torch, d) for d in args.dtypes.split(',')] if args.dtypes
+    dtypes = ([getattr(torch, check_ns_dtype_name(d.strip(), '--dtypes', 'bench/ns_methods.py')) for d in args.dtypes.split(',')]
+              if args.dtypes
               else [default] + ([torch.float32] if default != torch.float32 else []))
     rows, totals = [], {}
     for dtype in dtypes:
