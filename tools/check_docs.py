@@ -12,7 +12,7 @@ API entry), and no plot asks for a font below 9 pt. Per page (`page_problems`, a
 - an image without alt text, or a plot so wide that its 10-pt text would show below 9 pt;
 - a reference to material outside the repository (the project's seed documents, issue numbers, `shared/` paths).
 """
-import base64, importlib, inspect, json, re, struct, subprocess, sys
+import base64, functools, importlib, inspect, json, re, struct, subprocess, sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -71,6 +71,11 @@ class Page(HTMLParser):
         if self._pre is not None: self._pre.append(data)
         if not self.SKIP.intersection(self._stack): self.text.append(data)
 
+@functools.lru_cache(maxsize=None)
+def page_ids(path: Path) -> frozenset:
+    "The ids a rendered page defines (parsed once per page, however many links point at it)"
+    return frozenset(Page(path.read_text()).ids)
+
 def png_size(src: str):
     "(width px, dots per inch) of a PNG data URL, or None"
     if not src.startswith('data:image/png;base64,'): return None
@@ -102,7 +107,7 @@ def page_problems(html: str, name: str, site: Path) -> list:
         path = (site / target) if target else None
         if target and not path.exists(): problems.append(f'{name}: broken link {href}'); continue
         if anchor and path is not None and path.suffix == '.html':
-            ids = page.ids if path.name == name else Page(path.read_text()).ids
+            ids = page.ids if path.name == name else page_ids(path)
             if anchor not in ids: problems.append(f'{name}: broken anchor {href}')
         elif anchor and target == '' and anchor not in page.ids: problems.append(f'{name}: broken anchor {href}')
     for img in page.images:
