@@ -19,7 +19,8 @@ CAUTION_FLOOR = 1e-3   # smallest kept fraction used for the rescaling (caps it 
 
 def cautious(update,   # The step direction u (the parameter moves by -lr * u)
              grad):    # The gradient it is compared with
-    "Zero the components of `update` whose sign disagrees with `grad`; rescale by 1 / (kept fraction)"
+    """Zero the components of `update` whose sign disagrees with `grad`; rescale by 1 / (kept
+    fraction)"""
     xp = ops_for(update)
     keep = xp.positive(update * grad)
     return update * keep / xp.clamp_min(xp.mean(keep), CAUTION_FLOOR)
@@ -28,9 +29,14 @@ def cautious(update,   # The step direction u (the parameter moves by -lr * u)
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 def _fusable(params) -> bool:
-    "torch's fused AdamW runs on plain CPU/CUDA float tensors (not DTensors, not while `torch.compile` traces)"
-    return (not torch.compiler.is_compiling() and
-            all(type(p) in (torch.Tensor, torch.nn.Parameter) and p.device.type in ('cpu', 'cuda') and p.dtype in _FUSED_DTYPES for p in params))
+    """torch's fused AdamW runs on plain CPU/CUDA float tensors (not DTensors, not while
+    `torch.compile` traces)"""
+    return not torch.compiler.is_compiling() and all(
+        type(p) in (torch.Tensor, torch.nn.Parameter)
+        and p.device.type in ('cpu', 'cuda')
+        and p.dtype in _FUSED_DTYPES
+        for p in params
+    )
 
 def init_adamw_state(p,          # The parameter (or shard)
                      state:dict  # Its state, filled in place
@@ -50,21 +56,26 @@ def adamw_update(params:list,         # Tensors: whole parameters or shards
                  betas:tuple,         # (β1, β2)
                  eps:float,           # ε added to sqrt(v̂)
                  weight_decay:float,  # Decoupled weight decay
-                 caution:bool=False):                        # Mask the Adam direction with `cautious`
+                 # Mask the Adam direction with `cautious`
+                 caution:bool=False):
     "torch's AdamW (fused where it runs, else foreach) on explicit tensors, optionally cautious"
     if not params: return
     for p, st in zip(params, states): init_adamw_state(p, st)
     fused = _fusable(params)
     if fused:
         for p, st in zip(params, states):
-            if st['step'].device != p.device: st['step'] = st['step'].to(p.device)   # fused kernels keep the step on the device
-    kernel = dict(amsgrad=False, beta1=betas[0], beta2=betas[1], eps=eps, maximize=False, **(dict(fused=True) if fused else dict(foreach=None)))
-    moments = ([st['exp_avg'] for st in states], [st['exp_avg_sq'] for st in states], [], [st['step'] for st in states])
+            # fused kernels keep the step on the device
+            if st['step'].device != p.device: st['step'] = st['step'].to(p.device)
+    kernel = dict(amsgrad=False, beta1=betas[0], beta2=betas[1], eps=eps, maximize=False,
+                  **(dict(fused=True) if fused else dict(foreach=None)))
+    moments = ([st['exp_avg'] for st in states], [st['exp_avg_sq'] for st in states], [],
+               [st['step'] for st in states])
     if not caution:
         _torch_adamw(params, grads, *moments, lr=lr, weight_decay=weight_decay, **kernel)
         return
     directions = [torch.zeros_like(p) for p in params]
-    _torch_adamw(directions, grads, *moments, lr=1.0, weight_decay=0.0, **kernel)   # leaves -u in `directions`
+    # leaves -u in `directions`
+    _torch_adamw(directions, grads, *moments, lr=1.0, weight_decay=0.0, **kernel)
     for p, g, d in zip(params, grads, directions):
         if weight_decay: p.mul_(1 - lr * weight_decay)
         p.sub_(cautious(d.neg_(), g) * lr)
@@ -78,21 +89,24 @@ ADAMW_TORCH_SPEC = Spec(   # torch.optim.AdamW's names and defaults, plus cautio
     Hyper('caution', False, Boolean(), 'Cautious updates'))
 
 class AdamW(torch.optim.Optimizer):
-    "AdamW (decoupled weight decay) with optional cautious updates; state compatible with `torch.optim.AdamW`"
+    """AdamW (decoupled weight decay) with optional cautious updates; state compatible with
+    `torch.optim.AdamW`"""
     def __init__(self, params,      # Parameters or param groups
                  lr:float=1e-3,             # Learning rate
                  betas=(0.9, 0.999),        # (β1, β2)
                  eps:float=1e-8,            # ε added to sqrt(v̂)
                  weight_decay:float=1e-2,   # Decoupled weight decay (torch's AdamW default)
                  caution:bool=True):        # Cautious updates
-        defaults = ADAMW_TORCH_SPEC.check(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution), 'AdamW')
+        defaults = ADAMW_TORCH_SPEC.check(
+            dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution), 'AdamW')
         super().__init__(params, defaults)   # the checked values, as plain Python
 
     def add_param_group(self, param_group:dict):
         "Add a group, with `initial_lr` set from its `lr` (as torch's schedulers would)"
         super().add_param_group(param_group)
         g = self.param_groups[-1]
-        g.setdefault('initial_lr', g['lr'].clone() if isinstance(g['lr'], torch.Tensor) else g['lr'])
+        g.setdefault('initial_lr',
+                     g['lr'].clone() if isinstance(g['lr'], torch.Tensor) else g['lr'])
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -100,6 +114,6 @@ class AdamW(torch.optim.Optimizer):
         loss = closure_loss(closure)
         for group in self.param_groups:
             params, grads = with_grads(group['params'], 'AdamW')
-            adamw_update(params, grads, [self.state[p] for p in params], group['lr'], group['betas'], group['eps'],
-                         group['weight_decay'], group['caution'])
+            adamw_update(params, grads, [self.state[p] for p in params], group['lr'],
+                         group['betas'], group['eps'], group['weight_decay'], group['caution'])
         return loss

@@ -28,7 +28,8 @@ def adam_direction(opt,            # The Keras optimizer (for its step count)
                    epsilon:float,  # ε added to sqrt(v̂)
                    nesterov:bool,  # Nadam's Nesterov look-ahead
                    caution:bool):  # Mask the direction with `cautious`
-    "Keras: update the moment slots `m`, `v` and return the (Nesterov, cautious) Adam direction for `var`"
+    """Keras: update the moment slots `m`, `v` and return the (Nesterov, cautious) Adam direction
+    for `var`"""
     t = ops.cast(opt.iterations + 1, var.dtype)
     opt.assign_add(m, (g - m) * (1.0 - beta_1))
     opt.assign_add(v, (ops.square(g) - v) * (1.0 - beta_2))
@@ -38,32 +39,52 @@ def adam_direction(opt,            # The Keras optimizer (for its step count)
     return cautious(update, g) if caution else update
 
 # %% ../nbs/10a_cautious_keras.ipynb #22a67d63
-_SEED3 = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.995, weight_decay=0.004, caution=True, epsilon=1e-8)
+_SEED3 = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.995, weight_decay=0.004, caution=True,
+              epsilon=1e-8)
 
 class _CautiousAdamBase(WeightDecayExclusions, keras.optimizers.Optimizer):
-    "Adam/Nadam with decoupled weight decay and cautious updates (subtotechnoblade/Optimizers); subclasses set `_nesterov`"
+    """Adam/Nadam with decoupled weight decay and cautious updates (subtotechnoblade/Optimizers);
+    subclasses set `_nesterov`"""
     _nesterov = False
     def __init__(self,
                  learning_rate=_SEED3['learning_rate'],   # Learning rate: float or schedule
                  beta_1:float=_SEED3['beta_1'],           # First-moment decay
                  beta_2:float=_SEED3['beta_2'],           # Second-moment decay
-                 weight_decay:float=_SEED3['weight_decay'],  # Decoupled weight decay (Keras's, before the update)
+                 # Decoupled weight decay (Keras's, before the update)
+                 weight_decay:float=_SEED3['weight_decay'],
                  caution:bool=_SEED3['caution'],          # Cautious updates
                  epsilon:float=_SEED3['epsilon'],         # ε added to sqrt(v̂)
-                 name:str|None=None,                      # The optimizer's name (default: the class name)
-                 **kwargs):                               # clipnorm, global_clipnorm, use_ema, ... (Keras)
+                 # The optimizer's name (default: the class name)
+                 name:str|None=None,
+                 # clipnorm, global_clipnorm, use_ema, ... (Keras)
+                 **kwargs):
         w = type(self).__name__
         if 'cation' in kwargs:   # the spelling documented by subtotechnoblade/Optimizers
-            warnings.warn(f"{w}: 'cation' (subtotechnoblade/Optimizers' spelling) is deprecated; use caution=", DeprecationWarning, stacklevel=2)
-            if caution != _SEED3['caution']: raise ConfigError('cation', kwargs['cation'], "only one of 'cation' and 'caution'", w)
+            warnings.warn(
+                f"{w}: 'cation' (subtotechnoblade/Optimizers' spelling) is deprecated; use"
+                " caution=",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if caution != _SEED3['caution']:
+                raise ConfigError('cation', kwargs['cation'], "only one of 'cation' and 'caution'",
+                                  w)
             caution = kwargs.pop('cation')
-        checked = dict(beta_1=Number(0, 1, high_open=True)(beta_1, 'beta_1', w),
-                       beta_2=Number(0, 1, high_open=True)(beta_2, 'beta_2', w),
-                       epsilon=Number(0, low_open=True)(epsilon, 'epsilon', w), caution=Boolean()(caution, 'caution', w))
+        checked = dict(
+            beta_1=Number(0, 1, high_open=True)(beta_1, 'beta_1', w),
+            beta_2=Number(0, 1, high_open=True)(beta_2, 'beta_2', w),
+            epsilon=Number(0, low_open=True)(epsilon, 'epsilon', w),
+            caution=Boolean()(caution, 'caution', w),
+        )
         weight_decay = Number(0, optional=True)(weight_decay, 'weight_decay', w)
-        if not (isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) or callable(learning_rate)):
+        if not (
+            isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+            or callable(learning_rate)
+        ):
             learning_rate = Number(0)(learning_rate, 'learning_rate', w)
-        super().__init__(learning_rate=learning_rate, weight_decay=weight_decay or None, name=name or w, **kwargs)
+        super().__init__(
+            learning_rate=learning_rate, weight_decay=weight_decay or None, name=name or w, **kwargs
+        )
         for k, v in checked.items(): setattr(self, k, v)
 
     def build(self, var_list):
@@ -74,13 +95,18 @@ class _CautiousAdamBase(WeightDecayExclusions, keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         i = self._get_variable_index(variable)
         g, lr = ops.cast(gradient, variable.dtype), ops.cast(learning_rate, variable.dtype)
-        u = adam_direction(self, g, variable, self._m[i], self._v[i], self.beta_1, self.beta_2, self.epsilon,
-                           self._nesterov, self.caution)
+        u = adam_direction(self, g, variable, self._m[i], self._v[i], self.beta_1, self.beta_2,
+                           self.epsilon, self._nesterov, self.caution)
         self.assign_sub(variable, u * lr)
 
     def get_config(self):
-        return {**super().get_config(), 'beta_1': self.beta_1, 'beta_2': self.beta_2, 'epsilon': self.epsilon,
-                'caution': self.caution}
+        return {
+            **super().get_config(),
+            'beta_1': self.beta_1,
+            'beta_2': self.beta_2,
+            'epsilon': self.epsilon,
+            'caution': self.caution,
+        }
 
 @keras.saving.register_keras_serializable(package='dl_optim')
 class Adam(_CautiousAdamBase):
@@ -88,5 +114,6 @@ class Adam(_CautiousAdamBase):
 
 @keras.saving.register_keras_serializable(package='dl_optim')
 class Nadam(_CautiousAdamBase):
-    "Nadam (Nesterov Adam) with decoupled weight decay and cautious updates (subtotechnoblade/Optimizers' defaults)"
+    """Nadam (Nesterov Adam) with decoupled weight decay and cautious updates
+    (subtotechnoblade/Optimizers' defaults)"""
     _nesterov = True

@@ -13,14 +13,24 @@ __all__ = ['build_parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #8adf941e
 def _ns(args) -> dict:
-    from dl_optim.newton_schulz import polar_express_schedule, resolve_schedule, worst_case_error, plot_schedules
+    from dl_optim.newton_schulz import polar_express_schedule, resolve_schedule, worst_case_error
+    from dl_optim.newton_schulz import plot_schedules
     if args.plot: _image_path(args.plot, '--plot', 'dl-optim ns')
     derived = polar_express_schedule(args.lower, args.steps, args.safety, args.cushion)
-    schedules = {'polar_express (derived)': derived, 'jordan': resolve_schedule('jordan', args.steps),
-                 'cubic': resolve_schedule('cubic', args.steps)}
+    schedules = {
+        'polar_express (derived)': derived,
+        'jordan': resolve_schedule('jordan', args.steps),
+        'cubic': resolve_schedule('cubic', args.steps),
+    }
     bounds = sorted({args.lower, 1e-3, 1e-2})
-    report = {'coefficients': [list(t) for t in derived.coefficients], 'input_scale': derived.input_scale,
-              'worst_case_error': {name: {f'{lo:g}': worst_case_error(s, lo) for lo in bounds} for name, s in schedules.items()}}
+    report = {
+        'coefficients': [list(t) for t in derived.coefficients],
+        'input_scale': derived.input_scale,
+        'worst_case_error': {
+            name: {f'{lo:g}': worst_case_error(s, lo) for lo in bounds}
+            for name, s in schedules.items()
+        },
+    }
     if args.plot:
         fig = plot_schedules(schedules, f'{args.steps}-step schedules')
         fig.savefig(args.plot, dpi=120)
@@ -29,9 +39,13 @@ def _ns(args) -> dict:
         report['plot'] = str(args.plot)
     if args.json: print(json.dumps(report, indent=2))
     else:
-        print(f'Polar Express, lower={args.lower:g}, steps={args.steps}, safety={args.safety:g}, cushion={args.cushion:g}')
+        print(
+            f'Polar Express, lower={args.lower:g}, steps={args.steps}, safety={args.safety:g},'
+            f' cushion={args.cushion:g}'
+        )
         print(f'input scaled by 1/{derived.input_scale:g}; step coefficients (a, b, c):')
-        for i, (a, b, c) in enumerate(derived.coefficients, 1): print(f'  {i}: ({a:.15g}, {b:.15g}, {c:.15g})')
+        for i, (a, b, c) in enumerate(derived.coefficients, 1):
+            print(f'  {i}: ({a:.15g}, {b:.15g}, {c:.15g})')
         print('\nworst |1 - f(x)| for x in [lower, 1]:')
         print(f"  {'schedule':<26}" + ''.join(f'{f"[{lo:g}, 1]":>14}' for lo in bounds))
         for name, errs in report['worst_case_error'].items():
@@ -45,10 +59,17 @@ def _info(args) -> dict:
     backend = dl_optim.choose_keras_backend()
     import torch, keras, numpy
     from dl_optim.newton_schulz import default_ns_dtype
-    report = {'dl_optim': dl_optim.__version__, 'python': platform.python_version(), 'torch': torch.__version__,
-              'keras': keras.__version__, 'numpy': numpy.__version__, 'keras_backend': keras.backend.backend(),
-              'chosen_backend': backend, 'cuda': torch.cuda.is_available(),
-              'ns_dtype_cpu': str(default_ns_dtype('cpu')).split('.')[1]}
+    report = {
+        'dl_optim': dl_optim.__version__,
+        'python': platform.python_version(),
+        'torch': torch.__version__,
+        'keras': keras.__version__,
+        'numpy': numpy.__version__,
+        'keras_backend': keras.backend.backend(),
+        'chosen_backend': backend,
+        'cuda': torch.cuda.is_available(),
+        'ns_dtype_cpu': str(default_ns_dtype('cpu')).split('.')[1],
+    }
     if args.json: print(json.dumps(report, indent=2))
     else:
         for k, v in report.items(): print(f'{k:>15}: {v}')
@@ -56,13 +77,18 @@ def _info(args) -> dict:
 
 # %% ../nbs/99_cli.ipynb #c140dcbd
 def _read_config(path) -> dict:
-    "A JSON config file as a dict; ConfigError if it is missing, not UTF-8 text, or not a JSON object"
+    """A JSON config file as a dict; ConfigError if it is missing, not UTF-8 text, or not a JSON
+    object"""
     from dl_optim.config import ConfigError, input_file
     raw = input_file(path, 'CONFIG', 'dl-optim plot').read_bytes()
     try: cfg = json.loads(raw.decode('utf-8'))
-    except UnicodeDecodeError: raise ConfigError('CONFIG', str(path), 'a UTF-8 JSON file', 'dl-optim plot', 'this file is binary or in another encoding') from None
-    except json.JSONDecodeError as e: raise ConfigError('CONFIG', str(path), 'valid JSON', 'dl-optim plot', str(e)) from None
-    if not isinstance(cfg, dict): raise ConfigError('CONFIG', str(path), 'a JSON object ({...})', 'dl-optim plot')
+    except UnicodeDecodeError:
+        raise ConfigError('CONFIG', str(path), 'a UTF-8 JSON file', 'dl-optim plot',
+                          'this file is binary or in another encoding') from None
+    except json.JSONDecodeError as e:
+        raise ConfigError('CONFIG', str(path), 'valid JSON', 'dl-optim plot', str(e)) from None
+    if not isinstance(cfg, dict):
+        raise ConfigError('CONFIG', str(path), 'a JSON object ({...})', 'dl-optim plot')
     return cfg
 
 def _image_path(path, key:str, where:str):
@@ -98,24 +124,39 @@ def _race(args) -> dict:
     from dl_optim.config import Number, input_file
     from rich.console import Console
     w = 'dl-optim race'
-    cfg = RaceConfig(steps=args.steps, seed=args.seed, threads=args.threads, qk_clip_tau=args.qk_clip_tau,
-                     **({'eval_every': args.eval_every} if args.eval_every is not None else {}))   # checks every count
-    for k in ('processes', 'nproc'): Number(1, integer=True, optional=True)(getattr(args, k), f'--{k}', w)
+    cfg = RaceConfig(
+        steps=args.steps,
+        seed=args.seed,
+        threads=args.threads,
+        qk_clip_tau=args.qk_clip_tau,
+        # checks every count
+        **({'eval_every': args.eval_every} if args.eval_every is not None else {}))
+    for k in ('processes', 'nproc'):
+        Number(1, integer=True, optional=True)(getattr(args, k), f'--{k}', w)
     if args.corpus: input_file(args.corpus, '--corpus', w)
     prepare_out(args.out)                            # before minutes of training, not after
     console = Console()
     opts = [o.strip() for o in args.optimizers.split(',') if o.strip()]
-    console.print(f"dl-optim race: {', '.join(opts)} on {args.corpus or 'the Python standard library'}, "
-                  f"{cfg.steps} steps, seed {cfg.seed}")
+    console.print(
+        f"dl-optim race: {', '.join(opts)} on {args.corpus or 'the Python standard library'}, "
+        f"{cfg.steps} steps, seed {cfg.seed}"
+    )
     if args.nproc:
         from dl_optim.experiments.distributed import run_race_distributed
-        result = run_race_distributed(cfg, opts, corpus=args.corpus, nproc=args.nproc, progress=not args.quiet)
-    else: result = run_race(cfg, opts, corpus=args.corpus, processes=args.processes, progress=not args.quiet)
+        result = run_race_distributed(cfg, opts, corpus=args.corpus, nproc=args.nproc,
+                                      progress=not args.quiet)
+    else:
+        result = run_race(cfg, opts, corpus=args.corpus, processes=args.processes,
+                          progress=not args.quiet)
     out = write_race(result, args.out)
     console.print(race_table(result))
     sp = result['speedup']
-    console.print(f"speedup in steps: {sp:.2f}x" if sp else "speedup: Muon did not reach AdamW's final loss")
-    console.print(f"wall clock {result['wall_seconds']:.0f} s; wrote {out / 'race.json'} and {out / 'race.png'}")
+    console.print(
+        f"speedup in steps: {sp:.2f}x" if sp else "speedup: Muon did not reach AdamW's final loss")
+    console.print(
+        f"wall clock {result['wall_seconds']:.0f} s; wrote {out / 'race.json'} and"
+        f" {out / 'race.png'}"
+    )
     return result
 
 # %% ../nbs/99_cli.ipynb #396d2624
@@ -129,61 +170,110 @@ def _sled_eval(args) -> dict:
     if args.facts: input_file(args.facts, '--facts', w)
     output_dir(args.out, '--out', w)                 # before the model is loaded and scored
     result = run_cli(args.facts, args.out, args.limit, args.alpha, args.k, quiet=args.quiet)
-    t = Table(title=f"SLED evaluation: {result['n']} test items, SLED α={result['config']['alpha']} k={result['config']['k']}")
-    for c in ('method', 'accuracy', '95% CI', 'changed vs greedy', 'diff vs greedy (95% CI)', 'McNemar p', 'ms/token'): t.add_column(c)
+    t = Table(
+        title=(
+            f"SLED evaluation: {result['n']} test items, SLED α={result['config']['alpha']}"
+            f" k={result['config']['k']}"
+        )
+    )
+    for c in ('method', 'accuracy', '95% CI', 'changed vs greedy', 'diff vs greedy (95% CI)',
+              'McNemar p', 'ms/token'):
+        t.add_column(c)
     for m in ('greedy', 'sled', 'dola'):
         lo, hi = result['ci95'][m]
         pr = result['paired'].get(m)
-        t.add_row(m, f"{result['accuracy'][m]:.3f}", f'{lo:.3f}–{hi:.3f}', f"{result['changed'].get(m, 0):.1%}",
-                  f"{pr['diff']:+.3f} ({pr['ci95'][0]:+.3f}, {pr['ci95'][1]:+.3f})" if pr else '', f"{pr['mcnemar_p']:.3f}" if pr else '',
-                  f"{result['ms_per_token'][m]:.1f}")
+        t.add_row(m, f"{result['accuracy'][m]:.3f}", f'{lo:.3f}–{hi:.3f}',
+                  f"{result['changed'].get(m, 0):.1%}",
+                  f"{pr['diff']:+.3f} ({pr['ci95'][0]:+.3f}, {pr['ci95'][1]:+.3f})" if pr else '',
+                  f"{pr['mcnemar_p']:.3f}" if pr else '', f"{result['ms_per_token'][m]:.1f}")
     Console().print(t)
-    print(f"wrote {args.out}/sled_eval.json and {args.out}/sled_eval.png ({result['seconds']:.0f} s)")
+    print(
+        f"wrote {args.out}/sled_eval.json and {args.out}/sled_eval.png ({result['seconds']:.0f} s)")
     return result
 
 # %% ../nbs/99_cli.ipynb #c842ce7e
 def build_parser() -> argparse.ArgumentParser:
     "The `dl-optim` argument parser, one subparser per component"
-    p = argparse.ArgumentParser(prog='dl-optim', description='dl_optim: training-optimization techniques, derived and tested.')
+    p = argparse.ArgumentParser(
+        prog='dl-optim',
+        description='dl_optim: training-optimization techniques, derived and tested.')
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    ns = sub.add_parser('ns', help='derive a Polar Express Newton–Schulz schedule and compare it with Jordan and the cubic')
-    ns.add_argument('--lower', type=float, default=1e-3, help='smallest normalised singular value to lift (default 1e-3)')
+    ns = sub.add_parser(
+        'ns',
+        help=(
+            'derive a Polar Express Newton–Schulz schedule and compare it with Jordan and the cubic'
+        ),
+    )
+    ns.add_argument('--lower', type=float, default=1e-3,
+                    help='smallest normalised singular value to lift (default 1e-3)')
     ns.add_argument('--steps', type=int, default=5, help='number of polynomial steps (default 5)')
-    ns.add_argument('--safety', type=float, default=2e-2, help='safety factor epsilon (default 0.02)')
+    ns.add_argument('--safety', type=float, default=2e-2,
+                    help='safety factor epsilon (default 0.02)')
     ns.add_argument('--cushion', type=float, default=2e-2, help='cushion kappa (default 0.02)')
-    ns.add_argument('--plot', metavar='PNG', help='also save the polynomials and their composition to this image')
+    ns.add_argument('--plot', metavar='PNG',
+                    help='also save the polynomials and their composition to this image')
     ns.add_argument('--json', action='store_true', help='print machine-readable JSON')
     ns.set_defaults(run=_ns)
     plot = sub.add_parser('plot', help='plot a schedule config (JSON file) to an image')
-    plot.add_argument('kind', choices=['lr', 'ds'], help='lr: a learning-rate schedule config; ds: a deep-supervision config')
+    plot.add_argument('kind', choices=['lr', 'ds'],
+                      help='lr: a learning-rate schedule config; ds: a deep-supervision config')
     plot.add_argument('config', help='JSON file with the config dict')
-    plot.add_argument('-o', '--output', default='schedule.png', help='image file to write (default schedule.png)')
-    plot.add_argument('--steps', type=int, default=None, help='steps to plot (default: the whole schedule)')
-    plot.add_argument('--outputs', type=int, default=5, help='ds: number of supervised outputs (default 5)')
-    plot.add_argument('--invert-order', action='store_true', help='ds: the final output is the last one')
+    plot.add_argument('-o', '--output', default='schedule.png',
+                      help='image file to write (default schedule.png)')
+    plot.add_argument('--steps', type=int, default=None,
+                      help='steps to plot (default: the whole schedule)')
+    plot.add_argument('--outputs', type=int, default=5,
+                      help='ds: number of supervised outputs (default 5)')
+    plot.add_argument('--invert-order', action='store_true',
+                      help='ds: the final output is the last one')
     plot.set_defaults(run=_plot)
-    race = sub.add_parser('race', help='train a small GPT with AdamW and with Muon side by side, and compare')
-    race.add_argument('--corpus', default=None, help='text file to race on (default: the Python standard library sources)')
-    race.add_argument('--steps', type=int, default=600, help='training steps per optimizer (default 600)')
-    race.add_argument('--seed', type=int, default=0, help='seed of the initialisation and data order (default 0)')
-    race.add_argument('--optimizers', default='adamw,muon', help='comma-separated: adamw, muon, torch_muon, muon_jordan, normuon, muonclip, muon_standard_ns, muon_aol (default adamw,muon)')
-    race.add_argument('--out', default='race_out', help='directory for race.json and race.png (default race_out)')
-    race.add_argument('--threads', type=int, default=1, help='torch threads per optimizer process (default 1)')
-    race.add_argument('--processes', type=int, default=None, help='parallel processes (default: one per optimizer, up to the cores)')
-    race.add_argument('--nproc', type=int, default=None, help='train each optimizer data-parallel on N gloo processes (Muon as DistMuon)')
-    race.add_argument('--eval-every', type=int, default=None, help='steps between validations (default 25)')
-    race.add_argument('--qk-clip-tau', type=float, default=100.0, help='muonclip: the cap on attention logits (default 100, as Kimi K2)')
+    race = sub.add_parser(
+        'race', help='train a small GPT with AdamW and with Muon side by side, and compare')
+    race.add_argument('--corpus', default=None,
+                      help='text file to race on (default: the Python standard library sources)')
+    race.add_argument('--steps', type=int, default=600,
+                      help='training steps per optimizer (default 600)')
+    race.add_argument('--seed', type=int, default=0,
+                      help='seed of the initialisation and data order (default 0)')
+    race.add_argument(
+        '--optimizers',
+        default='adamw,muon',
+        help=(
+            'comma-separated: adamw, muon, torch_muon, muon_jordan, normuon, muonclip,'
+            ' muon_standard_ns, muon_aol (default adamw,muon)'
+        ),
+    )
+    race.add_argument('--out', default='race_out',
+                      help='directory for race.json and race.png (default race_out)')
+    race.add_argument('--threads', type=int, default=1,
+                      help='torch threads per optimizer process (default 1)')
+    race.add_argument('--processes', type=int, default=None,
+                      help='parallel processes (default: one per optimizer, up to the cores)')
+    race.add_argument(
+        '--nproc', type=int, default=None,
+        help='train each optimizer data-parallel on N gloo processes (Muon as DistMuon)')
+    race.add_argument('--eval-every', type=int, default=None,
+                      help='steps between validations (default 25)')
+    race.add_argument('--qk-clip-tau', type=float, default=100.0,
+                      help='muonclip: the cap on attention logits (default 100, as Kimi K2)')
     race.add_argument('--quiet', action='store_true', help='no progress bars')
     race.set_defaults(run=_race)
-    se = sub.add_parser('sled-eval', help='score a multiple-choice fact set with greedy, SLED and DoLa on SmolLM2-135M (CPU)')
-    se.add_argument('--facts', default=None, help='JSONL facts file (default: the 318 committed facts)')
-    se.add_argument('--out', default='sled_eval_out', help='directory for sled_eval.json and sled_eval.png (default sled_eval_out)')
-    se.add_argument('--limit', type=int, default=None, help='score only N items, spread over the file')
-    se.add_argument('--alpha', type=float, default=None, help='SLED evolution rate (with --k; default: chosen on the dev split)')
+    se = sub.add_parser(
+        'sled-eval',
+        help='score a multiple-choice fact set with greedy, SLED and DoLa on SmolLM2-135M (CPU)')
+    se.add_argument('--facts', default=None,
+                    help='JSONL facts file (default: the 318 committed facts)')
+    se.add_argument('--out', default='sled_eval_out',
+                    help='directory for sled_eval.json and sled_eval.png (default sled_eval_out)')
+    se.add_argument('--limit', type=int, default=None,
+                    help='score only N items, spread over the file')
+    se.add_argument('--alpha', type=float, default=None,
+                    help='SLED evolution rate (with --k; default: chosen on the dev split)')
     se.add_argument('--k', type=int, default=None, help='SLED evolution scale (with --alpha)')
     se.add_argument('--quiet', action='store_true', help='no progress bar')
     se.set_defaults(run=_sled_eval)
-    info = sub.add_parser('info', help='versions, Keras backend and Newton–Schulz dtype of this machine')
+    info = sub.add_parser('info',
+                          help='versions, Keras backend and Newton–Schulz dtype of this machine')
     info.add_argument('--json', action='store_true', help='print machine-readable JSON')
     info.set_defaults(run=_info)
     return p
@@ -194,7 +284,8 @@ def main(argv:list[str]|None=None # Arguments (None: `sys.argv[1:]`)
     args = build_parser().parse_args(argv)
     from dl_optim.config import ConfigError
     try: args.run(args)
-    except (ConfigError, ChildProcessError) as e:   # bad input, or a worker process that failed: a message, no traceback
+    # bad input, or a worker process that failed: a message, no traceback
+    except (ConfigError, ChildProcessError) as e:
         prefix, msg = f'dl-optim {args.command}', str(e)
         print(msg if msg.startswith(prefix) else f'{prefix}: {msg}', file=sys.stderr)
         return 2

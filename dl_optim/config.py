@@ -21,7 +21,8 @@ __all__ = ['MISSING', 'FLOAT32_MAX', 'FLOAT32_TINY', 'MAX_INTEGER', 'DEFAULTS', 
 
 # %% ../nbs/00_config.ipynb #5e626a7f
 class ConfigError(ValueError):
-    "A config value is missing, unknown, of the wrong type or out of range; says which key, what value, what is allowed"
+    """A config value is missing, unknown, of the wrong type or out of range; says which key, what
+    value, what is allowed"""
     def __init__(self,
                  key:str,            # The offending key (dotted for nested configs)
                  value:Any,          # The value found (`MISSING` when the key is absent)
@@ -30,7 +31,8 @@ class ConfigError(ValueError):
                  hint:str=''):       # Extra advice, e.g. a "did you mean"
         self.key,self.value,self.allowed,self.where,self.hint = key,value,allowed,where,hint
         r = repr(value)
-        if len(r) > 120: r = f'{r[:60]}…{r[-20:]} ({len(r)} characters)'   # e.g. a 400-digit integer
+        # e.g. a 400-digit integer
+        if len(r) > 120: r = f'{r[:60]}…{r[-20:]} ({len(r)} characters)'
         shown = 'missing' if value is MISSING else f'{r} ({type(value).__name__})'
         msg = f"{where}: key {key!r} is {shown}; allowed: {allowed}"
         super().__init__(msg + (f". {hint}" if hint else ""))
@@ -46,7 +48,8 @@ def did_you_mean(word:str, # What the user wrote
                 ) -> str:
     "A 'did you mean ...?' hint naming the closest of `options` to `word`, or '' when none is close"
     if not isinstance(word, str): return ''
-    close = difflib.get_close_matches(word.strip().lower(), [str(o) for o in options], n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word.strip().lower(), [str(o) for o in options], n=1,
+                                      cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else ''
 
 # %% ../nbs/00_config.ipynb #39fe1784
@@ -55,22 +58,33 @@ def _is_bool(v): return isinstance(v, (bool, np.bool_))
 def _fmt(x): return 'inf' if x == math.inf else ('-inf' if x == -math.inf else f'{x:g}')
 
 # %% ../nbs/00_config.ipynb #9c2bf7d8
-FLOAT32_MAX, FLOAT32_TINY = 3.4028234663852886e38, 1.1754943508222875e-38   # largest and smallest normal float32
+# largest and smallest normal float32
+FLOAT32_MAX, FLOAT32_TINY = 3.4028234663852886e38, 1.1754943508222875e-38
 _FLOAT32_HINT = 'the value must also be finite in float32 (magnitude at most 3.4e38)'
 _POSITIVE_HINT = 'a positive value must stay positive in float32 (at least 1.2e-38)'
-MAX_INTEGER = 2**53   # the largest integer every float64 holds exactly: counts become floats in schedules
+# the largest integer every float64 holds exactly: counts become floats in schedules
+MAX_INTEGER = 2**53
 _INTEGER_HINT = 'integers are limited to 2**53 = 9007199254740992 in magnitude'
 
 class Number:
-    "Check for a finite real number (Python/NumPy int or float, never bool), optionally integral, within bounds"
+    """Check for a finite real number (Python/NumPy int or float, never bool), optionally integral,
+    within bounds"""
     def __init__(self,
                  low:float=-math.inf,   # Lower bound
                  high:float=math.inf,   # Upper bound
-                 integer:bool=False,    # Require an integral value (10 and 10.0 pass, 10.5 fails); returns `int`
+                 # Require an integral value (10 and 10.0 pass, 10.5 fails); returns `int`
+                 integer:bool=False,
                  low_open:bool=False,   # Exclude `low` itself (e.g. a learning rate must be > 0)
                  high_open:bool=False,  # Exclude `high` itself
                  optional:bool=False):  # Also accept `None` (meaning "off")
-        self.low,self.high,self.integer,self.low_open,self.high_open,self.optional = low,high,integer,low_open,high_open,optional
+        self.low, self.high, self.integer, self.low_open, self.high_open, self.optional = (
+            low,
+            high,
+            integer,
+            low_open,
+            high_open,
+            optional,
+        )
 
     def __repr__(self):
         kind = 'an integer' if self.integer else 'a finite number'
@@ -80,20 +94,25 @@ class Number:
         return f"{kind}{' ' + rng if rng else ''}{' or None' if self.optional else ''}"
 
     def _value(self, value):
-        "(the value as an exact `int` or a float that float32 holds without overflow or underflow, or None; a hint)"
+        """(the value as an exact `int` or a float that float32 holds without overflow or
+        underflow, or None; a hint)"""
         if isinstance(value, numbers.Integral) and self.integer:
             return (int(value), '') if abs(int(value)) <= MAX_INTEGER else (None, _INTEGER_HINT)
         try: x = float(value)
         except OverflowError: return None, 'the value is too large for a float'
         if not math.isfinite(x): return None, ''
         if abs(x) > FLOAT32_MAX: return None, _FLOAT32_HINT
-        if self.low == 0 and self.low_open and x < FLOAT32_TINY: return None, _POSITIVE_HINT   # would be 0 in float32
-        if self.integer: return (int(x), '') if x == int(x) and abs(x) <= MAX_INTEGER else (None, _INTEGER_HINT if x == int(x) else '')
+        # would be 0 in float32
+        if self.low == 0 and self.low_open and x < FLOAT32_TINY: return None, _POSITIVE_HINT
+        if self.integer:
+            return (int(x), '') if x == int(x) and abs(x) <= MAX_INTEGER else (
+                None, _INTEGER_HINT if x == int(x) else '')
         return x, ''
 
     def __call__(self, value, key='value', where='config'):
         if value is None and self.optional: return None
-        if _is_bool(value) or not isinstance(value, numbers.Real): raise ConfigError(key, value, repr(self), where)
+        if _is_bool(value) or not isinstance(value, numbers.Real):
+            raise ConfigError(key, value, repr(self), where)
         x, hint = self._value(value)
         if x is None: raise ConfigError(key, value, repr(self), where, hint)
         too_low = x <= self.low if self.low_open else x < self.low
@@ -103,7 +122,8 @@ class Number:
 
 # %% ../nbs/00_config.ipynb #d7bb5190
 class Boolean:
-    "Check for a real boolean (Python or NumPy); strings like 'False' and the integers 0/1 are rejected"
+    """Check for a real boolean (Python or NumPy); strings like 'False' and the integers 0/1 are
+    rejected"""
     def __repr__(self): return 'True or False (a boolean, not a string or number)'
     def __call__(self, value, key='value', where='config'):
         if not _is_bool(value): raise ConfigError(key, value, repr(self), where)
@@ -111,7 +131,8 @@ class Boolean:
 
 # %% ../nbs/00_config.ipynb #2ecae126
 class Choice:
-    "Check for one of a fixed set of strings, compared after `strip().lower()` as the dl_techniques guide does for `type`"
+    """Check for one of a fixed set of strings, compared after `strip().lower()` as the
+    dl_techniques guide does for `type`"""
     def __init__(self, *options:str,     # The allowed strings
                  normalize:bool=True): # Accept any case and '-' for '_'
         self.options,self.normalize = tuple(options),normalize
@@ -119,23 +140,27 @@ class Choice:
     def __call__(self, value, key='value', where='config'):
         if not isinstance(value, str): raise ConfigError(key, value, repr(self), where)
         v = value.strip().lower() if self.normalize else value
-        if v not in self.options: raise ConfigError(key, value, repr(self), where, did_you_mean(value, self.options))
+        if v not in self.options:
+            raise ConfigError(key, value, repr(self), where, did_you_mean(value, self.options))
         return v
 
 # %% ../nbs/00_config.ipynb #8e1e68fc
 class Strings:
-    "Check for a list or tuple of non-empty strings (e.g. name patterns); a bare string is rejected, since iterating it gives letters"
+    """Check for a list or tuple of non-empty strings (e.g. name patterns); a bare string is
+    rejected, since iterating it gives letters"""
     def __init__(self, optional:bool=False): # Also accept None
         self.optional = optional
     def __repr__(self): return f"a list of non-empty strings{' or None' if self.optional else ''}"
     def __call__(self, value, key='value', where='config'):
         if value is None and self.optional: return None
         if isinstance(value, str):
-            raise ConfigError(key, value, repr(self), where, f"wrap a single pattern in a list: [{value!r}]")
+            raise ConfigError(key, value, repr(self), where,
+                              f"wrap a single pattern in a list: [{value!r}]")
         if not isinstance(value, Sequence) or not all(isinstance(o, str) for o in value):
             raise ConfigError(key, value, repr(self), where)
         if any(not o.strip() for o in value):
-            raise ConfigError(key, value, repr(self), where, 'an empty pattern would match every name')
+            raise ConfigError(key, value, repr(self), where,
+                              'an empty pattern would match every name')
         return list(value)
 
 # %% ../nbs/00_config.ipynb #d9d9b525
@@ -143,24 +168,29 @@ class Betas:
     "Check for Adam's (β1, β2): a tuple or list of exactly two numbers in [0, 1); returns a tuple"
     def __repr__(self): return 'a pair (beta1, beta2) of numbers in [0, 1)'
     def __call__(self, value, key='betas', where='config'):
-        if not (isinstance(value, (tuple, list)) and len(value) == 2): raise ConfigError(key, value, repr(self), where)
+        if not (isinstance(value, (tuple, list)) and len(value) == 2):
+            raise ConfigError(key, value, repr(self), where)
         return tuple(Number(0, 1, high_open=True)(b, key, where) for b in value)
 
 # %% ../nbs/00_config.ipynb #a57b9cb1
 def learning_rate(v,                  # The value: a positive number or 0-D tensor
                   key:str='lr',       # The config key, for the error
                   where:str='config'):# The caller, for the error
-    "A torch learning rate: a number >= 0 or a 0-D floating tensor (checked without importing torch)"
+    """A torch learning rate: a number >= 0 or a 0-D floating tensor (checked without importing
+    torch)"""
     if type(v).__module__.startswith('torch') and hasattr(v, 'is_floating_point'):
-        if v.ndim != 0 or not v.is_floating_point(): raise ConfigError(key, v, 'a number >= 0 or a 0-D floating tensor', where)
+        if v.ndim != 0 or not v.is_floating_point():
+            raise ConfigError(key, v, 'a number >= 0 or a 0-D floating tensor', where)
         Number(0)(v.item(), key, where)
         return v
     return Number(0)(v, key, where)
 
-def keras_learning_rate(v,                       # A positive number or a Keras `LearningRateSchedule`
-                        key:str='learning_rate', # The config key, for the error
-                        where:str='config'):     # The caller, for the error
-    "A Keras learning rate: a number >= 0 (Keras itself takes -1.0 and NaN), or a schedule / callable"
+def keras_learning_rate(
+        v,                       # A positive number or a Keras `LearningRateSchedule`
+        key:str='learning_rate', # The config key, for the error
+        where:str='config'):     # The caller, for the error
+    """A Keras learning rate: a number >= 0 (Keras itself takes -1.0 and NaN), or a schedule /
+    callable"""
     return v if callable(v) else Number(0)(v, key, where)
 
 # %% ../nbs/00_config.ipynb #8e263fe5
@@ -170,7 +200,9 @@ def input_file(path,               # A path to an existing, readable file
               ) -> Path:
     "An existing, readable file (not a folder)"
     p = Path(path)
-    if not p.is_file(): raise ConfigError(key, str(path), 'an existing file', where, 'it is a folder' if p.is_dir() else 'no such file')
+    if not p.is_file():
+        raise ConfigError(key, str(path), 'an existing file', where,
+                          'it is a folder' if p.is_dir() else 'no such file')
     return p
 
 def output_dir(path,               # A directory to create or reuse
@@ -180,7 +212,9 @@ def output_dir(path,               # A directory to create or reuse
     "A folder for results, created now if needed"
     p = Path(path)
     try: p.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise ConfigError(key, str(path), 'a folder that exists or can be created', where, e.strerror or str(e)) from None
+    except OSError as e:
+        raise ConfigError(key, str(path), 'a folder that exists or can be created', where,
+                          e.strerror or str(e)) from None
     return p
 
 def output_file(path,               # A file to write
@@ -191,8 +225,12 @@ def output_file(path,               # A file to write
     "A file to write: one of `suffixes`, in a folder that exists, and not itself a folder"
     p = Path(path)
     if p.suffix.lower().lstrip('.') not in suffixes:
-        raise ConfigError(key, str(path), 'a file name ending in ' + ', '.join('.' + s for s in sorted(suffixes)), where)
-    if not p.parent.is_dir(): raise ConfigError(key, str(path), 'a path in an existing folder', where, f'{str(p.parent)!r} does not exist')
+        raise ConfigError(key, str(path),
+                          'a file name ending in ' + ', '.join('.' + s for s in sorted(suffixes)),
+                          where)
+    if not p.parent.is_dir():
+        raise ConfigError(key, str(path), 'a path in an existing folder', where,
+                          f'{str(p.parent)!r} does not exist')
     if p.is_dir(): raise ConfigError(key, str(path), 'a file path, not a folder', where)
     return p
 
@@ -204,7 +242,8 @@ class Param:
         self.check,self.default = check,default
     @property
     def required(self) -> bool: return self.default is MISSING
-    def __repr__(self): return f"Param({self.check!r}{'' if self.required else f', default={self.default!r}'})"
+    def __repr__(self):
+        return f"Param({self.check!r}{'' if self.required else f', default={self.default!r}'})"
 
 # %% ../nbs/00_config.ipynb #bde5a151
 def check_mapping(config,            # The value that should be a dict
@@ -219,7 +258,8 @@ def check_mapping(config,            # The value that should be a dict
 def check_known_keys(config:Mapping,     # The config
                      allowed,            # Its allowed keys
                      where:str='config'):# The caller, for the error
-    "Raise `ConfigError` for the first key of `config` not in `allowed`, with a 'did you mean' for near misses"
+    """Raise `ConfigError` for the first key of `config` not in `allowed`, with a 'did you mean'
+    for near misses"""
     allowed = list(allowed)
     for k in config:
         if k not in allowed:
@@ -237,33 +277,43 @@ def check_required_keys(config:Mapping,     # The config
 def parse_config(config:Mapping,      # The user's config
                  schema:dict,         # Key -> `Param`
                  where:str='config',  # Name of this config in error messages
-                 ignore:tuple=()):    # Keys the caller has already consumed (e.g. `type`); skipped here
-    "Validate `config` against `schema` and return a new dict with every key of the schema filled in"
+                 # Keys the caller has already consumed (e.g. `type`); skipped here
+                 ignore:tuple=()):
+    """Validate `config` against `schema` and return a new dict with every key of the schema filled
+    in"""
     check_mapping(config, where)
     check_known_keys(config, list(schema) + list(ignore), where)
     check_required_keys(config, [k for k, p in schema.items() if p.required], where)
-    return {k: p.check(config[k], k, where) if k in config else p.default for k, p in schema.items()}
+    return {
+        k: p.check(config[k], k, where) if k in config else p.default for k, p in schema.items()
+    }
 
 # %% ../nbs/00_config.ipynb #2033410b
 def config_type(config,            # The config
                 types,             # Its allowed `type` values
                 where:str='config' # The caller, for the error
                ) -> str:
-    "The checked `type` of a 'type + config' dict: a ConfigError when the dict, the key or its value is wrong"
+    """The checked `type` of a 'type + config' dict: a ConfigError when the dict, the key or its
+    value is wrong"""
     check_mapping(config, where)
-    if 'type' not in config: raise ConfigError('type', MISSING, 'one of ' + ', '.join(map(repr, types)), where)
+    if 'type' not in config:
+        raise ConfigError('type', MISSING, 'one of ' + ', '.join(map(repr, types)), where)
     return Choice(*types)(config['type'], 'type', where)
 
 def nested_config(config:Mapping,    # A config with an optional inner `config` dict
                   where:str='config'  # The caller, for the error
                  ) -> Mapping:
-    "The inner `config` of a {'type': ..., 'config': {...}} dict ({} when absent); any other key is a ConfigError"
+    """The inner `config` of a {'type': ..., 'config': {...}} dict ({} when absent); any other key
+    is a ConfigError"""
     for k in config:
-        if k not in ('type', 'config'): raise ConfigError(k, config[k], 'known keys are config, type', where, did_you_mean(k, ('type', 'config')))
+        if k not in ('type', 'config'):
+            raise ConfigError(k, config[k], 'known keys are config, type', where,
+                              did_you_mean(k, ('type', 'config')))
     return config.get('config', {})
 
 # %% ../nbs/00_config.ipynb #5e152d14
-def _frozen(d): return MappingProxyType({k: _frozen(v) if isinstance(v, dict) else v for k, v in d.items()})
+def _frozen(d):
+    return MappingProxyType({k: _frozen(v) if isinstance(v, dict) else v for k, v in d.items()})
 
 _ADAM = dict(beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False)
 DEFAULTS = _frozen(dict(
@@ -281,28 +331,34 @@ DEFAULTS = _frozen(dict(
 
 # %% ../nbs/00_config.ipynb #2826536a
 class Hyper:
-    "One optimizer hyper-parameter: default, check, one-line doc, and its spelling in each framework (None: absent)"
+    """One optimizer hyper-parameter: default, check, one-line doc, and its spelling in each
+    framework (None: absent)"""
     def __init__(self,
                  name:str,                          # The canonical (torch) name
                  default:Any,                       # Its default
                  check:Callable,                    # Its validator
                  doc:str,                           # One line of documentation
-                 keras:str|None|_Missing=MISSING,   # The Keras name (MISSING: same; None: not in Keras)
-                 torch:str|None|_Missing=MISSING,   # The torch name (MISSING: same; None: not in torch)
+                 # The Keras name (MISSING: same; None: not in Keras)
+                 keras:str|None|_Missing=MISSING,
+                 # The torch name (MISSING: same; None: not in torch)
+                 torch:str|None|_Missing=MISSING,
                  keras_default:Any=MISSING,         # The Keras default, where it differs
                  keras_check:Callable|None=None,    # The Keras validator, where it differs
-                 group:str|None=None):              # The route it belongs to ('muon', 'adam'), if one
+                 # The route it belongs to ('muon', 'adam'), if one
+                 group:str|None=None):
         self.name, self.default, self.check, self.doc = name, default, check, doc
         self.torch = name if torch is MISSING else torch        # the torch constructor's argument
         self.keras = name if keras is MISSING else keras        # the Keras constructor's argument
         self.keras_default = default if keras_default is MISSING else keras_default
         self.keras_check = keras_check or check
         self.group = group or name                              # its key in a torch param group
-    def spelling(self, framework:str) -> str|None: return self.keras if framework == 'keras' else self.torch
+    def spelling(self, framework: str) -> str | None:
+        return self.keras if framework == 'keras' else self.torch
     def __repr__(self): return f'Hyper({self.name!r}, default={self.default!r})'
 
 class Spec:
-    "An optimizer's hyper-parameters, in order; `check` validates one framework's arguments against them"
+    """An optimizer's hyper-parameters, in order; `check` validates one framework's arguments
+    against them"""
     def __init__(self, *hypers:Hyper): self.hypers = tuple(hypers)
     def __add__(self, other:'Spec') -> 'Spec': return Spec(*self.hypers, *other.hypers)
     def __iter__(self): return iter(self.hypers)
@@ -311,13 +367,20 @@ class Spec:
         "The argument names in `framework`'s spelling"
         return [h.spelling(framework) for h in self.hypers if h.spelling(framework)]
     def defaults(self, framework:str='torch') -> dict:
-        return {h.spelling(framework): h.keras_default if framework == 'keras' else h.default for h in self.hypers if h.spelling(framework)}
+        return {
+            h.spelling(framework): h.keras_default if framework == 'keras' else h.default
+            for h in self.hypers
+            if h.spelling(framework)
+        }
     def check(self, values:Mapping, where:str, framework:str='torch') -> dict:
-        "The checked `values` (keyed by `framework`'s spelling); an unknown key is a ConfigError with a 'did you mean'"
+        """The checked `values` (keyed by `framework`'s spelling); an unknown key is a ConfigError
+        with a 'did you mean'"""
         known = {h.spelling(framework): h for h in self.hypers if h.spelling(framework)}
         out = {}
         for k, v in values.items():
-            if k not in known: raise ConfigError(k, v, 'known arguments are ' + ', '.join(known), where, did_you_mean(k, known))
+            if k not in known:
+                raise ConfigError(k, v, 'known arguments are ' + ', '.join(known), where,
+                                  did_you_mean(k, known))
             h = known[k]
             out[k] = (h.keras_check if framework == 'keras' else h.check)(v, k, where)
         return out

@@ -8,7 +8,8 @@ Docs: https://dl-optim.github.io/dl_optim/deep_supervision.html.md"""
 from __future__ import annotations
 import math
 import numpy as np
-from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config, check_mapping, config_type, nested_config
+from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config
+from .config import check_mapping, config_type, nested_config
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'DEEP_SUPERVISION_TYPES', 'normalise', 'mix', 'one_hot', 'DeepSupervisionSchedule',
@@ -46,17 +47,26 @@ def _sigmoid_fraction(p, k, x0, transition_point, rescale):
     if p < transition_point or transition_point >= 1: return 0.0
     u = (p - transition_point) / (1 - transition_point)
     if not rescale: return _sigmoid(k * (u - x0))
-    if k > 100: return (_sigmoid(k * (u - x0)) - _sigmoid(-k * x0)) / (_sigmoid(k * (1 - x0)) - _sigmoid(-k * x0))
-    # small k: σ(a) − σ(b) cancels; with σ(z) = (1 + tanh(z/2))/2 the ratio is exactly this (→ u as k → 0)
+    if k > 100:
+        return (_sigmoid(k * (u - x0)) - _sigmoid(-k * x0)) / (
+            _sigmoid(k * (1 - x0)) - _sigmoid(-k * x0)
+        )
+    # small k: σ(a) − σ(b) cancels; with σ(z) = (1 + tanh(z/2))/2 the ratio is exactly this (→ u as
+    # k → 0)
     a, c = k * (u - x0) / 2, k * (1 - x0) / 2
-    f = u if k * u / 2 == 0 else math.sinh(k * u / 2) * math.cosh(c) / (math.sinh(k / 2) * math.cosh(a))
+    f = (
+        u
+        if k * u / 2 == 0
+        else math.sinh(k * u / 2) * math.cosh(c) / (math.sinh(k / 2) * math.cosh(a))
+    )
     return min(max(f, 0.0), 1.0)   # rounding can leave it 1 ulp outside
 
 def _cosine(p, n, frequency, final_ratio, drift):
     c = (n - 1) / 2 - np.arange(n)
     amplitude = (1 - (1 - final_ratio) * p) / n
     center = n * mix(p, n) if drift else np.ones(n)
-    return normalise(np.maximum(0.0, center + c * math.cos(2 * math.pi * frequency * p) * amplitude))
+    return normalise(np.maximum(0.0,
+                                center + c * math.cos(2 * math.pi * frequency * p) * amplitude))
 
 def _curriculum(p, n, max_active_outputs, activation_strategy):
     m = n if (max_active_outputs is None or max_active_outputs <= 0) else min(max_active_outputs, n)
@@ -71,28 +81,58 @@ STRATEGIES = {
     'constant_high_to_low': (lambda p, n: mix(0.0, n), {}),
     'linear_low_to_high': (lambda p, n: mix(p, n), {}),
     'non_linear_low_to_high': (lambda p, n: mix(p * p, n), {}),
-    'custom_sigmoid_low_to_high': (lambda p, n, k, x0, transition_point, rescale: mix(_sigmoid_fraction(p, k, x0, transition_point, rescale), n),
-                                   dict(k=Param(Number(0, low_open=True), 10.0), x0=Param(Number(0, 1), 0.5),
-                                        transition_point=Param(Number(0, 1), 0.25), rescale=Param(Boolean(), False))),
-    'scale_by_scale_low_to_high': (lambda p, n: one_hot(n - 1 - min(int(math.floor(p * n)), n - 1), n), {}),
-    'cosine_annealing': (_cosine, dict(frequency=Param(Number(0, low_open=True), 3.0), final_ratio=Param(Number(0, 1), 0.5),
-                                       drift=Param(Boolean(), False))),
-    'curriculum': (_curriculum, dict(max_active_outputs=Param(Number(integer=True, optional=True), None),
-                                     activation_strategy=Param(Choice('linear', 'exp', 'quadratic', normalize=False), 'linear'))),
-    'step_wise': (lambda p, n, threshold: one_hot(0, n) if (p >= threshold or threshold <= 1e-8) else mix(p / threshold, n),
-                  dict(threshold=Param(Number(0, 1), 0.5))),
+    'custom_sigmoid_low_to_high': (
+        lambda p, n, k, x0, transition_point, rescale: mix(
+            _sigmoid_fraction(p, k, x0, transition_point, rescale), n
+        ),
+        dict(
+            k=Param(Number(0, low_open=True), 10.0),
+            x0=Param(Number(0, 1), 0.5),
+            transition_point=Param(Number(0, 1), 0.25),
+            rescale=Param(Boolean(), False),
+        ),
+    ),
+    'scale_by_scale_low_to_high': (
+        lambda p, n: one_hot(n - 1 - min(int(math.floor(p * n)), n - 1), n),
+        {},
+    ),
+    'cosine_annealing': (
+        _cosine,
+        dict(
+            frequency=Param(Number(0, low_open=True), 3.0),
+            final_ratio=Param(Number(0, 1), 0.5),
+            drift=Param(Boolean(), False),
+        ),
+    ),
+    'curriculum': (
+        _curriculum,
+        dict(
+            max_active_outputs=Param(Number(integer=True, optional=True), None),
+            activation_strategy=Param(
+                Choice('linear', 'exp', 'quadratic', normalize=False), 'linear'
+            ),
+        ),
+    ),
+    'step_wise': (
+        lambda p, n, threshold: (
+            one_hot(0, n) if (p >= threshold or threshold <= 1e-8) else mix(p / threshold, n)
+        ),
+        dict(threshold=Param(Number(0, 1), 0.5)),
+    ),
 }
 DEEP_SUPERVISION_TYPES = tuple(STRATEGIES)
 
 # %% ../nbs/07_deep_supervision.ipynb #76f633ba
 class DeepSupervisionSchedule:
-    "Loss weights of a multi-output model as a function of training progress; call it with p in [0, 1]"
+    """Loss weights of a multi-output model as a function of training progress; call it with p in
+    [0, 1]"""
     def __init__(self,
                  type:str,                  # One of `DEEP_SUPERVISION_TYPES`
                  params:dict,               # The type's checked parameters
                  no_outputs:int,            # Outputs of the model
                  invert_order:bool=False):  # The final output is the last one, not index 0
-        self.type, self.params, self.no_outputs, self.invert_order = type, dict(params), no_outputs, invert_order
+        self.type, self.params, self.no_outputs, self.invert_order = type, dict(
+            params), no_outputs, invert_order
         self._fn = STRATEGIES[type][0]
     def __call__(self, progress) -> np.ndarray:
         p = _check_progress(progress)
@@ -100,39 +140,57 @@ class DeepSupervisionSchedule:
         return np.ascontiguousarray(w[::-1] if self.invert_order else w, dtype=np.float64)
     def get_config(self) -> dict:
         "A JSON-able dict that `from_config` (or the builder) turns back into this schedule"
-        return {'type': self.type, 'config': dict(self.params), 'no_outputs': self.no_outputs, 'invert_order': self.invert_order}
+        return {
+            'type': self.type,
+            'config': dict(self.params),
+            'no_outputs': self.no_outputs,
+            'invert_order': self.invert_order,
+        }
     @classmethod
     def from_config(cls, config:dict):
         "The schedule `get_config` describes; unknown or missing keys are a `ConfigError`"
-        c = parse_config(config, dict(type=Param(lambda v, k, w: v), config=Param(lambda v, k, w: v, {}),
-                                      no_outputs=Param(lambda v, k, w: v), invert_order=Param(lambda v, k, w: v, False)),
-                         'DeepSupervisionSchedule.from_config')
-        return deep_supervision_schedule_builder({'type': c['type'], 'config': c['config']}, c['no_outputs'], c['invert_order'])
-    def __repr__(self): return f"DeepSupervisionSchedule({self.type!r}, {self.params}, no_outputs={self.no_outputs}, invert_order={self.invert_order})"
+        c = parse_config(
+            config,
+            dict(type=Param(lambda v, k, w: v), config=Param(lambda v, k, w: v, {}),
+                 no_outputs=Param(lambda v, k, w: v), invert_order=Param(lambda v, k, w: v, False)),
+            'DeepSupervisionSchedule.from_config')
+        return deep_supervision_schedule_builder({'type': c['type'], 'config': c['config']},
+                                                 c['no_outputs'], c['invert_order'])
+    def __repr__(self):
+        return (
+            f"DeepSupervisionSchedule({self.type!r}, {self.params}, no_outputs={self.no_outputs},"
+            f" invert_order={self.invert_order})"
+        )
 
 def _check_progress(progress) -> float:
     "Progress as a float; infinities clip later, NaN and non-numbers are errors"
-    bad = ConfigError('progress', progress, 'a number (training progress, clipped to [0, 1])', 'deep supervision schedule')
+    bad = ConfigError('progress', progress, 'a number (training progress, clipped to [0, 1])',
+                      'deep supervision schedule')
     if isinstance(progress, (bool, np.bool_, str, bytes)): raise bad
     if not isinstance(progress, (int, float, np.integer, np.floating)):
         try: progress = np.asarray(progress).item()   # 0-d arrays and tensors
         except (TypeError, ValueError): raise bad from None
         if not isinstance(progress, (int, float)) or isinstance(progress, bool): raise bad
     p = float(progress)
-    if math.isnan(p): raise ConfigError('progress', progress, 'a number, not NaN', 'deep supervision schedule')
+    if math.isnan(p):
+        raise ConfigError('progress', progress, 'a number, not NaN', 'deep supervision schedule')
     return p
 
-def deep_supervision_schedule_builder(config:dict,            # {"type": ..., "config": {...}} as in the dl_techniques guide
-                                      no_outputs:int,         # Number of supervised outputs
-                                      invert_order:bool=False # Reverse the vector (final output last)
-                                     ) -> DeepSupervisionSchedule:
-    "Build a deep-supervision weight schedule: a callable progress -> weights (length `no_outputs`, ≥ 0, sum 1)"
+def deep_supervision_schedule_builder(
+        config:dict,            # {"type": ..., "config": {...}} as in the dl_techniques guide
+        no_outputs:int,         # Number of supervised outputs
+        invert_order:bool=False # Reverse the vector (final output last)
+    ) -> DeepSupervisionSchedule:
+    """Build a deep-supervision weight schedule: a callable progress -> weights (length
+    `no_outputs`, ≥ 0, sum 1)"""
     where = 'deep supervision config'
     check_mapping(config, where)
-    no_outputs = Number(1, integer=True)(no_outputs, 'no_outputs', 'deep_supervision_schedule_builder')
+    no_outputs = Number(1, integer=True)(no_outputs, 'no_outputs',
+                                         'deep_supervision_schedule_builder')
     invert_order = Boolean()(invert_order, 'invert_order', 'deep_supervision_schedule_builder')
     kind = config_type(config, DEEP_SUPERVISION_TYPES, where)
-    params = parse_config(nested_config(config, where), STRATEGIES[kind][1], f"{where} ({kind}) 'config'")
+    params = parse_config(nested_config(config, where), STRATEGIES[kind][1],
+                          f"{where} ({kind}) 'config'")
     return DeepSupervisionSchedule(kind, params, no_outputs, invert_order)
 
 # %% ../nbs/07_deep_supervision.ipynb #390b32fd
@@ -142,14 +200,26 @@ def plot_deep_supervision(config:dict,           # A schedule config dict
                           ax=None,               # A matplotlib axis (default: a new figure)
                           points:int=401,        # Progress values plotted on [0, 1]
                           title:str|None=None):  # The title (default: the type)
-    "Stacked areas of the weights of a deep-supervision schedule over progress in [0, 1]; returns the figure"
+    """Stacked areas of the weights of a deep-supervision schedule over progress in [0, 1]; returns
+    the figure"""
     import matplotlib.pyplot as plt
+
     s = deep_supervision_schedule_builder(config, no_outputs, invert_order)
     p = np.linspace(0, 1, points)
     W = np.stack([s(x) for x in p], axis=1)
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3))
-    ax.stackplot(p, W, labels=[f'output {i}' + (' (final)' if i == (no_outputs - 1 if invert_order else 0) else '') for i in range(no_outputs)])
-    ax.set_xlim(0, 1); ax.set_ylim(0, 1); ax.set_xlabel('training progress'); ax.set_ylabel('weight')
+    ax.stackplot(
+        p,
+        W,
+        labels=[
+            f'output {i}' + (' (final)' if i == (no_outputs - 1 if invert_order else 0) else '')
+            for i in range(no_outputs)
+        ],
+    )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel('training progress')
+    ax.set_ylabel('weight')
     ax.set_title(title or s.type, fontsize=9)
     return fig
 
@@ -157,7 +227,10 @@ def plot_deep_supervision(config:dict,           # A schedule config dict
 def weighted_loss(losses,                            # Per-output losses (index 0: the final output)
                   schedule:DeepSupervisionSchedule,  # The weight schedule
                   progress:float):                   # Training progress in [0, 1]
-    "Σ wᵢ(progress)·lossᵢ for a sequence of scalar losses (torch tensors or numbers), in the schedule's output order"
+    """Σ wᵢ(progress)·lossᵢ for a sequence of scalar losses (torch tensors or numbers), in the
+    schedule's output order"""
     w = schedule(progress)
-    if len(losses) != len(w): raise ConfigError('losses', f'{len(losses)} losses', f'{len(w)} (the schedule has no_outputs={len(w)})', 'weighted_loss')
+    if len(losses) != len(w):
+        raise ConfigError('losses', f'{len(losses)} losses',
+                          f'{len(w)} (the schedule has no_outputs={len(w)})', 'weighted_loss')
     return sum(float(wi) * li for wi, li in zip(w, losses))

@@ -8,7 +8,8 @@ Docs: https://dl-optim.github.io/dl_optim/deep_supervision_keras.html.md"""
 from __future__ import annotations
 from .config import ConfigError, Choice
 from .deep_supervision import DeepSupervisionSchedule
-import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
+# after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
+import keras
 
 # %% auto #0
 __all__ = ['SupervisionWeights', 'WeightedOutputLoss', 'DeepSupervisionCallback', 'KerasDeepSupervision']
@@ -21,14 +22,16 @@ class SupervisionWeights(keras.layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         self.no_outputs = no_outputs
-        self.weights_var = self.add_weight(shape=(no_outputs,), initializer=keras.initializers.Constant(1.0 / no_outputs),
-                                           trainable=False, name='supervision_weights')
+        self.weights_var = self.add_weight(
+            shape=(no_outputs,), initializer=keras.initializers.Constant(1.0 / no_outputs),
+            trainable=False, name='supervision_weights')
     def call(self, x): return x
     def get_config(self): return {**super().get_config(), 'no_outputs': self.no_outputs}
 
 @keras.saving.register_keras_serializable(package='dl_optim')
 class WeightedOutputLoss(keras.losses.Loss):
-    "`weight[index] · base(y_true, y_pred)`, the weight read from a `SupervisionWeights` holder at every step"
+    """`weight[index] · base(y_true, y_pred)`, the weight read from a `SupervisionWeights` holder
+    at every step"""
     def __init__(self,
                  holder:SupervisionWeights|None,  # The shared weights (None: weight 1)
                  index:int,                       # Which output this loss belongs to
@@ -38,19 +41,29 @@ class WeightedOutputLoss(keras.losses.Loss):
         self.holder, self.index, self.base = holder, index, keras.losses.get(base)
     def call(self, y_true, y_pred):
         if self.holder is None:
-            raise RuntimeError("this deep-supervision loss was loaded from a saved model without its schedule: wire the "
-                               "loaded model again with KerasDeepSupervision(model, schedule) and compile it with its losses()")
-        return keras.ops.cast(self.holder.weights_var[self.index], y_pred.dtype) * self.base(y_true, y_pred)
+            raise RuntimeError(
+                "this deep-supervision loss was loaded from a saved model without its schedule:"
+                " wire the loaded model again with KerasDeepSupervision(model, schedule) and"
+                " compile it with its losses()"
+            )
+        return keras.ops.cast(self.holder.weights_var[self.index], y_pred.dtype) * self.base(
+            y_true, y_pred)
     def get_config(self):
-        return {**super().get_config(), 'index': self.index, 'base': keras.losses.serialize(self.base)}
+        return {
+            **super().get_config(),
+            'index': self.index,
+            'base': keras.losses.serialize(self.base),
+        }
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        return cls(None, config.pop('index'), keras.losses.deserialize(config.pop('base')), **config)
+        return cls(None, config.pop('index'), keras.losses.deserialize(config.pop('base')),
+                   **config)
 
 # %% ../nbs/07a_deep_supervision_keras.ipynb #de1ed20f
 class DeepSupervisionCallback(keras.callbacks.Callback):
-    "Writes `schedule(progress)` into the model's supervision weights at each epoch (or step); keeps what it applied"
+    """Writes `schedule(progress)` into the model's supervision weights at each epoch (or step);
+    keeps what it applied"""
     def __init__(self,
                  schedule:DeepSupervisionSchedule,  # The weight schedule
                  holder:SupervisionWeights,         # The weights the losses read
@@ -69,25 +82,32 @@ class DeepSupervisionCallback(keras.callbacks.Callback):
         self._total = max(1, self._epochs * (self.params.get('steps') or 1))
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        if self.update == 'epoch': self._set(epoch / max(1, self._epochs - 1), epoch)   # the original scripts' convention
+        # the original scripts' convention
+        if self.update == 'epoch': self._set(epoch / max(1, self._epochs - 1), epoch)
     def on_train_batch_begin(self, batch, logs=None):
         if self.update == 'step': self._set(self._step / max(1, self._total - 1), self._epoch)
         self._step += 1
 
 class KerasDeepSupervision:
-    "Wire a deep-supervision schedule into a multi-output Keras model: weighted losses plus the callback that moves them"
+    """Wire a deep-supervision schedule into a multi-output Keras model: weighted losses plus the
+    callback that moves them"""
     def __init__(self,
                  model,                             # A Keras model with several outputs
                  schedule:DeepSupervisionSchedule,  # The weight schedule
                  update:str='epoch'):               # Update per 'epoch' or per 'batch'
         n_out = len(model.outputs)
         if n_out != schedule.no_outputs:
-            raise ConfigError('no_outputs', schedule.no_outputs, f'{n_out}, the number of outputs of the model', 'KerasDeepSupervision')
+            raise ConfigError('no_outputs', schedule.no_outputs,
+                              f'{n_out}, the number of outputs of the model',
+                              'KerasDeepSupervision')
         self.schedule, self.update = schedule, update
         self.holder = SupervisionWeights(schedule.no_outputs, name='deep_supervision')
-        model.deep_supervision = self.holder   # tracked: the weights become part of the model's state
+        # tracked: the weights become part of the model's state
+        model.deep_supervision = self.holder
     def losses(self, base='mse') -> list:
-        "One weighted loss per output; `base` is one loss for all outputs or a list with one per output"
+        """One weighted loss per output; `base` is one loss for all outputs or a list with one per
+        output"""
         bases = base if isinstance(base, (list, tuple)) else [base] * self.schedule.no_outputs
         return [WeightedOutputLoss(self.holder, i, b) for i, b in enumerate(bases)]
-    def callback(self) -> DeepSupervisionCallback: return DeepSupervisionCallback(self.schedule, self.holder, self.update)
+    def callback(self) -> DeepSupervisionCallback:
+        return DeepSupervisionCallback(self.schedule, self.holder, self.update)

@@ -25,7 +25,8 @@ __all__ = ['ADAMW_SHARD_MIN_NUMEL', 'ownership', 'ShardedComms', 'DistMuon', 'Di
 def ownership(count:int, # Matrices of one shape
               world:int  # Ranks
              ) -> tuple[int, int]:
-    "(chunk size c, padded count K') for `count` same-shape matrices on `world` ranks: rank r owns [r·c, (r+1)·c)"
+    """(chunk size c, padded count K') for `count` same-shape matrices on `world` ranks: rank r
+    owns [r·c, (r+1)·c)"""
     c = max(1, math.ceil(count / world))
     return c, c * world
 
@@ -43,18 +44,28 @@ _ALL_GATHER = getattr(dist, 'all_gather_single', None) or dist.all_gather_into_t
 
 # %% ../nbs/12_distributed.ipynb #f1a7e509
 class ShardedComms:
-    "What DistMuon and DistAdamW share: the process group, counted collectives, and which AdamW tensors are sharded"
+    """What DistMuon and DistAdamW share: the process group, counted collectives, and which AdamW
+    tensors are sharded"""
     def _setup_comms(self, process_group, grads_synced, where):
-        self.process_group, self.grads_synced = process_group, Boolean()(grads_synced, 'grads_synced', where)
+        self.process_group, self.grads_synced = process_group, Boolean()(
+            grads_synced, 'grads_synced', where
+        )
         live = dist.is_available() and dist.is_initialized()
         self.world = dist.get_world_size(process_group) if live else 1
         self.rank = dist.get_rank(process_group) if live else 0
-        self.comm_bytes = Counter()   # bytes this rank handed to each kind of collective (input side)
+        # bytes this rank handed to each kind of collective (input side)
+        self.comm_bytes = Counter()
 
     def _shardable(self, p) -> bool:
-        "AdamW state of `p` is split along dim 0 (ZeRO-2) when the ranks divide it and it is large enough to pay"
-        return (self.world > 1 and not _is_dtensor(p) and p.ndim >= 1 and p.shape[0] % self.world == 0
-                and p.numel() >= ADAMW_SHARD_MIN_NUMEL)
+        """AdamW state of `p` is split along dim 0 (ZeRO-2) when the ranks divide it and it is
+        large enough to pay"""
+        return (
+            self.world > 1
+            and not _is_dtensor(p)
+            and p.ndim >= 1
+            and p.shape[0] % self.world == 0
+            and p.numel() >= ADAMW_SHARD_MIN_NUMEL
+        )
 
     # -- collectives (counted) --
     def _collective(self, kind, fn, tensor):
@@ -63,25 +74,37 @@ class ShardedComms:
 
     def _reduce_scatter(self, out, stacked):
         if self.world == 1: out.copy_(stacked); return out
-        self._collective('reduce_scatter', lambda: _REDUCE_SCATTER(out, stacked, op=dist.ReduceOp.AVG, group=self.process_group), stacked)
+        self._collective(
+            'reduce_scatter',
+            lambda: _REDUCE_SCATTER(out, stacked, op=dist.ReduceOp.AVG, group=self.process_group),
+            stacked)
         return out
 
     def _all_gather(self, out, chunk):
         if self.world == 1: out.copy_(chunk); return out
-        self._collective('all_gather', lambda: _ALL_GATHER(out, chunk, group=self.process_group), chunk)
+        self._collective('all_gather', lambda: _ALL_GATHER(out, chunk, group=self.process_group),
+                         chunk)
         return out
 
     def _all_reduce(self, t, op=None):
         if self.world == 1: return t
-        self._collective('all_reduce', lambda: dist.all_reduce(t, op=op or dist.ReduceOp.AVG, group=self.process_group), t)
+        self._collective(
+            'all_reduce',
+            lambda: dist.all_reduce(t, op=op or dist.ReduceOp.AVG, group=self.process_group), t)
         return t
 
 class DistMuon(ShardedComms, Muon):
-    "Muon on torch.distributed: each rank orthogonalizes its share of the matrices; state_dict is the single-process one"
-    def __init__(self, params,                # A model (routed as `Muon` routes it) or parameters / param groups
-                 process_group=None,          # Process group (None: the default group; a world of 1 without torch.distributed)
-                 grads_synced:bool=False,     # True when DDP has already averaged the gradients (skips the reduction)
-                 **kwargs):                   # Every argument of `Muon` (lr, momentum, weight_decay, adam_lr, caution, ...)
+    """Muon on torch.distributed: each rank orthogonalizes its share of the matrices; state_dict is
+    the single-process one"""
+    def __init__(
+            # A model (routed as `Muon` routes it) or parameters / param groups
+            self, params,
+            # Process group (None: the default group; a world of 1 without torch.distributed)
+            process_group=None,
+            # True when DDP has already averaged the gradients (skips the reduction)
+            grads_synced:bool=False,
+            # Every argument of `Muon` (lr, momentum, weight_decay, adam_lr, caution, ...)
+            **kwargs):
         super().__init__(params, **kwargs)
         self._setup_comms(process_group, grads_synced, 'DistMuon')
         self._buckets, self._adam_sharded = self._plan()
@@ -93,7 +116,13 @@ class DistMuon(ShardedComms, Muon):
             by_key = defaultdict(list)
             for p in g['params']: by_key[(tuple(p.shape), p.dtype, _is_dtensor(p))].append(p)
             buckets += [_Bucket(gi, ps) for ps in by_key.values()]
-        sharded = {p for g in self.param_groups if not g['use_muon'] for p in g['params'] if self._shardable(p)}
+        sharded = {
+            p
+            for g in self.param_groups
+            if not g['use_muon']
+            for p in g['params']
+            if self._shardable(p)
+        }
         return buckets, sharded
 
     def owner(self, bucket:_Bucket, i:int) -> int:
@@ -114,7 +143,8 @@ def _owned(self, b:_Bucket, flags) -> list[int]:
 @patch
 @torch.no_grad()
 def _muon_bucket(self:DistMuon, b:_Bucket):
-    "Reduce-scatter the bucket's gradients, update this rank's matrices, all-gather the updated matrices"
+    """Reduce-scatter the bucket's gradients, update this rank's matrices, all-gather the updated
+    matrices"""
     group, params = self.param_groups[b.group_index], b.params
     if _is_dtensor(params[0]): return self._muon_bucket_dtensor(b)
     c, padded = ownership(len(params), self.world)
@@ -124,7 +154,9 @@ def _muon_bucket(self:DistMuon, b:_Bucket):
     for i, p in enumerate(params):
         if p.grad is not None: stacked[i].copy_(p.grad)
     if self.grads_synced: chunk = stacked[first:first + c]
-    else: chunk = self._reduce_scatter(torch.empty((c, *ref.shape), dtype=ref.dtype, device=ref.device), stacked)
+    else:
+        chunk = self._reduce_scatter(
+            torch.empty((c, *ref.shape), dtype=ref.dtype, device=ref.device), stacked)
     mine = _owned(self, b, flags)
     self._muon_step(group, [params[i] for i in mine], [chunk[i - first] for i in mine])
     out = torch.zeros((c, *ref.shape), dtype=ref.dtype, device=ref.device)
@@ -137,23 +169,35 @@ def _muon_bucket(self:DistMuon, b:_Bucket):
 @patch
 @torch.no_grad()
 def _muon_bucket_dtensor(self:DistMuon, b:_Bucket):
-    "FSDP2 parameters: gather full matrices and gradients, update the owned ones, all-gather, keep this rank's shards"
+    """FSDP2 parameters: gather full matrices and gradients, update the owned ones, all-gather,
+    keep this rank's shards"""
     from torch.distributed.tensor import distribute_tensor
     group, params = self.param_groups[b.group_index], b.params
     c, padded = ownership(len(params), self.world)
     flags = _has_grad_flags(self, params)
     full_p = [p.full_tensor() for p in params]
-    full_g = [p.grad.full_tensor() if p.grad is not None else torch.zeros_like(fp) for p, fp in zip(params, full_p)]
-    for fp, fg in zip(full_p, full_g): self.comm_bytes['all_gather'] += (fp.numel() + fg.numel()) * fp.element_size()
+    full_g = [
+        p.grad.full_tensor() if p.grad is not None else torch.zeros_like(fp)
+        for p, fp in zip(params, full_p)
+    ]
+    for fp, fg in zip(full_p, full_g):
+        self.comm_bytes['all_gather'] += (fp.numel() + fg.numel()) * fp.element_size()
     mine = _owned(self, b, flags)   # the owner's state stays keyed by the DTensor parameter, whole
-    self._muon_step(group, [full_p[i] for i in mine], [full_g[i] for i in mine], keys=[params[i] for i in mine])
+    self._muon_step(group, [full_p[i] for i in mine], [full_g[i] for i in mine],
+                    keys=[params[i] for i in mine])
     ref = full_p[0]
     out = torch.zeros((c, *ref.shape), dtype=ref.dtype, device=ref.device)
-    for i in range(self.rank * c, min((self.rank + 1) * c, len(params))): out[i - self.rank * c].copy_(full_p[i])
-    full = self._all_gather(torch.empty((padded, *ref.shape), dtype=ref.dtype, device=ref.device), out)
+    for i in range(self.rank * c, min((self.rank + 1) * c, len(params))):
+        out[i - self.rank * c].copy_(full_p[i])
+    full = self._all_gather(torch.empty((padded, *ref.shape), dtype=ref.dtype, device=ref.device),
+                            out)
     for i, p in enumerate(params):
         if flags[i]:
-            p.to_local().copy_(distribute_tensor(full[i], p.device_mesh, p.placements, src_data_rank=None).to_local())
+            p.to_local().copy_(
+                distribute_tensor(
+                    full[i], p.device_mesh, p.placements, src_data_rank=None
+                ).to_local()
+            )
 
 # %% ../nbs/12_distributed.ipynb #48a59898
 def _shard(self, t):
@@ -163,7 +207,8 @@ def _shard(self, t):
 @patch
 @torch.no_grad()
 def _adamw_group(self:ShardedComms, group):
-    "One AdamW group: whole tensors averaged and updated everywhere, sharded ones reduce-scattered, updated, all-gathered"
+    """One AdamW group: whole tensors averaged and updated everywhere, sharded ones
+    reduce-scattered, updated, all-gathered"""
     params = group['params']
     flags = _has_grad_flags(self, params)
     whole, whole_grads, sharded, shard_grads = [], [], [], []
@@ -172,14 +217,19 @@ def _adamw_group(self:ShardedComms, group):
         g = p.grad if p.grad is not None else torch.zeros_like(p)
         if p in self._adam_sharded:
             sharded.append(p)
-            shard_grads.append(_shard(self, g) if self.grads_synced else
-                               self._reduce_scatter(torch.empty_like(_shard(self, p)), g.contiguous()))
+            shard_grads.append(
+                _shard(self, g)
+                if self.grads_synced
+                else self._reduce_scatter(torch.empty_like(_shard(self, p)), g.contiguous())
+            )
         else:
             whole.append(p)
-            whole_grads.append(g if self.grads_synced or _is_dtensor(p) else self._all_reduce(g.clone()))
+            whole_grads.append(
+                g if self.grads_synced or _is_dtensor(p) else self._all_reduce(g.clone()))
     shards = [_shard(self, p) for p in sharded]
-    adamw_update(whole + shards, whole_grads + shard_grads, [self.state[p] for p in whole + sharded],
-                 group['lr'], group['betas'], group['eps'], group['weight_decay'], group['caution'])
+    adamw_update(whole + shards, whole_grads + shard_grads,
+                 [self.state[p] for p in whole + sharded], group['lr'], group['betas'],
+                 group['eps'], group['weight_decay'], group['caution'])
     for p, local in zip(sharded, shards): self._all_gather(p, local.clone())
 
 @patch
@@ -194,7 +244,8 @@ def step(self:DistMuon, closure=None):
 
 # %% ../nbs/12_distributed.ipynb #68f4bb83
 def _full_muon_state(self, b:_Bucket) -> list[dict]:
-    "Every matrix's Muon state in bucket `b` (momentum and the variant's own), gathered from the owners; zeros where none exists yet"
+    """Every matrix's Muon state in bucket `b` (momentum and the variant's own), gathered from the
+    owners; zeros where none exists yet"""
     c, padded = ownership(len(b.params), self.world)
     ref = b.params[0]
     device = ref.to_local().device if _is_dtensor(ref) else ref.device
@@ -205,12 +256,14 @@ def _full_muon_state(self, b:_Bucket) -> list[dict]:
         for j, i in enumerate(range(self.rank * c, min((self.rank + 1) * c, len(b.params)))):
             t = self.state.get(b.params[i], {}).get(key)
             if t is not None: chunk[j].copy_(t)
-        full = self._all_gather(torch.empty((padded, *shape), dtype=chunk.dtype, device=device), chunk)
+        full = self._all_gather(torch.empty((padded, *shape), dtype=chunk.dtype, device=device),
+                                chunk)
         for st, t in zip(out, full[:len(b.params)]): st[key] = t.clone()
     return out
 
 def _adam_full_state(self, groups) -> dict:
-    "Every AdamW parameter's complete state (step, exp_avg, exp_avg_sq), gathered from the shards: a collective"
+    """Every AdamW parameter's complete state (step, exp_avg, exp_avg_sq), gathered from the
+    shards: a collective"""
     full = {}
     for g in groups:
         for p in g['params']:
@@ -220,10 +273,21 @@ def _adam_full_state(self, groups) -> dict:
                     local = st.get(key, torch.zeros_like(_shard(self, p)))
                     return self._all_gather(torch.empty_like(p), local.contiguous())
                 step = st.get('step', torch.tensor(0.0)).clone()
-                full[p] = {'step': self._all_reduce(step, dist.ReduceOp.MAX), 'exp_avg': gathered('exp_avg'), 'exp_avg_sq': gathered('exp_avg_sq')}
+                full[p] = {
+                    'step': self._all_reduce(step, dist.ReduceOp.MAX),
+                    'exp_avg': gathered('exp_avg'),
+                    'exp_avg_sq': gathered('exp_avg_sq'),
+                }
             else:
-                full[p] = {k: v.clone() for k, v in st.items()} if st else {
-                    'step': torch.tensor(0.0), 'exp_avg': torch.zeros_like(p), 'exp_avg_sq': torch.zeros_like(p)}
+                full[p] = (
+                    {k: v.clone() for k, v in st.items()}
+                    if st
+                    else {
+                        'step': torch.tensor(0.0),
+                        'exp_avg': torch.zeros_like(p),
+                        'exp_avg_sq': torch.zeros_like(p),
+                    }
+                )
     return full
 
 def _adam_keep_shards(self):
@@ -246,39 +310,50 @@ def state_dict(self:DistMuon):
 
 @patch
 def load_state_dict(self:DistMuon, state_dict):
-    "Load a complete state (from any world size, or from a single-process `Muon`) and keep this rank's share"
+    """Load a complete state (from any world size, or from a single-process `Muon`) and keep this
+    rank's share"""
     torch.optim.Optimizer.load_state_dict(self, state_dict)
     for b in self._buckets:
         for i, p in enumerate(b.params):
             st = self.state.get(p)
             if st is None: continue
             if self.owner(b, i) != self.rank: self.state.pop(p)
-            elif _is_dtensor(p): self.state[p] = {k: v.full_tensor() if _is_dtensor(v) else v for k, v in st.items()}
+            elif _is_dtensor(p):
+                self.state[p] = {k: v.full_tensor() if _is_dtensor(v) else v for k, v in st.items()}
     _adam_keep_shards(self)
 
 # %% ../nbs/12_distributed.ipynb #b7f1569f
 _AW = ADAMW_TORCH_SPEC.defaults()
 
 class DistAdamW(ShardedComms, torch.optim.Optimizer):
-    "AdamW (optionally cautious) on torch.distributed, ZeRO-2 style: state sharded, complete `state_dict` on every rank"
+    """AdamW (optionally cautious) on torch.distributed, ZeRO-2 style: state sharded, complete
+    `state_dict` on every rank"""
     def __init__(self, params,                           # Parameters or param groups
                  lr:float=_AW['lr'],                     # Learning rate (a number or a 0-D tensor)
                  betas=_AW['betas'],                     # (β1, β2)
                  eps:float=_AW['eps'],                   # ε added to sqrt(v̂)
-                 weight_decay:float=_AW['weight_decay'], # Decoupled weight decay (torch's AdamW default)
+                 # Decoupled weight decay (torch's AdamW default)
+                 weight_decay:float=_AW['weight_decay'],
                  caution:bool=_AW['caution'],            # Cautious updates
-                 process_group=None,                     # Process group (None: the default group; a world of 1 without torch.distributed)
-                 grads_synced:bool=False):               # True when DDP has already averaged the gradients
+                 # Process group (None: the default group; a world of 1 without torch.distributed)
+                 process_group=None,
+                 # True when DDP has already averaged the gradients
+                 grads_synced:bool=False):
         where = 'DistAdamW'
-        defaults = ADAMW_TORCH_SPEC.check(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution), where)
+        defaults = ADAMW_TORCH_SPEC.check(
+            dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution), where)
         self._setup_comms(process_group, grads_synced, where)
         self._adam_sharded = set()
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group:dict):
         "Add a group: hyper-parameters checked, `initial_lr` set, large tensors' state sharded"
-        if not isinstance(param_group, dict): raise TypeError(f'param_group must be a dict, not {type(param_group).__name__}')
-        hyper = ADAMW_TORCH_SPEC.check({k: v for k, v in param_group.items() if k not in ('params', 'initial_lr')}, 'DistAdamW param group')
+        if not isinstance(param_group, dict):
+            raise TypeError(f'param_group must be a dict, not {type(param_group).__name__}')
+        hyper = ADAMW_TORCH_SPEC.check(
+            {k: v for k, v in param_group.items() if k not in ('params', 'initial_lr')},
+            'DistAdamW param group',
+        )
         super().add_param_group({**param_group, **hyper})
         g = self.param_groups[-1]
         g.setdefault('initial_lr', initial_lr(g['lr']))
@@ -298,7 +373,8 @@ class DistAdamW(ShardedComms, torch.optim.Optimizer):
         finally: self.state = saved
 
     def load_state_dict(self, state_dict):
-        "Load a complete state (from any world size, a `DistAdamW` or a `torch.optim.AdamW`) and keep this rank's share"
+        """Load a complete state (from any world size, a `DistAdamW` or a `torch.optim.AdamW`) and
+        keep this rank's share"""
         torch.optim.Optimizer.load_state_dict(self, state_dict)
         _adam_keep_shards(self)
 
@@ -311,6 +387,7 @@ def ownership_table(shapes_counts, # ((rows, cols), count) pairs, one per shape
 def ns_flops(shape,          # (rows, cols) of one matrix
              steps:int=5     # Quintic Newton–Schulz steps
             ) -> float:
-    "Flops of `steps` quintic Newton–Schulz iterations on an m×n matrix (3 matmuls per step on the wide form)"
+    """Flops of `steps` quintic Newton–Schulz iterations on an m×n matrix (3 matmuls per step on
+    the wide form)"""
     m, n = sorted(shape)
     return steps * (2 * m * m * n + 2 * m * m * m + 2 * m * m * n)

@@ -20,7 +20,8 @@ def ns_products(m:int,                   # Rows (either orientation: the smaller
     "Multiply-adds of one Newton–Schulz run on an m × n matrix"
     m, n = min(m, n), max(m, n)
     square, with_x = m ** 3, m * m * n
-    if method == 'standard': return sum(2 * with_x + (square if c != 0 else 0) for a, b, c in coefficients)
+    if method == 'standard':
+        return sum(2 * with_x + (square if c != 0 else 0) for a, b, c in coefficients)
     total, fresh, steps = with_x, True, len(coefficients)
     for k, (a, b, c) in enumerate(coefficients):
         if k in restarts and not fresh: total, fresh = total + 2 * with_x, True
@@ -33,16 +34,20 @@ def ns_products(m:int,                   # Rows (either orientation: the smaller
 def restart_steps(dtype_name:str, # The compute dtype's name ('bfloat16', 'float32', …)
                   steps:int        # Steps in the schedule
                  ) -> tuple:
-    "Steps before which Gram NS rebuilds X and its Gram matrix: 1, 3, 5, … in 16-bit dtypes, none in float32/float64"
+    """Steps before which Gram NS rebuilds X and its Gram matrix: 1, 3, 5, … in 16-bit dtypes, none
+    in float32/float64"""
     return tuple(range(1, steps, 2)) if dtype_name in ('bfloat16', 'float16') else ()
 
 # %% ../nbs/01c_gram_ns.ipynb #862dc4cd
 def gram_newton_schulz(xp,                  # `dl_optim.ops.TORCH` or a `KerasOps`
-                       X,                   # Wide (…, m, n) matrices, m ≤ n, normalised, in the compute dtype
+                       # Wide (…, m, n) matrices, m ≤ n, normalised, in the compute dtype
+                       X,
                        coefficients,        # The schedule's (a, b, c) triples
-                       restarts:tuple=(),   # Steps before which X and its Gram matrix are recomputed
+                       # Steps before which X and its Gram matrix are recomputed
+                       restarts:tuple=(),
                        R=None):             # X·Xᵀ if already computed
-    "Newton–Schulz through the Gram matrix: the same polynomial in X, with X touched only at the start, the restarts and the end"
+    """Newton–Schulz through the Gram matrix: the same polynomial in X, with X touched only at the
+    start, the restarts and the end"""
     R = xp.gram(X) if R is None else R
     Q, steps = None, len(coefficients)
     for k, (a, b, c) in enumerate(coefficients):
@@ -55,15 +60,20 @@ def gram_newton_schulz(xp,                  # `dl_optim.ops.TORCH` or a `KerasOp
     return xp.matmul(Q, X)
 
 # %% ../nbs/01c_gram_ns.ipynb #09816ef6
-GRAM_MIN_SAVING = 0.15                 # the Gram path must save at least this share of the multiply-adds
-GRAM_AUTO_DTYPES = ('float32', 'float64')  # as accurate as standard and measured to pay (16-bit: neither yet)
+# the Gram path must save at least this share of the multiply-adds
+GRAM_MIN_SAVING = 0.15
+# as accurate as standard and measured to pay (16-bit: neither yet)
+GRAM_AUTO_DTYPES = ('float32', 'float64')
 
 def gram_pays(m:int,           # Rows
               n:int,           # Columns
               coefficients,    # The schedule's (a, b, c) triples
               dtype_name:str   # The compute dtype's name
              ) -> bool:
-    "Whether Gram NS is validated in this dtype and saves at least `GRAM_MIN_SAVING` of the multiply-adds on an m × n matrix"
+    """Whether Gram NS is validated in this dtype and saves at least `GRAM_MIN_SAVING` of the
+    multiply-adds on an m × n matrix"""
     if dtype_name not in GRAM_AUTO_DTYPES: return False
     restarts = restart_steps(dtype_name, len(coefficients))
-    return ns_products(m, n, coefficients, 'gram', restarts) <= (1 - GRAM_MIN_SAVING) * ns_products(m, n, coefficients)
+    return ns_products(m, n, coefficients, 'gram', restarts) <= (1 - GRAM_MIN_SAVING) * ns_products(
+        m, n, coefficients
+    )

@@ -38,14 +38,18 @@ def grokfast_amplify(grad,         # The current gradient
 
 def orthograd(weight, # The weight
               grad):  # Its gradient
-    "The gradient without its component along `weight` (whole tensor, flattened), rescaled to the original norm"
+    """The gradient without its component along `weight` (whole tensor, flattened), rescaled to the
+    original norm"""
     xp = ops_for(grad)
-    w, g = xp.wide(weight), xp.wide(grad)   # float32 (float64 stays): half-precision sums of squares overflow, tiny ε underflows
-    sw, sg = xp.abs_max(w) + ORTHOGRAD_EPS, xp.abs_max(g) + ORTHOGRAD_EPS   # unit-scaled: no overflow in the sums of squares
+    # float32 (float64 stays): half-precision sums of squares overflow, tiny ε underflows
+    w, g = xp.wide(weight), xp.wide(grad)
+    # unit-scaled: no overflow in the sums of squares
+    sw, sg = xp.abs_max(w) + ORTHOGRAD_EPS, xp.abs_max(g) + ORTHOGRAD_EPS
     w, g = w / sw, g / sg
     proj = xp.sum(w * g) / (xp.sum(w * w) + ORTHOGRAD_EPS)
     g_perp = g - w * proj
-    return xp.cast_like(g_perp * ((xp.sum(g * g) ** 0.5) / (xp.sum(g_perp * g_perp) ** 0.5 + ORTHOGRAD_EPS)) * sg, grad)
+    return xp.cast_like(
+        g_perp * ((xp.sum(g * g)**0.5) / (xp.sum(g_perp * g_perp)**0.5 + ORTHOGRAD_EPS)) * sg, grad)
 
 GROKFAST_SCHEMA = dict(alpha=Param(Number(0, 1, high_open=True), 0.98), lamb=Param(Number(0), 2.0),
                        warmup_steps=Param(Number(0, integer=True), 0))
@@ -53,7 +57,8 @@ GROKFAST_SCHEMA = dict(alpha=Param(Number(0, 1, high_open=True), 0.98), lamb=Par
 def parse_grokfast(config,              # True, a dict of GrokFast's keys, or a `GrokFast`
                    where:str='grokfast'  # The caller, for the error
                   ) -> dict:
-    "Validate GrokFast's settings (`alpha` in [0, 1), `lamb` >= 0, `warmup_steps` >= 0) and fill in defaults"
+    """Validate GrokFast's settings (`alpha` in [0, 1), `lamb` >= 0, `warmup_steps` >= 0) and fill
+    in defaults"""
     return parse_config({} if config is True else config, GROKFAST_SCHEMA, where)
 
 # %% ../nbs/11_grokking.ipynb #7975f7b0
@@ -74,12 +79,17 @@ class GrokFast(StepHook):
         for i, p in indexed_params:
             if p.grad is None: continue
             e = self.ema.get(i)
-            self.ema[i] = grokfast_init(p.grad.detach().clone()) if e is None else grokfast_ema(e, p.grad, self.alpha)
-            if self.steps > self.warmup_steps: p.grad.copy_(grokfast_amplify(p.grad, self.ema[i], self.lamb))
+            self.ema[i] = grokfast_init(p.grad.detach().clone()) if e is None else grokfast_ema(
+                e, p.grad, self.alpha)
+            if self.steps > self.warmup_steps:
+                p.grad.copy_(grokfast_amplify(p.grad, self.ema[i], self.lamb))
 
-    def state_dict(self): return {'steps': self.steps, 'ema': {i: e.clone() for i, e in self.ema.items()}}
-    def load_state_dict(self, sd): self.steps, self.ema = sd['steps'], {int(i): e.clone() for i, e in sd['ema'].items()}
-    def __repr__(self): return f'GrokFast(alpha={self.alpha}, lamb={self.lamb}, warmup_steps={self.warmup_steps})'
+    def state_dict(self):
+        return {'steps': self.steps, 'ema': {i: e.clone() for i, e in self.ema.items()}}
+    def load_state_dict(self, sd):
+        self.steps, self.ema = sd['steps'], {int(i): e.clone() for i, e in sd['ema'].items()}
+    def __repr__(self):
+        return f'GrokFast(alpha={self.alpha}, lamb={self.lamb}, warmup_steps={self.warmup_steps})'
 
 class OrthoGrad(StepHook):
     "OrthoGrad: remove each gradient's component along its parameter, keep its norm; no state"
@@ -100,9 +110,13 @@ class GradientFilterHandle(StepHookHandle):
 def attach_gradient_filters(optimizer:torch.optim.Optimizer, # Any torch optimizer
                             *filters                        # `GrokFast()`, `OrthoGrad()`
                            ) -> GradientFilterHandle:
-    "Apply `filters` (e.g. `GrokFast()`, `OrthoGrad()`) to the gradients before every `optimizer.step()`; state saved with the optimizer"
-    if not filters: raise ValueError('attach_gradient_filters needs at least one filter, e.g. GrokFast() or OrthoGrad()')
+    """Apply `filters` (e.g. `GrokFast()`, `OrthoGrad()`) to the gradients before every
+    `optimizer.step()`; state saved with the optimizer"""
+    if not filters:
+        raise ValueError(
+            'attach_gradient_filters needs at least one filter, e.g. GrokFast() or OrthoGrad()')
     for f in filters:
-        if not isinstance(f, StepHook): raise TypeError(f'{f!r} is not a gradient filter (GrokFast(), OrthoGrad())')
+        if not isinstance(f, StepHook):
+            raise TypeError(f'{f!r} is not a gradient filter (GrokFast(), OrthoGrad())')
     h = attach_step_hooks(optimizer, *filters, key='gradient_filters')
     return GradientFilterHandle(h.hooks, h._handles, h._release)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 from .config import ConfigError, Boolean
-from .grokking import grokfast_ema, grokfast_init, grokfast_amplify, orthograd, parse_grokfast
+from .grokking import grokfast_ema, grokfast_init, grokfast_amplify, orthograd
+from .grokking import parse_grokfast
 from .step_hooks_keras import KerasStepHook, StepHooksMixin
 
 # %% auto #0
@@ -20,24 +21,30 @@ __all__ = ['OrthoGradHook', 'GrokFastHook', 'GradientFiltersMixin', 'with_gradie
 class OrthoGradHook(KerasStepHook):
     "OrthoGrad on every gradient, before the update"
     def before_step(self, opt, grads, variables):
-        return [g if g is None else orthograd(ops.cast(v, g.dtype), g) for g, v in zip(grads, variables)]
+        return [
+            g if g is None else orthograd(ops.cast(v, g.dtype), g) for g, v in zip(grads, variables)
+        ]
 
 @keras.saving.register_keras_serializable(package='dl_optim')
 class GrokFastHook(KerasStepHook):
-    "GrokFast (EMA) on every gradient, before the update; its buffers are optimizer variables (`grokfast_ema`)"
+    """GrokFast (EMA) on every gradient, before the update; its buffers are optimizer variables
+    (`grokfast_ema`)"""
     def __init__(self,
                  alpha:float=0.98,      # EMA decay of the slow gradient
                  lamb:float=2.0,        # Amplification of the slow part
                  warmup_steps:int=0):   # Steps before the filter starts acting
-        self.config = parse_grokfast(dict(alpha=alpha, lamb=lamb, warmup_steps=warmup_steps), 'GrokFastHook')
-    def build(self, opt, variables): self.ema = opt.add_optimizer_variables(variables, 'grokfast_ema')
+        self.config = parse_grokfast(dict(alpha=alpha, lamb=lamb, warmup_steps=warmup_steps),
+                                     'GrokFastHook')
+    def build(self, opt, variables):
+        self.ema = opt.add_optimizer_variables(variables, 'grokfast_ema')
     def before_step(self, opt, grads, variables):
         c, out = self.config, []
         first = ops.equal(opt.iterations, 0)
         for g, v in zip(grads, variables):
             if g is None: out.append(g); continue
             ema = self.ema[opt._get_variable_index(v)]
-            new = ops.where(first, grokfast_init(g), grokfast_ema(ops.cast(ema, g.dtype), g, c['alpha']))
+            new = ops.where(first, grokfast_init(g),
+                            grokfast_ema(ops.cast(ema, g.dtype), g, c['alpha']))
             opt.assign(ema, ops.cast(new, ema.dtype))
             gain = ops.where(ops.greater_equal(opt.iterations, c['warmup_steps']), c['lamb'], 0.0)
             out.append(grokfast_amplify(g, new, ops.cast(gain, g.dtype)))
@@ -45,7 +52,8 @@ class GrokFastHook(KerasStepHook):
     def get_config(self): return dict(self.config)
 
 class GradientFiltersMixin(StepHooksMixin):
-    "Mixin for a Keras optimizer: `grokfast=` and `orthograd=` arguments, run as step hooks before any others"
+    """Mixin for a Keras optimizer: `grokfast=` and `orthograd=` arguments, run as step hooks
+    before any others"""
     def __init__(self, *args,
                  grokfast=None,          # True, a dict of GrokFast's keys, or None
                  orthograd:bool=False,   # Project each gradient orthogonal to its weight
@@ -55,52 +63,99 @@ class GradientFiltersMixin(StepHooksMixin):
         orthograd = Boolean()(orthograd, 'orthograd', w)
         super().__init__(*args, **kwargs)
         self.grokfast, self.orthograd = grokfast, orthograd
-        self._filters = ([OrthoGradHook()] if orthograd else []) + ([GrokFastHook(**grokfast)] if grokfast else [])
+        self._filters = ([OrthoGradHook()] if orthograd else []) + (
+            [GrokFastHook(**grokfast)] if grokfast else []
+        )
 
     def _all_step_hooks(self) -> list: return self._filters + super()._all_step_hooks()
 
-    def get_config(self): return {**super().get_config(), 'grokfast': self.grokfast, 'orthograd': self.orthograd}
+    def get_config(self):
+        return {**super().get_config(), 'grokfast': self.grokfast, 'orthograd': self.orthograd}
 
 _FILTERED = {}
 
 def _filtered_name(optimizer_class:type) -> str:
-    "A registered name as unique as the class's own: `FilteredAdam` for Keras's Adam, `FilteredDlOptimAdam` for `dl_optim>Adam`"
+    """A registered name as unique as the class's own: `FilteredAdam` for Keras's Adam,
+    `FilteredDlOptimAdam` for `dl_optim>Adam`"""
     package, _, name = keras.saving.get_registered_name(optimizer_class).rpartition('>')
     return 'Filtered' + ''.join(w.capitalize() for w in package.replace('.', '_').split('_')) + name
 
 def with_gradient_filters(optimizer_class:type # A Keras optimizer class
                          ) -> type:
-    "The Keras optimizer class `optimizer_class` with `grokfast=` and `orthograd=` arguments (cached, registered for saving)"
-    if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, keras.optimizers.Optimizer)):
-        raise TypeError(f'with_gradient_filters takes a Keras optimizer class, not {optimizer_class!r}')
+    """The Keras optimizer class `optimizer_class` with `grokfast=` and `orthograd=` arguments
+    (cached, registered for saving)"""
+    if not (
+        isinstance(optimizer_class, type)
+        and issubclass(optimizer_class, keras.optimizers.Optimizer)
+    ):
+        raise TypeError(
+            f'with_gradient_filters takes a Keras optimizer class, not {optimizer_class!r}')
     if issubclass(optimizer_class, GradientFiltersMixin): return optimizer_class
-    public = getattr(keras.optimizers, optimizer_class.__name__, None)   # the torch backend hands out private subclasses
+    # the torch backend hands out private subclasses
+    public = getattr(keras.optimizers, optimizer_class.__name__, None)
     if isinstance(public, type) and issubclass(optimizer_class, public): optimizer_class = public
     if optimizer_class not in _FILTERED:
         name = _filtered_name(optimizer_class)
-        cls = type(name, (GradientFiltersMixin, optimizer_class),
-                   {'__doc__': f'`{optimizer_class.__name__}` with GrokFast/OrthoGrad gradient filters', '__module__': __name__})
-        _FILTERED[optimizer_class] = keras.saving.register_keras_serializable(package='dl_optim', name=name)(cls)
+        cls = type(
+            name,
+            (GradientFiltersMixin, optimizer_class),
+            {
+                '__doc__': f'`{optimizer_class.__name__}` with GrokFast/OrthoGrad gradient filters',
+                '__module__': __name__,
+            },
+        )
+        _FILTERED[optimizer_class] = keras.saving.register_keras_serializable(
+            package='dl_optim', name=name
+        )(cls)
     return _FILTERED[optimizer_class]
 
-def gradient_filters(optimizer:keras.optimizers.Optimizer,  # A configured (not yet built) Keras optimizer
-                     grokfast=None,          # True or a dict with `alpha` (0.98), `lamb` (2.0), `warmup_steps` (0)
-                     orthograd:bool=False):  # Remove each gradient's component along its weights
+def gradient_filters(
+        optimizer:keras.optimizers.Optimizer,  # A configured (not yet built) Keras optimizer
+        # True or a dict with `alpha` (0.98), `lamb` (2.0), `warmup_steps` (0)
+        grokfast=None,
+        orthograd:bool=False):  # Remove each gradient's component along its weights
     "The same optimizer (same config) with GrokFast and/or OrthoGrad applied to its gradients"
-    if not isinstance(optimizer, keras.optimizers.Optimizer): raise TypeError(f'gradient_filters takes a Keras optimizer, not {optimizer!r}')
-    if optimizer.built: raise ValueError('gradient_filters needs an optimizer that has not been used yet (its state would be lost)')
-    if grokfast in (None, False) and not orthograd: raise ConfigError('grokfast', grokfast, 'at least one filter: grokfast=True/{...} or orthograd=True', 'gradient_filters')
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise TypeError(f'gradient_filters takes a Keras optimizer, not {optimizer!r}')
+    if optimizer.built:
+        raise ValueError(
+            'gradient_filters needs an optimizer that has not been used yet (its state would be'
+            ' lost)'
+        )
+    if grokfast in (None, False) and not orthograd:
+        raise ConfigError('grokfast', grokfast,
+                          'at least one filter: grokfast=True/{...} or orthograd=True',
+                          'gradient_filters')
     config = {**optimizer.get_config(), 'grokfast': grokfast, 'orthograd': orthograd}
-    pattern = getattr(optimizer, '_exclude_from_weight_decay_pattern', None)   # also when set on a plain Keras optimizer
+    # also when set on a plain Keras optimizer
+    pattern = getattr(optimizer, '_exclude_from_weight_decay_pattern', None)
     if pattern is not None: config['exclude_from_weight_decay'] = [pattern.pattern]
     filtered = with_gradient_filters(type(optimizer)).from_config(config)
-    filtered._exclude_from_weight_decay = set(getattr(optimizer, '_exclude_from_weight_decay', ()))   # var_list= exclusions
+    # var_list= exclusions
+    filtered._exclude_from_weight_decay = set(getattr(optimizer, '_exclude_from_weight_decay', ()))
     return filtered
 
 def _register_known():
     from dl_optim.cautious_keras import Adam, Nadam
     from dl_optim.keras_muon import Muon
-    builtin = [getattr(keras.optimizers, n) for n in ('Adam', 'AdamW', 'Nadam', 'SGD', 'RMSprop', 'Lion', 'Adamax',
-                                                     'Adagrad', 'Adadelta', 'Adafactor', 'Ftrl', 'Lamb', 'Muon') if hasattr(keras.optimizers, n)]
+    builtin = [
+        getattr(keras.optimizers, n)
+        for n in (
+            'Adam',
+            'AdamW',
+            'Nadam',
+            'SGD',
+            'RMSprop',
+            'Lion',
+            'Adamax',
+            'Adagrad',
+            'Adadelta',
+            'Adafactor',
+            'Ftrl',
+            'Lamb',
+            'Muon',
+        )
+        if hasattr(keras.optimizers, n)
+    ]
     for c in builtin + [Adam, Nadam, Muon]: with_gradient_filters(c)
 _register_known()

@@ -9,9 +9,12 @@ from __future__ import annotations
 import warnings
 from .config import ConfigError, Number, Boolean
 from .newton_schulz import resolve_schedule, JORDAN
-from .routing import route_parameter, matrix_view, RoutingReport, Route, row_blocks_for, EMBEDDING_COMPONENTS
-from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON, muon_update, muon_state_shapes, muon_variant
-import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
+from .routing import route_parameter, matrix_view, RoutingReport, Route, row_blocks_for
+from .routing import EMBEDDING_COMPONENTS
+from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON
+from .muon_core import muon_update, muon_state_shapes, muon_variant
+# after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
+import keras
 from keras import ops
 from .ops import KerasOps
 from .cautious_keras import adam_direction
@@ -30,18 +33,24 @@ def keras_variable_kind(path:str, # The variable's path ('dense/kernel')
     if last == 'embeddings': return 'embedding'
     if last == 'bias': return 'bias'
     if last in ('gamma', 'beta', 'moving_mean', 'moving_variance'): return 'norm'
-    if last in ('kernel', 'depthwise_kernel', 'pointwise_kernel') and (len(shape) == 4 or (len(shape) == 3 and 'conv' in layer)): return 'conv'
+    if last in ('kernel', 'depthwise_kernel', 'pointwise_kernel') and (
+        len(shape) == 4 or (len(shape) == 3 and 'conv' in layer)
+    ):
+        return 'conv'
     if last == 'kernel' and len(shape) == 2: return 'linear'
     return None
 
 # %% ../nbs/05_keras_muon.ipynb #cad430e1
 def einsum_in_axes(equation:str # An `EinsumDense` equation ('abc,cde->abde')
                   ) -> tuple:
-    "The kernel axes of an `EinsumDense` equation ('in,kernel->out') that are contracted with the input"
+    """The kernel axes of an `EinsumDense` equation ('in,kernel->out') that are contracted with the
+    input"""
     try:
         inp, rest = equation.replace(' ', '').split(',')
         kernel, _ = rest.split('->')
-    except ValueError: raise ValueError(f'cannot read the EinsumDense equation {equation!r} (expected "in,kernel->out")') from None
+    except ValueError:
+        raise ValueError(f'cannot read the EinsumDense equation {equation!r} '
+                         '(expected "in,kernel->out")') from None
     inp, kernel = inp.replace('...', ''), kernel.replace('...', '')
     return tuple(i for i, c in enumerate(kernel) if c in inp)
 
@@ -50,39 +59,55 @@ _MHA_IN_AXES = {'query': (0,), 'key': (0,), 'value': (0,), 'attention_output': (
 def mha_in_axes(path:str, # A `MultiHeadAttention` kernel's path
                 shape     # Its shape
                ) -> tuple|None:
-    "The input axes of a `MultiHeadAttention` projection kernel, from the names Keras gives them; None if not one"
+    """The input axes of a `MultiHeadAttention` projection kernel, from the names Keras gives them;
+    None if not one"""
     parts = path.split('/')
     if len(shape) != 3 or len(parts) < 2 or parts[-1] != 'kernel': return None
     return _MHA_IN_AXES.get(parts[-2])
 
 # %% ../nbs/05_keras_muon.ipynb #d4bac320
 KERAS_SPEC = MUON_SPEC + ADAMW_SPEC + ROUTING_SPEC   # read with the Keras spellings
-_ATTRS = {'weight_decay': 'muon_weight_decay'}       # Keras's own `weight_decay` would decay every variable the Keras way
+# Keras's own `weight_decay` would decay every variable the Keras way
+_ATTRS = {'weight_decay': 'muon_weight_decay'}
 
 def _legacy_aliases(kwargs:dict, momentum, coefficients, adam_epsilon, caution):
-    "The argument names of the Keras Muon in subtotechnoblade/Optimizers (muon_beta, muon_a/b/c, epsilon, cation) mapped to ours"
+    """The argument names of the Keras Muon in subtotechnoblade/Optimizers (muon_beta, muon_a/b/c,
+    epsilon, cation) mapped to ours"""
     w, _D = 'Muon', KERAS_SPEC.defaults('keras')
     def take(alias, value, default, target, check):
         if alias not in kwargs: return value
-        if value != default: raise ConfigError(alias, kwargs[alias], f'only one of {alias!r} and {target!r} (the same setting)', w)
+        if value != default:
+            raise ConfigError(alias, kwargs[alias],
+                              f'only one of {alias!r} and {target!r} (the same setting)', w)
         return check(kwargs.pop(alias), alias, w)   # errors name the argument the user wrote
     momentum = take('muon_beta', momentum, _D['momentum'], 'momentum', MUON_SPEC['momentum'].check)
-    adam_epsilon = take('epsilon', adam_epsilon, _D['adam_epsilon'], 'adam_epsilon', ADAMW_SPEC['adam_eps'].check)
+    adam_epsilon = take('epsilon', adam_epsilon, _D['adam_epsilon'], 'adam_epsilon',
+                        ADAMW_SPEC['adam_eps'].check)
     if 'cation' in kwargs:
-        warnings.warn("Muon: 'cation' (subtotechnoblade/Optimizers' spelling) is deprecated; use caution=", DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            "Muon: 'cation' (subtotechnoblade/Optimizers' spelling) is deprecated; use caution=",
+            DeprecationWarning, stacklevel=3)
         caution = take('cation', caution, False, 'caution', Boolean())
     abc = [k for k in ('muon_a', 'muon_b', 'muon_c') if k in kwargs]
     if abc:
-        if coefficients != _D['coefficients']: raise ConfigError(abc[0], kwargs[abc[0]], "only one of muon_a/b/c and 'coefficients'", w)
-        coefficients = tuple(Number()(kwargs.pop(k, d), k, w) for k, d in zip(('muon_a', 'muon_b', 'muon_c'), JORDAN))
+        if coefficients != _D['coefficients']:
+            raise ConfigError(abc[0], kwargs[abc[0]], "only one of muon_a/b/c and 'coefficients'",
+                              w)
+        coefficients = tuple(
+            Number()(kwargs.pop(k, d), k, w) for k, d in zip(('muon_a', 'muon_b', 'muon_c'), JORDAN)
+        )
     return momentum, coefficients, adam_epsilon, caution
 
 def model_layer_info(model # A built Keras model
                     ) -> dict:
-    "What the routing needs from a built Keras model: the `EinsumDense` kernels' input axes and the output heads"
+    """What the routing needs from a built Keras model: the `EinsumDense` kernels' input axes and
+    the output heads"""
     info = {}
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.EinsumDense) and getattr(layer, 'kernel', None) is not None:
+        if (
+            isinstance(layer, keras.layers.EinsumDense)
+            and getattr(layer, 'kernel', None) is not None
+        ):
             info.setdefault(layer.kernel.path, {})['in_axes'] = einsum_in_axes(layer.equation)
     for layer in output_layers(model):
         info.setdefault(layer.kernel.path, {})['is_head'] = True
@@ -90,16 +115,27 @@ def model_layer_info(model # A built Keras model
 
 def output_layers(model # A built Keras model
                  ) -> list:
-    "The layers with a kernel that produce the model's outputs, looking back through layers without one (activations)"
-    ops_ = [t._keras_history.operation for t in model.outputs] if getattr(model, 'outputs', None) else model.layers[-1:]
+    """The layers with a kernel that produce the model's outputs, looking back through layers
+    without one (activations)"""
+    ops_ = (
+        [t._keras_history.operation for t in model.outputs]
+        if getattr(model, 'outputs', None)
+        else model.layers[-1:]
+    )
     found, seen = [], set()
     while ops_:
         op = ops_.pop()
         if id(op) in seen: continue
         seen.add(id(op))
-        if getattr(op, 'kernel', None) is not None and not isinstance(op, keras.layers.Embedding): found.append(op); continue
+        if getattr(op, 'kernel', None) is not None and not isinstance(op, keras.layers.Embedding):
+            found.append(op)
+            continue
         for node in getattr(op, '_inbound_nodes', [])[:1]:
-            ops_ += [t._keras_history.operation for t in node.input_tensors if hasattr(t, '_keras_history')]
+            ops_ += [
+                t._keras_history.operation
+                for t in node.input_tensors
+                if hasattr(t, '_keras_history')
+            ]
     return found
 
 # %% ../nbs/05_keras_muon.ipynb #fa176182
@@ -107,43 +143,68 @@ _K = KERAS_SPEC.defaults('keras')
 
 @keras.saving.register_keras_serializable(package='dl_optim')
 class Muon(StepHooksMixin, keras.optimizers.Optimizer):
-    "Muon for hidden matrices, (N)Adam for embeddings, heads, biases and norms: one Keras 3 optimizer on any backend"
-    variant:MuonVariant = PLAIN_MUON   # a Muon variant subclasses Muon and sets its `MuonVariant` here
+    """Muon for hidden matrices, (N)Adam for embeddings, heads, biases and norms: one Keras 3
+    optimizer on any backend"""
+    # a Muon variant subclasses Muon and sets its `MuonVariant` here
+    variant:MuonVariant = PLAIN_MUON
 
     def __init__(self,
-                 learning_rate=_K['learning_rate'],           # Muon learning rate: float or schedule
+                 # Muon learning rate: float or schedule
+                 learning_rate=_K['learning_rate'],
                  momentum:float=_K['momentum'],               # Momentum μ (EMA form)
                  nesterov:bool=_K['nesterov'],                # Nesterov momentum
                  ns_steps:int=_K['ns_steps'],                 # Newton–Schulz steps
-                 adam_learning_rate:float=_K['adam_learning_rate'], # Adam learning rate (constant) when `adam_lr_ratio` is None
+                 # Adam learning rate (constant) when `adam_lr_ratio` is None
+                 adam_learning_rate:float=_K['adam_learning_rate'],
                  adam_beta_1:float=_K['adam_beta_1'],         # Adam β1
                  adam_beta_2:float=_K['adam_beta_2'],         # Adam β2
                  adam_epsilon:float=_K['adam_epsilon'],       # Adam ε
-                 weight_decay:float=_K['weight_decay'],       # Decoupled weight decay (both routes, each with its own lr)
-                 exclude_embedding_names=_K['exclude_embedding_names'], # Path substrings marking embeddings (→ Adam)
-                 adam_lr_ratio:float|None=_K['adam_lr_ratio'],# If set, Adam lr = ratio · (scheduled) Muon lr
-                 exclude_layers=_K['exclude_layers'],         # Literal path substrings forced to Adam
+                 # Decoupled weight decay (both routes, each with its own lr)
+                 weight_decay:float=_K['weight_decay'],
+                 # Path substrings marking embeddings (→ Adam)
+                 exclude_embedding_names=_K['exclude_embedding_names'],
+                 # If set, Adam lr = ratio · (scheduled) Muon lr
+                 adam_lr_ratio:float|None=_K['adam_lr_ratio'],
+                 # Literal path substrings forced to Adam
+                 exclude_layers=_K['exclude_layers'],
                  exclude_embeddings:bool=_K['exclude_embeddings'], # Route embeddings to Adam
-                 caution:bool=_K['caution'],                  # Cautious Adam updates (subtotechnoblade/Optimizers)
-                 use_nadam:bool=_K['use_nadam'],              # Nesterov Adam on the Adam side (subtotechnoblade/Optimizers)
-                 coefficients=_K['coefficients'],             # Newton–Schulz schedule, as in the torch Muon
-                 adjust_lr:str|None=_K['adjust_lr'],          # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
-                 ns_dtype:str|None=_K['ns_dtype'],            # NS compute dtype name; None: bf16 on GPUs, float32 on CPUs
-                 cautious_weight_decay:bool=_K['cautious_weight_decay'], # Decay only coordinates where update and weight agree in sign
-                 ns_method:str=_K['ns_method'],               # 'auto' (Gram Newton–Schulz where it pays), 'standard' or 'gram'
-                 ns_precondition:str|None=_K['ns_precondition'], # None, or 'aol' (the AOL start; pair with ns_steps=4)
-                 head_names=_K['head_names'],                 # Path components marking output heads (→ Adam)
-                 adam_weight_decay:float|None=_K['adam_weight_decay'], # Adam-side weight decay; None: same as `weight_decay`
-                 layer_info:dict|None=_K['layer_info'],       # Per-variable-path facts from the model (`for_model` fills it; saved)
-                 qkv_names=_K['qkv_names'],                   # Opt-in: path substrings of fused QKV kernels, orthogonalized as Q, K, V
-                 per_head_names=_K['per_head_names'],         # Opt-in: path substrings of attention kernels orthogonalized per head
-                 head_dim:int|None=_K['head_dim'],            # Outputs per attention head, for `per_head_names`
-                 variant=None,                                # A Muon variant or its name ('normuon'); None: the class's (plain Muon)
+                 # Cautious Adam updates (subtotechnoblade/Optimizers)
+                 caution:bool=_K['caution'],
+                 # Nesterov Adam on the Adam side (subtotechnoblade/Optimizers)
+                 use_nadam:bool=_K['use_nadam'],
+                 # Newton–Schulz schedule, as in the torch Muon
+                 coefficients=_K['coefficients'],
+                 # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
+                 adjust_lr:str|None=_K['adjust_lr'],
+                 # NS compute dtype name; None: bf16 on GPUs, float32 on CPUs
+                 ns_dtype:str|None=_K['ns_dtype'],
+                 # Decay only coordinates where update and weight agree in sign
+                 cautious_weight_decay:bool=_K['cautious_weight_decay'],
+                 # 'auto' (Gram Newton–Schulz where it pays), 'standard' or 'gram'
+                 ns_method:str=_K['ns_method'],
+                 # None, or 'aol' (the AOL start; pair with ns_steps=4)
+                 ns_precondition:str|None=_K['ns_precondition'],
+                 # Path components marking output heads (→ Adam)
+                 head_names=_K['head_names'],
+                 # Adam-side weight decay; None: same as `weight_decay`
+                 adam_weight_decay:float|None=_K['adam_weight_decay'],
+                 # Per-variable-path facts from the model (`for_model` fills it; saved)
+                 layer_info:dict|None=_K['layer_info'],
+                 # Opt-in: path substrings of fused QKV kernels, orthogonalized as Q, K, V
+                 qkv_names=_K['qkv_names'],
+                 # Opt-in: path substrings of attention kernels orthogonalized per head
+                 per_head_names=_K['per_head_names'],
+                 # Outputs per attention head, for `per_head_names`
+                 head_dim:int|None=_K['head_dim'],
+                 # A Muon variant or its name ('normuon'); None: the class's (plain Muon)
+                 variant=None,
                  name:str='Muon',                             # The optimizer's name (Keras)
-                 **kwargs):                                   # A variant's own hyper-parameters; clipnorm, use_ema, ... (Keras)
+                 # A variant's own hyper-parameters; clipnorm, use_ema, ... (Keras)
+                 **kwargs):
         where, args = type(self).__name__, locals()
-        args['momentum'], args['coefficients'], args['adam_epsilon'], args['caution'] = _legacy_aliases(
-            kwargs, momentum, coefficients, adam_epsilon, caution)
+        args['momentum'], args['coefficients'], args['adam_epsilon'], args['caution'] = (
+            _legacy_aliases(kwargs, momentum, coefficients, adam_epsilon, caution)
+        )
         var = muon_variant(variant, 'variant', where) if variant is not None else type(self).variant
         spec = KERAS_SPEC + var.spec
         given = {**{k: args[k] for k in KERAS_SPEC.names('keras')}, **var.spec.defaults('keras'),
@@ -157,14 +218,19 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
 
     @classmethod
     def for_model(cls, model, **kwargs):
-        "A Muon that knows `model`: its output layers go to Adam and every `EinsumDense` kernel is split by its equation"
+        """A Muon that knows `model`: its output layers go to Adam and every `EinsumDense` kernel
+        is split by its equation"""
         return cls(layer_info=model_layer_info(model), **kwargs)
 
     def get_config(self):
-        "Keras's keys, the weight-decay exclusions and every hyper-parameter of the spec (Keras names)"
+        """Keras's keys, the weight-decay exclusions and every hyper-parameter of the spec (Keras
+        names)"""
         config = super().get_config()
         config.update({k: getattr(self, _ATTRS.get(k, k)) for k in self._hyper_names})
-        config['layer_info'] = {k: {**v, 'in_axes': list(v['in_axes'])} if 'in_axes' in v else v for k, v in self.layer_info.items()}
+        config['layer_info'] = {
+            k: {**v, 'in_axes': list(v['in_axes'])} if 'in_axes' in v else v
+            for k, v in self.layer_info.items()
+        }
         config['variant'] = self.variant.name
         return config
 
@@ -174,61 +240,97 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
         if not self.exclude_embeddings and kind == 'embedding': kind = None
         info = self.layer_info.get(path, {})
         in_axes = info.get('in_axes') or mha_in_axes(path, shape)
-        if in_axes is not None and kind is None: kind = 'linear'   # an EinsumDense kernel with known input axes
+        # an EinsumDense kernel with known input axes
+        if in_axes is not None and kind is None: kind = 'linear'
         try: base = matrix_view(shape, kind, 'keras', in_axes) if 0 not in shape else None
         except ValueError as e: return Route(path, shape, 'adamw', f'no matrix view: {e}')
         blocks = row_blocks_for(path, base, self.qkv_names, self.per_head_names, self.head_dim)
-        return route_parameter(path, shape, kind, is_head=info.get('is_head', False), layout='keras',
-                               embedding_names=self.exclude_embedding_names if self.exclude_embeddings else (),
-                               head_names=self.head_names, adamw_names=self.exclude_layers, in_axes=in_axes,
-                               row_blocks=blocks, embedding_components=EMBEDDING_COMPONENTS if self.exclude_embeddings else ())
+        return route_parameter(
+            path, shape, kind, is_head=info.get('is_head', False), layout='keras',
+            embedding_names=self.exclude_embedding_names if self.exclude_embeddings else (),
+            head_names=self.head_names, adamw_names=self.exclude_layers, in_axes=in_axes,
+            row_blocks=blocks,
+            embedding_components=EMBEDDING_COMPONENTS if self.exclude_embeddings else ())
 
     def _should_use_muon(self, variable) -> bool:
-        "Whether Muon (True) or Adam (False) trains `variable`; usable before the optimizer is built"
+        """Whether Muon (True) or Adam (False) trains `variable`; usable before the optimizer is
+        built"""
         return self._route(variable).route == 'muon'
 
     def routing_report(self, variables=None) -> RoutingReport:
-        "One row per variable (of `variables`, or of those the optimizer was built with): path, shape, route, reason"
+        """One row per variable (of `variables`, or of those the optimizer was built with): path,
+        shape, route, reason"""
         variables = variables if variables is not None else self._trainable_variables
         return RoutingReport([self._route(v) for v in variables])
 
     def build(self, var_list):
-        "Route each variable once; Muon variables get the core's state (momentum, a variant's own), Adam ones two moments"
+        """Route each variable once; Muon variables get the core's state (momentum, a variant's
+        own), Adam ones two moments"""
         if self.built: return
         super().build(var_list)
         routes = [self._route(v) for v in var_list]
-        if not any(r.reason.startswith(('output head', 'override')) for r in routes):   # a named or excluded head is fine
-            warnings.warn('Muon found no output head among the variables (none produces a model output by name or by '
-                          'Muon.for_model(model)); a final Dense would be orthogonalized. Build it with '
-                          'Muon.for_model(model, ...) or name the head in head_names.', UserWarning, stacklevel=2)
+        # a named or excluded head is fine
+        if not any(r.reason.startswith(('output head', 'override')) for r in routes):
+            warnings.warn(
+                'Muon found no output head among the variables (none produces a model output by'
+                ' name or by Muon.for_model(model)); a final Dense would be orthogonalized. Build'
+                ' it with Muon.for_model(model, ...) or name the head in head_names.',
+                UserWarning,
+                stacklevel=2,
+            )
         if any(r.by_shape and r.route == 'muon' for r in routes):
-            warnings.warn(f'Muon: {sum(r.by_shape and r.route == "muon" for r in routes)} kernel(s) were split by a guess '
-                          '(no EinsumDense equation known); use Muon.for_model(model).', UserWarning, stacklevel=2)
+            warnings.warn(
+                f'Muon: {sum(r.by_shape and r.route == "muon" for r in routes)} kernel(s) were'
+                ' split by a guess (no EinsumDense equation known); use Muon.for_model(model).',
+                UserWarning,
+                stacklevel=2,
+            )
         self._xp = KerasOps(self)
         n = len(var_list)
-        self._muon_state, self._adam_m, self._adam_v, self._views = [None] * n, [None] * n, [None] * n, [None] * n
+        self._muon_state, self._adam_m, self._adam_v, self._views = (
+            [None] * n,
+            [None] * n,
+            [None] * n,
+            [None] * n,
+        )
         for var, r in zip(var_list, routes):
             i = self._get_variable_index(var)
             if r.route == 'muon':
                 self._views[i] = r.view
-                self._muon_state[i] = {k: self.add_variable_from_reference(var, 'momentum') if k == 'momentum_buffer' else
-                                          self.add_variable(shape, dtype=var.dtype, name=f'{var.name}_{k}')
-                                       for k, shape in muon_state_shapes(tuple(var.shape), r.view, self.variant).items()}
+                self._muon_state[i] = {
+                    k: (
+                        self.add_variable_from_reference(var, 'momentum')
+                        if k == 'momentum_buffer'
+                        else self.add_variable(shape, dtype=var.dtype, name=f'{var.name}_{k}')
+                    )
+                    for k, shape in muon_state_shapes(
+                        tuple(var.shape), r.view, self.variant
+                    ).items()
+                }
             else:
                 self._adam_m[i] = self.add_variable_from_reference(var, 'adam_m')
                 self._adam_v[i] = self.add_variable_from_reference(var, 'adam_v')
 
     def update_step(self, gradient, variable, learning_rate):
-        "Muon variables through the core's `muon_update`; the others through (N)Adam with decoupled decay"
+        """Muon variables through the core's `muon_update`; the others through (N)Adam with
+        decoupled decay"""
         i = self._get_variable_index(variable)
         lr, g = ops.cast(learning_rate, variable.dtype), ops.cast(gradient, variable.dtype)
         if self._muon_state[i] is not None:
-            hyper = {k: getattr(self, _ATTRS.get(k, k)) for k in MUON_SPEC.names() + self.variant.spec.names() if k != 'lr'}
-            return muon_update(self._xp, [variable], [g], [self._muon_state[i]], [self._views[i]], {**hyper, 'lr': lr},
-                               self.variant, decay=[self._use_weight_decay(variable)])
-        adam_lr = lr * self.adam_lr_ratio if self.adam_lr_ratio is not None else ops.cast(self.adam_learning_rate, variable.dtype)
-        update = adam_direction(self, g, variable, self._adam_m[i], self._adam_v[i], self.adam_beta_1, self.adam_beta_2,
-                                self.adam_epsilon, nesterov=self.use_nadam, caution=self.caution)
+            hyper = {
+                k: getattr(self, _ATTRS.get(k, k))
+                for k in MUON_SPEC.names() + self.variant.spec.names()
+                if k != 'lr'
+            }
+            return muon_update(self._xp, [variable], [g], [self._muon_state[i]], [self._views[i]],
+                               {**hyper, 'lr': lr}, self.variant,
+                               decay=[self._use_weight_decay(variable)])
+        adam_lr = lr * self.adam_lr_ratio if self.adam_lr_ratio is not None else ops.cast(
+            self.adam_learning_rate, variable.dtype)
+        update = adam_direction(self, g, variable, self._adam_m[i], self._adam_v[i],
+                                self.adam_beta_1, self.adam_beta_2, self.adam_epsilon,
+                                nesterov=self.use_nadam, caution=self.caution)
         wd = self.muon_weight_decay if self.adam_weight_decay is None else self.adam_weight_decay
-        if wd and self._use_weight_decay(variable): self.assign(variable, variable * (1.0 - adam_lr * wd))
+        if wd and self._use_weight_decay(variable):
+            self.assign(variable, variable * (1.0 - adam_lr * wd))
         self.assign_sub(variable, update * adam_lr)

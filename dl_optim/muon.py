@@ -14,7 +14,8 @@ from .cautious import adamw_update
 from .config import ConfigError, Number, Boolean, did_you_mean
 from .newton_schulz import resolve_schedule, default_ns_dtype, ns_method_for
 from .routing import route_parameter, matrix_view, RoutingReport, Route, row_blocks_for
-from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON, muon_update, muon_variant
+from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON
+from .muon_core import muon_update, muon_variant
 from .ops import TORCH, closure_loss, with_grads
 
 # %% auto #0
@@ -22,7 +23,8 @@ __all__ = ['HYPER_SPEC', 'module_kind', 'param_kind', 'module_layout', 'describe
            'MomentumWarmup']
 
 # %% ../nbs/03_muon.ipynb #311d566b
-_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.LocalResponseNorm) + ((nn.RMSNorm,) if hasattr(nn, 'RMSNorm') else ())
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.LocalResponseNorm) + (
+    (nn.RMSNorm,) if hasattr(nn, 'RMSNorm') else ())
 
 def _is_hf_conv1d(m) -> bool:
     "transformers' `Conv1D` (GPT-2 and relatives): a linear layer whose weight is stored (in, out)"
@@ -40,7 +42,8 @@ def module_kind(m:nn.Module # A module
 def param_kind(m:nn.Module, # The module that owns the parameter
                pname:str    # The parameter's name in it ('weight')
               ) -> str|None:
-    "The kind of parameter `pname` of module `m`: `module_kind`, except inside `nn.MultiheadAttention` (linear weights and biases)"
+    """The kind of parameter `pname` of module `m`: `module_kind`, except inside
+    `nn.MultiheadAttention` (linear weights and biases)"""
     if isinstance(m, nn.MultiheadAttention): return 'linear' if pname.endswith('weight') else 'bias'
     return module_kind(m)
 
@@ -49,12 +52,14 @@ def module_layout(m:nn.Module, # The module that owns the parameter
                  ) -> dict:
     "How `m` stores its parameter `pname`: `layout` ('torch' or 'in_out') and conv `groups`"
     if _is_hf_conv1d(m) and pname == 'weight': return dict(layout='in_out', groups=1)
-    if isinstance(m, nn.modules.conv._ConvNd) and pname == 'weight': return dict(layout='torch', groups=m.groups)
+    if isinstance(m, nn.modules.conv._ConvNd) and pname == 'weight':
+        return dict(layout='torch', groups=m.groups)
     return dict(layout='torch', groups=1)
 
 def describe_module(model:nn.Module # Any torch model
                    ) -> list[dict]:
-    "One dict per trainable parameter: name (aliases for tied ones), tensor, kind, is_head, tied_to_embedding"
+    """One dict per trainable parameter: name (aliases for tied ones), tensor, kind, is_head,
+    tied_to_embedding"""
     owners = defaultdict(list)
     for mname, mod in model.named_modules(remove_duplicate=False):
         for pname, p in mod.named_parameters(recurse=False, remove_duplicate=False):
@@ -67,17 +72,20 @@ def describe_module(model:nn.Module # Any torch model
         own = owners[id(p)]
         kinds = [param_kind(mod, pn) for _, pn, mod in own]
         aliases = sorted({full for full, _, _ in own} - {name})
-        out.append(dict(name=name + (f" (= {', '.join(aliases)})" if aliases else ''), param=p,
-                        kind='embedding' if 'embedding' in kinds else kinds[0],
-                        is_head=any(mod is last_linear and pn == 'weight' for _, pn, mod in own),
-                        tied_to_embedding='embedding' in kinds and len(set(kinds)) > 1, **module_layout(own[0][2], own[0][1])))
+        out.append(
+            dict(name=name + (f" (= {', '.join(aliases)})" if aliases else ''), param=p,
+                 kind='embedding' if 'embedding' in kinds else kinds[0],
+                 is_head=any(mod is last_linear and pn == 'weight' for _, pn, mod in own),
+                 tied_to_embedding='embedding' in kinds and len(set(kinds)) > 1,
+                 **module_layout(own[0][2], own[0][1])))
     return out
 
 # %% ../nbs/03_muon.ipynb #27534927
 HYPER_SPEC = MUON_SPEC + ADAMW_SPEC   # what a torch Muon's param groups may set (torch names)
 
 def _check_hyper(spec, hyper:dict, where:str) -> dict:
-    "The checked hyper-parameters; the Newton–Schulz steps must also fit an explicit coefficient list"
+    """The checked hyper-parameters; the Newton–Schulz steps must also fit an explicit coefficient
+    list"""
     out = spec.check(hyper, where)
     resolve_schedule(out['coefficients'], out['ns_steps'], 'ns_steps', where)
     return out
@@ -86,44 +94,70 @@ def _check_hyper(spec, hyper:dict, where:str) -> dict:
 _M, _A, _R = MUON_SPEC.defaults(), ADAMW_SPEC.defaults(), ROUTING_SPEC.defaults()
 
 class Muon(torch.optim.Optimizer):
-    "Muon for hidden matrices and AdamW for everything else, in one `torch.optim.Optimizer` with automatic routing"
-    variant:MuonVariant = PLAIN_MUON   # a Muon variant subclasses Muon and sets its `MuonVariant` here
+    """Muon for hidden matrices and AdamW for everything else, in one `torch.optim.Optimizer` with
+    automatic routing"""
+    # a Muon variant subclasses Muon and sets its `MuonVariant` here
+    variant:MuonVariant = PLAIN_MUON
 
     def __init__(self,
-                 params,                                   # `nn.Module`, `named_parameters()`, tensors, or param groups (dicts; `use_muon` optional)
-                 lr:float=_M['lr'],                        # Muon learning rate (before the shape scale)
+                 # `nn.Module`, `named_parameters()`, tensors, or param groups (dicts; `use_muon`
+                 # optional)
+                 params,
+                 # Muon learning rate (before the shape scale)
+                 lr:float=_M['lr'],
                  momentum:float=_M['momentum'],            # Momentum μ (EMA form)
                  nesterov:bool=_M['nesterov'],             # Nesterov momentum
                  ns_steps:int=_M['ns_steps'],              # Newton–Schulz steps
-                 coefficients=_M['coefficients'],          # Schedule: 'polar_express', 'jordan', 'cubic', 'svd', (a, b, c) or a list
-                 weight_decay:float=_M['weight_decay'],    # Decoupled weight decay of Muon parameters: p ← p·(1 − lr·wd)
-                 adjust_lr:str|None=_M['adjust_lr'],       # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
-                 ns_dtype:torch.dtype|None=_M['ns_dtype'], # Newton–Schulz compute dtype; None: `default_ns_dtype(device)`
-                 cautious_weight_decay:bool=_M['cautious_weight_decay'], # Decay only coordinates where update and weight agree in sign
-                 ns_method:str=_M['ns_method'],            # 'auto' (Gram Newton–Schulz where it pays), 'standard' or 'gram'
-                 ns_precondition:str|None=_M['ns_precondition'], # None, or 'aol' (the AOL start; pair with ns_steps=4)
+                 # Schedule: 'polar_express', 'jordan', 'cubic', 'svd', (a, b, c) or a list
+                 coefficients=_M['coefficients'],
+                 # Decoupled weight decay of Muon parameters: p ← p·(1 − lr·wd)
+                 weight_decay:float=_M['weight_decay'],
+                 # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
+                 adjust_lr:str|None=_M['adjust_lr'],
+                 # Newton–Schulz compute dtype; None: `default_ns_dtype(device)`
+                 ns_dtype:torch.dtype|None=_M['ns_dtype'],
+                 # Decay only coordinates where update and weight agree in sign
+                 cautious_weight_decay:bool=_M['cautious_weight_decay'],
+                 # 'auto' (Gram Newton–Schulz where it pays), 'standard' or 'gram'
+                 ns_method:str=_M['ns_method'],
+                 # None, or 'aol' (the AOL start; pair with ns_steps=4)
+                 ns_precondition:str|None=_M['ns_precondition'],
                  adam_lr:float=_A['adam_lr'],              # AdamW learning rate
                  adam_betas:tuple=_A['adam_betas'],        # AdamW betas
                  adam_eps:float=_A['adam_eps'],            # AdamW epsilon
                  adam_weight_decay:float=_A['adam_weight_decay'], # AdamW decoupled weight decay
-                 caution:bool=_A['caution'],               # Cautious updates on the AdamW side (`dl_optim.cautious`)
-                 exclude_embedding_names=_R['exclude_embedding_names'], # Name substrings marking embeddings (→ AdamW)
-                 head_names=_R['head_names'],              # Name components marking output heads (→ AdamW)
+                 # Cautious updates on the AdamW side (`dl_optim.cautious`)
+                 caution:bool=_A['caution'],
+                 # Name substrings marking embeddings (→ AdamW)
+                 exclude_embedding_names=_R['exclude_embedding_names'],
+                 # Name components marking output heads (→ AdamW)
+                 head_names=_R['head_names'],
                  muon_names=_R['muon_names'],              # Name substrings forced onto Muon
                  adamw_names=_R['adamw_names'],            # Name substrings forced onto AdamW
-                 model:nn.Module|None=None,                # The model `params` come from: names and layer kinds for plain tensors
-                 qkv_names=_R['qkv_names'],                # Opt-in: name substrings of fused QKV projections, orthogonalized as Q, K, V
-                 per_head_names=_R['per_head_names'],      # Opt-in: name substrings of attention projections orthogonalized per head
-                 head_dim:int|None=_R['head_dim'],         # Rows per attention head, for `per_head_names`
-                 variant=None,                             # A Muon variant or its name ('normuon'); None: the class's (plain Muon)
-                 **variant_args):                          # A variant's own hyper-parameters (its `variant.spec`)
+                 # The model `params` come from: names and layer kinds for plain tensors
+                 model:nn.Module|None=None,
+                 # Opt-in: name substrings of fused QKV projections, orthogonalized as Q, K, V
+                 qkv_names=_R['qkv_names'],
+                 # Opt-in: name substrings of attention projections orthogonalized per head
+                 per_head_names=_R['per_head_names'],
+                 # Rows per attention head, for `per_head_names`
+                 head_dim:int|None=_R['head_dim'],
+                 # A Muon variant or its name ('normuon'); None: the class's (plain Muon)
+                 variant=None,
+                 # A variant's own hyper-parameters (its `variant.spec`)
+                 **variant_args):
         where, args = type(self).__name__, locals()
         if variant is not None: self.variant = muon_variant(variant, 'variant', where)
         self._spec = HYPER_SPEC + self.variant.spec
-        given = {**{k: args[k] for k in HYPER_SPEC.names()}, **self.variant.spec.defaults(), **variant_args}
+        given = {
+            **{k: args[k] for k in HYPER_SPEC.names()},
+            **self.variant.spec.defaults(),
+            **variant_args,
+        }
         self._hyper = _check_hyper(self._spec, given, where)
         self._rules = ROUTING_SPEC.check({k: args[k] for k in ROUTING_SPEC.names()}, where)
-        if model is not None and not isinstance(model, nn.Module): raise ConfigError('model', model, 'an nn.Module or None', where)
+        if model is not None and not isinstance(model, nn.Module):
+            raise ConfigError('model', model, 'an nn.Module or None', where)
         self._model = model
         groups, report, views = self._route(params)
         self._report = RoutingReport(report)
@@ -132,8 +166,10 @@ class Muon(torch.optim.Optimizer):
 
     def add_param_group(self, param_group:dict):
         "Add a group after construction: validated and routed exactly like the constructor's groups"
-        if not hasattr(self, '_views'): return super().add_param_group(param_group)   # the constructor's own, already routed
-        if not isinstance(param_group, dict): raise TypeError(f'param_group must be a dict, not {type(param_group).__name__}')
+        # the constructor's own, already routed
+        if not hasattr(self, '_views'): return super().add_param_group(param_group)
+        if not isinstance(param_group, dict):
+            raise TypeError(f'param_group must be a dict, not {type(param_group).__name__}')
         groups, report, views = self._route([param_group])
         for g in groups: super().add_param_group(g)
         self._report.extend(report); self._views.update(views)
@@ -143,39 +179,54 @@ class Muon(torch.optim.Optimizer):
         return self._report
 
     def _route(self, params):
-        "Internal groups (one Muon and one AdamW group per user group), the routing rows, and the Muon views"
-        groups, report, views = _route_groups(params, self._spec, self._hyper, self._rules, self._model, type(self).__name__)
+        """Internal groups (one Muon and one AdamW group per user group), the routing rows, and the
+        Muon views"""
+        groups, report, views = _route_groups(params, self._spec, self._hyper, self._rules,
+                                              self._model,
+                                              type(self).__name__)
         _warn_by_shape(report)
         return groups, report, views
 
     @torch.no_grad()
     def step(self, closure=None):
-        "One step: Muon groups through the core's `muon_update`, AdamW groups through torch's AdamW (`adamw_update`)"
+        """One step: Muon groups through the core's `muon_update`, AdamW groups through torch's
+        AdamW (`adamw_update`)"""
         loss = closure_loss(closure)
         for group in self.param_groups:
-            (self._muon_step if group['use_muon'] else self._adamw_step)(group, *with_grads(group['params'], type(self).__name__))
+            (self._muon_step if group['use_muon'] else self._adamw_step)(
+                group, *with_grads(group['params'], type(self).__name__)
+            )
         return loss
 
     def _muon_step(self, group, params, grads, keys=None):
-        "The Muon update on explicit tensors (`DistMuon` passes a rank's own matrices and their reduced gradients)"
-        keys = params if keys is None else keys   # the tensors state and views are kept under (DistMuon: FSDP2's DTensors)
-        views = [self._views.get(k) or matrix_view(tuple(p.shape)) for k, p in zip(keys, params)]   # groups added later: from the shape
+        """The Muon update on explicit tensors (`DistMuon` passes a rank's own matrices and their
+        reduced gradients)"""
+        # the tensors state and views are kept under (DistMuon: FSDP2's DTensors)
+        keys = params if keys is None else keys
+        # groups added later: from the shape
+        views = [self._views.get(k) or matrix_view(tuple(p.shape)) for k, p in zip(keys, params)]
         muon_update(TORCH, params, grads, [self.state[k] for k in keys], views, group, self.variant)
 
     def _adamw_step(self, group, params, grads):
         "torch's AdamW on explicit tensors"
-        adamw_update(params, grads, [self.state[p] for p in params], group['lr'], group['betas'], group['eps'],
-                     group['weight_decay'], group['caution'])
+        adamw_update(params, grads, [self.state[p] for p in params], group['lr'], group['betas'],
+                     group['eps'], group['weight_decay'], group['caution'])
 
     def ns_plan(self) -> dict:
-        "Matrices per Newton–Schulz method ('standard', 'gram'), as `ns_method` resolves for each shape and compute dtype"
+        """Matrices per Newton–Schulz method ('standard', 'gram'), as `ns_method` resolves for each
+        shape and compute dtype"""
         plan = {}
         for g in self.param_groups:
             if not g['use_muon']: continue
             sched = resolve_schedule(g['coefficients'], g['ns_steps'])
             for p in g['params']:
                 v = self._views.get(p) or matrix_view(tuple(p.shape))
-                m = ns_method_for((v.rows, v.cols), sched, g['ns_dtype'] or default_ns_dtype(p.device), g['ns_method'])
+                m = ns_method_for(
+                    (v.rows, v.cols),
+                    sched,
+                    g['ns_dtype'] or default_ns_dtype(p.device),
+                    g['ns_method'],
+                )
                 plan[m] = plan.get(m, 0) + v.batch
         return plan
 
@@ -185,50 +236,82 @@ class Muon(torch.optim.Optimizer):
 
 # %% ../nbs/03_muon.ipynb #4670816f
 def initial_lr(lr): # A learning rate: a number or a 0-D tensor
-    "A group's `initial_lr` from its `lr`, set at construction as torch's schedulers would (a tensor is copied)"
+    """A group's `initial_lr` from its `lr`, set at construction as torch's schedulers would (a
+    tensor is copied)"""
     return lr.clone() if isinstance(lr, torch.Tensor) else lr
 
 def _entries(params, model) -> list[dict]:
-    "Normalise a module, named parameters or plain tensors into dicts with name, param, kind, is_head, tied_to_embedding, layout, groups"
+    """Normalise a module, named parameters or plain tensors into dicts with name, param, kind,
+    is_head, tied_to_embedding, layout, groups"""
     if isinstance(params, nn.Module): return describe_module(params)
-    if isinstance(params, torch.Tensor): raise TypeError("params must be an iterable of tensors, an nn.Module or param groups, not a single tensor")
+    if isinstance(params, torch.Tensor):
+        raise TypeError(
+            "params must be an iterable of tensors, an nn.Module or param groups, not a single"
+            " tensor"
+        )
     known = {id(e['param']): e for e in describe_module(model)} if model is not None else {}
     out = []
     for i, item in enumerate(params):
-        name, p = item if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) else (f'param{i}', item)
-        if not isinstance(p, torch.Tensor): raise TypeError(f"parameter {name!r} is a {type(p).__name__}, not a tensor")
-        out.append(known.get(id(p)) or dict(name=name, param=p, kind=None, is_head=False, tied_to_embedding=False, layout='torch', groups=1))
+        name, p = (
+            item
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+            else (f'param{i}', item)
+        )
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"parameter {name!r} is a {type(p).__name__}, not a tensor")
+        out.append(
+            known.get(id(p)) or dict(name=name, param=p, kind=None, is_head=False,
+                                     tied_to_embedding=False, layout='torch', groups=1))
     return out
 
 def _warn_by_shape(report):
-    "One warning per optimizer when tensors reached Muon by their shape alone (an embedding or a head among them would be missed)"
+    """One warning per optimizer when tensors reached Muon by their shape alone (an embedding or a
+    head among them would be missed)"""
     n = sum(r.by_shape and r.route == 'muon' for r in report)
     if n:
-        warnings.warn(f'Muon: {n} tensor(s) were routed to Muon by their shape alone (layer type unknown: plain tensors, '
-                      'named_parameters(), or bare nn.Parameters of custom modules); an embedding or output head among them '
-                      'would be orthogonalized. Pass the nn.Module itself, or model=model, or param groups with use_muon; '
-                      'routing_report() marks them.',
-                      UserWarning, stacklevel=4)
+        warnings.warn(
+            f'Muon: {n} tensor(s) were routed to Muon by their shape alone (layer type unknown:'
+            ' plain tensors, named_parameters(), or bare nn.Parameters of custom modules); an'
+            ' embedding or output head among them would be orthogonalized. Pass the nn.Module'
+            ' itself, or model=model, or param groups with use_muon; routing_report() marks them.',
+            UserWarning,
+            stacklevel=4,
+        )
 
 def _route_one(e, rules:dict, forced, gi:int, where:str) -> Route:
     "The route of one parameter entry: the routing rules, or the group's `use_muon`"
     p = e['param']
     if forced is None:
-        base = matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups']) if 0 not in p.shape else None
-        blocks = row_blocks_for(e['name'], base, rules['qkv_names'], rules['per_head_names'], rules['head_dim'])
-        return route_parameter(e['name'], tuple(p.shape), e['kind'], e['is_head'], e['tied_to_embedding'], e['layout'],
-                               groups=e['groups'], row_blocks=blocks, embedding_names=rules['exclude_embedding_names'],
-                               head_names=rules['head_names'], muon_names=rules['muon_names'], adamw_names=rules['adamw_names'])
+        base = (
+            matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups'])
+            if 0 not in p.shape
+            else None
+        )
+        blocks = row_blocks_for(e['name'], base, rules['qkv_names'], rules['per_head_names'],
+                                rules['head_dim'])
+        return route_parameter(e['name'], tuple(p.shape), e['kind'], e['is_head'],
+                               e['tied_to_embedding'], e['layout'], groups=e['groups'],
+                               row_blocks=blocks, embedding_names=rules['exclude_embedding_names'],
+                               head_names=rules['head_names'], muon_names=rules['muon_names'],
+                               adamw_names=rules['adamw_names'])
     if forced:
         if p.ndim < 2 or p.numel() == 0:
-            raise ConfigError('use_muon', True, f"only for tensors with 2 or more dimensions, none of them 0; {e['name']!r} has shape {tuple(p.shape)}", where)
+            raise ConfigError(
+                'use_muon',
+                True,
+                f"only for tensors with 2 or more dimensions, none of them 0; {e['name']!r} has"
+                f" shape {tuple(p.shape)}",
+                where,
+            )
         return Route(e['name'], tuple(p.shape), 'muon', f'param group {gi}: use_muon=True',
                      matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups']))
     return Route(e['name'], tuple(p.shape), 'adamw', f'param group {gi}: use_muon=False')
 
 def _route_groups(params, spec, hyper:dict, rules:dict, model, name:str='Muon'):
-    "Whatever the user passed, as internal groups marked `use_muon` with their route's hyper-parameters (torch names)"
-    if isinstance(params, nn.Module) or isinstance(params, torch.Tensor): user_groups = [{'params': params}]
+    """Whatever the user passed, as internal groups marked `use_muon` with their route's
+    hyper-parameters (torch names)"""
+    if isinstance(params, nn.Module) or isinstance(params, torch.Tensor):
+        user_groups = [{'params': params}]
     else:
         params = list(params)
         if not params: raise ValueError(f"{name} got an empty parameter list")
@@ -236,29 +319,46 @@ def _route_groups(params, spec, hyper:dict, rules:dict, model, name:str='Muon'):
     groups, report, seen, views = [], [], set(), {}
     allowed = set(spec.names()) | {'params', 'use_muon'}
     for gi, ug in enumerate(user_groups):
-        if not isinstance(ug, dict): raise TypeError(f"param group {gi} is a {type(ug).__name__}; give all groups as dicts")
+        if not isinstance(ug, dict):
+            raise TypeError(f"param group {gi} is a {type(ug).__name__}; give all groups as dicts")
         where = f'{name} param group {gi}'
         for k in ug:
             if k not in allowed:
-                raise ConfigError(k, ug[k], f'params, use_muon or a {name} argument', where, did_you_mean(k, allowed))
+                raise ConfigError(k, ug[k], f'params, use_muon or a {name} argument', where,
+                                  did_you_mean(k, allowed))
         forced = Boolean()(ug['use_muon'], 'use_muon', where) if 'use_muon' in ug else None
         gh = _check_hyper(spec, {**hyper, **{k: v for k, v in ug.items() if k in hyper}}, where)
         split = {True: ([], []), False: ([], [])}
         for e in _entries(ug['params'], model):
             p = e['param']
-            if id(p) in seen: raise ValueError(f"parameter {e['name']!r} appears in more than one group")
+            if id(p) in seen:
+                raise ValueError(f"parameter {e['name']!r} appears in more than one group")
             seen.add(id(p))
-            if p.is_sparse: raise ValueError(f"parameter {e['name']!r} is sparse; Muon and AdamW here need dense tensors")
-            if p.is_complex(): raise ValueError(f"parameter {e['name']!r} is complex; Muon is defined for real matrices (view it with torch.view_as_real)")
+            if p.is_sparse:
+                raise ValueError(
+                    f"parameter {e['name']!r} is sparse; Muon and AdamW here need dense tensors"
+                )
+            if p.is_complex():
+                raise ValueError(
+                    f"parameter {e['name']!r} is complex; Muon is defined for real matrices (view"
+                    " it with torch.view_as_real)"
+                )
             r = _route_one(e, rules, forced, gi, where)
             report.append(r)
-            if r.route == 'muon': views[p] = r.view
-            split[r.route == 'muon'][0].append(p); split[r.route == 'muon'][1].append(e['name'].split(' ')[0])
-        sides = {True: [h for h in spec if h.torch and h not in ADAMW_SPEC], False: [h for h in ADAMW_SPEC if h.torch]}
+            if r.route == 'muon':
+                views[p] = r.view
+            split[r.route == 'muon'][0].append(p)
+            split[r.route == 'muon'][1].append(e['name'].split(' ')[0])
+        sides = {
+            True: [h for h in spec if h.torch and h not in ADAMW_SPEC],
+            False: [h for h in ADAMW_SPEC if h.torch],
+        }
         for muon_side, (ps, names) in split.items():
             if not ps: continue
             keys = {h.group: gh[h.torch] for h in sides[muon_side]}
-            groups.append(dict(params=ps, param_names=names, use_muon=muon_side, **keys, initial_lr=initial_lr(keys['lr'])))
+            groups.append(
+                dict(params=ps, param_names=names, use_muon=muon_side, **keys,
+                     initial_lr=initial_lr(keys['lr'])))
     return groups, report, views
 
 # %% ../nbs/03_muon.ipynb #c88b68dc
@@ -272,7 +372,8 @@ def muon_momentum(step:int,             # The optimizer step
     return (1 - frac) * start + frac * end
 
 class MomentumWarmup:
-    "Drive the momentum of an optimizer's Muon groups by `muon_momentum`; call `.step()` after each `optimizer.step()`"
+    """Drive the momentum of an optimizer's Muon groups by `muon_momentum`; call `.step()` after
+    each `optimizer.step()`"""
     def __init__(self,
                  optimizer,             # A `Muon` (or any optimizer with a `momentum` group key)
                  start:float=0.85,      # Momentum at step 0
@@ -280,21 +381,33 @@ class MomentumWarmup:
                  warmup_steps:int=300): # Steps of the linear ramp
         where = 'MomentumWarmup'
         self.optimizer = optimizer
-        self.start, self.end = Number(0, 1, high_open=True)(start, 'start', where), Number(0, 1, high_open=True)(end, 'end', where)
+        self.start, self.end = Number(0, 1, high_open=True)(start, 'start', where), Number(
+            0, 1, high_open=True
+        )(end, 'end', where)
         self.warmup_steps = Number(0, integer=True)(warmup_steps, 'warmup_steps', where)
         self.last_step = 0
         if not self._muon_groups():
-            raise ValueError(f'MomentumWarmup drives the momentum of Muon parameter groups, and this {type(optimizer).__name__} '
-                             'has none (dl_optim Muon/DistMuon groups with use_muon=True, or a torch.optim.Muon)')
+            raise ValueError(
+                'MomentumWarmup drives the momentum of Muon parameter groups, and this'
+                f' {type(optimizer).__name__} has none (dl_optim Muon/DistMuon groups with'
+                ' use_muon=True, or a torch.optim.Muon)'
+            )
         self._apply()
     def _muon_groups(self) -> list:
-        "dl_optim's Muon groups, or every group of a `torch.optim.Muon`; never an SGD's or RMSprop's momentum"
-        if isinstance(self.optimizer, getattr(torch.optim, 'Muon', ())): return self.optimizer.param_groups
+        """dl_optim's Muon groups, or every group of a `torch.optim.Muon`; never an SGD's or
+        RMSprop's momentum"""
+        if isinstance(self.optimizer, getattr(torch.optim, 'Muon', ())):
+            return self.optimizer.param_groups
         return [g for g in self.optimizer.param_groups if g.get('use_muon') is True]
     def _apply(self):
         m = muon_momentum(self.last_step, self.start, self.end, self.warmup_steps)
         for g in self._muon_groups(): g['momentum'] = m
     def step(self): self.last_step += 1; self._apply()
-    def get_momentum(self) -> float: return muon_momentum(self.last_step, self.start, self.end, self.warmup_steps)
-    def state_dict(self) -> dict: return dict(start=self.start, end=self.end, warmup_steps=self.warmup_steps, last_step=self.last_step)
-    def load_state_dict(self, sd:dict): self.__dict__.update({k: sd[k] for k in ('start', 'end', 'warmup_steps', 'last_step')}); self._apply()
+    def get_momentum(self) -> float:
+        return muon_momentum(self.last_step, self.start, self.end, self.warmup_steps)
+    def state_dict(self) -> dict:
+        return dict(start=self.start, end=self.end, warmup_steps=self.warmup_steps,
+                    last_step=self.last_step)
+    def load_state_dict(self, sd: dict):
+        self.__dict__.update({k: sd[k] for k in ('start', 'end', 'warmup_steps', 'last_step')})
+        self._apply()

@@ -8,7 +8,8 @@ Docs: https://dl-optim.github.io/dl_optim/muon_core.html.md"""
 from __future__ import annotations
 from collections import defaultdict
 import torch
-from .config import ConfigError, Number, Boolean, Strings, Betas, Hyper, Spec, DEFAULTS, learning_rate, keras_learning_rate
+from .config import ConfigError, Number, Boolean, Strings, Betas, Hyper, Spec, DEFAULTS
+from .config import learning_rate, keras_learning_rate
 from .newton_schulz import resolve_schedule, check_ns_method, check_precondition, Schedule
 from .routing import lr_scale, check_adjust_lr, DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES
 from .ops import TORCH
@@ -28,20 +29,26 @@ def check_ns_dtype(v,      # The value: a torch dtype, its name, or None
                    key,    # The config key, for the error
                    where): # The caller, for the error
     "None (the device's default) or a torch float dtype"
-    if v not in _TORCH_NS_DTYPES: raise ConfigError(key, v, 'None, torch.float32, torch.bfloat16, torch.float16 or torch.float64', where)
+    if v not in _TORCH_NS_DTYPES:
+        raise ConfigError(key, v,
+                          'None, torch.float32, torch.bfloat16, torch.float16 or torch.float64',
+                          where)
     return v
 
 def check_ns_dtype_name(v,      # The value: a dtype name or None
                         key,    # The config key, for the error
                         where): # The caller, for the error
     "None (the backend's default) or a dtype name"
-    if v not in NS_DTYPE_NAMES: raise ConfigError(key, v, "None, 'float32', 'bfloat16', 'float16' or 'float64'", where)
+    if v not in NS_DTYPE_NAMES:
+        raise ConfigError(key, v, "None, 'float32', 'bfloat16', 'float16' or 'float64'", where)
     return v
 
-def check_coefficients(v,      # A schedule name, an (a, b, c) triple, a list of them or a `Schedule`
-                       key,    # The config key, for the error
-                       where): # The caller, for the error
-    "A schedule as the user gave it (a name, tuples), or a `Schedule` as plain data, so checkpoints load with `weights_only=True`"
+def check_coefficients(
+        v,      # A schedule name, an (a, b, c) triple, a list of them or a `Schedule`
+        key,    # The config key, for the error
+        where): # The caller, for the error
+    """A schedule as the user gave it (a name, tuples), or a `Schedule` as plain data, so
+    checkpoints load with `weights_only=True`"""
     resolve_schedule(v, where=where)   # raises ConfigError for unknown names or malformed tuples
     return v.as_dict() if isinstance(v, Schedule) else v
 
@@ -49,50 +56,81 @@ def check_layer_info(info,             # Per-variable-path facts, as `model_laye
                      key='layer_info', # The config key, for the error
                      where='Muon'      # The caller, for the error
                     ) -> dict:
-    "Keras `layer_info` as {path: {'in_axes': (...), 'is_head': bool}}: JSON-able, so that it is saved with the optimizer"
+    """Keras `layer_info` as {path: {'in_axes': (...), 'is_head': bool}}: JSON-able, so that it is
+    saved with the optimizer"""
     if info is None: return {}
-    if not isinstance(info, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in info.items()):
-        raise ConfigError(key, info, "a dict {variable path: {'in_axes': [...], 'is_head': bool}} (Muon.for_model builds it)", where)
-    return {k: {**v, 'in_axes': tuple(v['in_axes'])} if v.get('in_axes') is not None else dict(v) for k, v in info.items()}
+    if not isinstance(info, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) for k, v in info.items()):
+        raise ConfigError(
+            key,
+            info,
+            "a dict {variable path: {'in_axes': [...], 'is_head': bool}} (Muon.for_model"
+            " builds it)",
+            where,
+        )
+    return {
+        k: {**v, 'in_axes': tuple(v['in_axes'])} if v.get('in_axes') is not None else dict(v)
+        for k, v in info.items()
+    }
 
 # %% ../nbs/02b_muon_core.ipynb #da6cf4a1
 _mu = Number(0, 1, high_open=True)
 MUON_SPEC = Spec(
-    Hyper('lr', _D['learning_rate'], learning_rate, 'Muon learning rate (before the shape scale)', keras='learning_rate', keras_check=keras_learning_rate),
+    Hyper('lr', _D['learning_rate'], learning_rate, 'Muon learning rate (before the shape scale)',
+          keras='learning_rate', keras_check=keras_learning_rate),
     Hyper('momentum', _D['momentum'], _mu, 'Momentum μ (EMA form)'),
     Hyper('nesterov', _D['nesterov'], Boolean(), 'Nesterov momentum'),
     Hyper('ns_steps', _D['ns_steps'], Number(1, integer=True), 'Newton–Schulz steps'),
-    Hyper('coefficients', 'polar_express', check_coefficients, "Schedule: 'polar_express', 'jordan', 'cubic', 'svd', (a, b, c) or a list"),
-    Hyper('weight_decay', _D['weight_decay'], Number(0), 'Decoupled weight decay of Muon parameters: p ← p·(1 − lr·wd)'),
-    Hyper('adjust_lr', 'original', check_adjust_lr, "Shape scale: 'original', 'match_rms_adamw', 'spectral' or None"),
-    Hyper('ns_dtype', None, check_ns_dtype, 'Newton–Schulz compute dtype; None: bf16 where bf16 matmuls are fast, else float32',
+    Hyper('coefficients', 'polar_express', check_coefficients,
+          "Schedule: 'polar_express', 'jordan', 'cubic', 'svd', (a, b, c) or a list"),
+    Hyper('weight_decay', _D['weight_decay'], Number(0),
+          'Decoupled weight decay of Muon parameters: p ← p·(1 − lr·wd)'),
+    Hyper('adjust_lr', 'original', check_adjust_lr,
+          "Shape scale: 'original', 'match_rms_adamw', 'spectral' or None"),
+    Hyper('ns_dtype', None, check_ns_dtype,
+          'Newton–Schulz compute dtype; None: bf16 where bf16 matmuls are fast, else float32',
           keras_check=check_ns_dtype_name),
-    Hyper('cautious_weight_decay', False, Boolean(), 'Decay only coordinates where update and weight agree in sign'),
-    Hyper('ns_method', 'auto', check_ns_method, "Newton–Schulz method: 'auto' (Gram NS where it pays), 'standard' or 'gram'"),
-    Hyper('ns_precondition', None, check_precondition, "None, or 'aol': the AOL start (Turbo-Muon); pair it with ns_steps=4"))
+    Hyper('cautious_weight_decay', False, Boolean(),
+          'Decay only coordinates where update and weight agree in sign'),
+    Hyper('ns_method', 'auto', check_ns_method,
+          "Newton–Schulz method: 'auto' (Gram NS where it pays), 'standard' or 'gram'"),
+    Hyper('ns_precondition', None, check_precondition,
+          "None, or 'aol': the AOL start (Turbo-Muon); pair it with ns_steps=4"))
 
 ADAMW_SPEC = Spec(
-    Hyper('adam_lr', _D['adam_learning_rate'], learning_rate, 'AdamW learning rate', keras='adam_learning_rate', keras_check=Number(0), group='lr'),
-    Hyper('adam_betas', (_D['adam_beta_1'], _D['adam_beta_2']), Betas(), 'AdamW (β1, β2)', keras=None, group='betas'),
+    Hyper('adam_lr', _D['adam_learning_rate'], learning_rate, 'AdamW learning rate',
+          keras='adam_learning_rate', keras_check=Number(0), group='lr'),
+    Hyper('adam_betas', (_D['adam_beta_1'], _D['adam_beta_2']), Betas(), 'AdamW (β1, β2)',
+          keras=None, group='betas'),
     Hyper('adam_beta_1', _D['adam_beta_1'], _mu, 'Adam β1', torch=None),
     Hyper('adam_beta_2', _D['adam_beta_2'], _mu, 'Adam β2', torch=None),
-    Hyper('adam_eps', _D['adam_epsilon'], Number(0, low_open=True), 'AdamW ε', keras='adam_epsilon', group='eps'),
-    Hyper('adam_weight_decay', 0.0, Number(0), 'AdamW decoupled weight decay (Keras: None means the same as weight_decay)',
+    Hyper('adam_eps', _D['adam_epsilon'], Number(0, low_open=True), 'AdamW ε', keras='adam_epsilon',
+          group='eps'),
+    Hyper('adam_weight_decay', 0.0, Number(0),
+          'AdamW decoupled weight decay (Keras: None means the same as weight_decay)',
           keras_default=None, keras_check=Number(0, optional=True), group='weight_decay'),
     Hyper('caution', False, Boolean(), 'Cautious updates on the AdamW side (`dl_optim.cautious`)'),
-    Hyper('adam_lr_ratio', None, Number(0, optional=True), 'If set, Adam lr = ratio · (scheduled) Muon lr', torch=None),
+    Hyper('adam_lr_ratio', None, Number(0, optional=True),
+          'If set, Adam lr = ratio · (scheduled) Muon lr', torch=None),
     Hyper('use_nadam', False, Boolean(), 'Nesterov Adam on the Adam side', torch=None))
 
 ROUTING_SPEC = Spec(
-    Hyper('exclude_embedding_names', DEFAULT_EMBEDDING_NAMES, Strings(), 'Name substrings marking embeddings (→ AdamW)'),
-    Hyper('head_names', DEFAULT_HEAD_NAMES, Strings(), 'Name components marking output heads (→ AdamW)'),
+    Hyper('exclude_embedding_names', DEFAULT_EMBEDDING_NAMES, Strings(),
+          'Name substrings marking embeddings (→ AdamW)'),
+    Hyper('head_names', DEFAULT_HEAD_NAMES, Strings(),
+          'Name components marking output heads (→ AdamW)'),
     Hyper('muon_names', (), Strings(), 'Name substrings forced onto Muon', keras=None),
-    Hyper('adamw_names', (), Strings(), 'Name substrings forced onto AdamW', keras='exclude_layers'),
+    Hyper('adamw_names', (), Strings(), 'Name substrings forced onto AdamW',
+          keras='exclude_layers'),
     Hyper('exclude_embeddings', True, Boolean(), 'Route embeddings to Adam', torch=None),
-    Hyper('layer_info', None, check_layer_info, 'Per-variable-path facts from the model (`Muon.for_model` fills it)', torch=None),
-    Hyper('qkv_names', (), Strings(), 'Opt-in: name substrings of fused QKV projections, orthogonalized as Q, K, V'),
-    Hyper('per_head_names', (), Strings(), 'Opt-in: name substrings of attention projections orthogonalized per head'),
-    Hyper('head_dim', None, Number(1, integer=True, optional=True), 'Rows per attention head, for `per_head_names`'))
+    Hyper('layer_info', None, check_layer_info,
+          'Per-variable-path facts from the model (`Muon.for_model` fills it)', torch=None),
+    Hyper('qkv_names', (), Strings(),
+          'Opt-in: name substrings of fused QKV projections, orthogonalized as Q, K, V'),
+    Hyper('per_head_names', (), Strings(),
+          'Opt-in: name substrings of attention projections orthogonalized per head'),
+    Hyper('head_dim', None, Number(1, integer=True, optional=True),
+          'Rows per attention head, for `per_head_names`'))
 
 # %% ../nbs/02b_muon_core.ipynb #6426e963
 def as_matrices(xp,   # `TORCH` or a `KerasOps`
@@ -100,7 +138,11 @@ def as_matrices(xp,   # `TORCH` or a `KerasOps`
                 view  # Its `MatrixView`
                ):
     "`x` (stored in any layout) as `view.batch` matrices of `view.rows` × `view.cols`"
-    m = xp.swap_last(xp.reshape(x, (view.cols, -1))) if view.transposed else xp.reshape(x, (-1, view.cols))
+    m = (
+        xp.swap_last(xp.reshape(x, (view.cols, -1)))
+        if view.transposed
+        else xp.reshape(x, (-1, view.cols))
+    )
     return xp.reshape(m, (view.batch, view.rows, view.cols))
 
 def from_matrices(xp,    # `TORCH` or a `KerasOps`
@@ -114,7 +156,8 @@ def from_matrices(xp,    # `TORCH` or a `KerasOps`
 
 # %% ../nbs/02b_muon_core.ipynb #01966540
 class MuonVariant:
-    "The stages a Muon variant may change, and the state it keeps per parameter; this base changes nothing"
+    """The stages a Muon variant may change, and the state it keeps per parameter; this base
+    changes nothing"""
     name = 'muon'
     spec = Spec()   # the variant's own hyper-parameters, added to Muon's
 
@@ -136,7 +179,8 @@ def muon_state_shapes(shape:tuple,                    # The parameter's shape
                       view,                            # Its `MatrixView`
                       variant:MuonVariant=PLAIN_MUON   # The variant, which may add state
                      ) -> dict:
-    "Every state tensor a Muon parameter of `shape` keeps: the momentum buffer and the variant's own"
+    """Every state tensor a Muon parameter of `shape` keeps: the momentum buffer and the variant's
+    own"""
     return {'momentum_buffer': tuple(shape), **variant.state_shapes(tuple(shape), view)}
 
 def init_muon_state(xp,                              # `TORCH` or a `KerasOps`
@@ -163,14 +207,22 @@ def muon_variant(variant,            # A `MuonVariant` or a registered name
                  key:str='variant',  # The config key, for the error
                  where:str='Muon'    # The caller, for the error
                 ) -> MuonVariant:
-    "A `MuonVariant`, or the variant registered under a name (importing `dl_optim.<name>` on first use)"
+    """A `MuonVariant`, or the variant registered under a name (importing `dl_optim.<name>` on
+    first use)"""
     if isinstance(variant, MuonVariant): return variant
     if isinstance(variant, str) and variant.isidentifier() and variant not in MUON_VARIANTS:
         import importlib
         try: importlib.import_module(f'dl_optim.{variant}')
         except ModuleNotFoundError: pass
     if variant not in MUON_VARIANTS:
-        raise ConfigError(key, variant, 'a Muon variant: ' + ', '.join(map(repr, MUON_VARIANTS)) + ", or the name of a dl_optim variant module", where)
+        raise ConfigError(
+            key,
+            variant,
+            'a Muon variant: '
+            + ', '.join(map(repr, MUON_VARIANTS))
+            + ", or the name of a dl_optim variant module",
+            where,
+        )
     return MUON_VARIANTS[variant]
 
 # %% ../nbs/02b_muon_core.ipynb #d580e93d
@@ -179,7 +231,8 @@ def momentum_direction(xp,             # `TORCH` or a `KerasOps`
                        buf,            # The momentum buffer, updated in place
                        momentum:float, # μ of the EMA
                        nesterov:bool): # Step along the Nesterov look-ahead
-    "Update `buf` in place (m ← μm + (1−μ)g) and return the direction: (1−μ)g + μm with Nesterov, else m"
+    """Update `buf` in place (m ← μm + (1−μ)g) and return the direction: (1−μ)g + μm with Nesterov,
+    else m"""
     xp.lerp_(buf, grad, 1 - momentum)
     return xp.lerp(grad, buf, momentum) if nesterov else buf
 
@@ -190,8 +243,10 @@ def apply_update(xp,                               # `TORCH` or a `KerasOps`
                  lr,                               # The learning rate
                  scale:float,                      # The shape scale (`lr_scale`)
                  weight_decay:float,               # Decoupled weight decay
-                 cautious_weight_decay:bool=False):# Decay only where update and weight agree in sign
-    "Decoupled weight decay (cautious: only where `o` and `p` agree in sign), then p ← p − lr·scale·o"
+                 # Decay only where update and weight agree in sign
+                 cautious_weight_decay:bool=False):
+    """Decoupled weight decay (cautious: only where `o` and `p` agree in sign), then p ← p −
+    lr·scale·o"""
     if weight_decay:
         if cautious_weight_decay: xp.sub_(p, p * xp.positive(o * p) * (lr * weight_decay))
         else: xp.scale_(p, 1 - lr * weight_decay)
@@ -203,14 +258,20 @@ def _bucket_key(view, u) -> tuple: return (view, str(u.dtype), str(getattr(u, 'd
 def muon_update(xp,                          # `TORCH` or a `KerasOps`
                 params:list,                 # Parameters (whole tensors, or a rank's owned ones)
                 grads:list,                  # Their gradients
-                states:list[dict],           # Per-parameter state (`init_muon_state` fills a new one)
+                # Per-parameter state (`init_muon_state` fills a new one)
+                states:list[dict],
                 views:list,                  # Per-parameter `MatrixView`
-                hyper:dict,                  # lr, momentum, nesterov, ns_steps, coefficients, weight_decay, adjust_lr, ns_dtype, cautious_weight_decay
+                # lr, momentum, nesterov, ns_steps, coefficients, weight_decay, adjust_lr, ns_dtype,
+                # cautious_weight_decay
+                hyper:dict,
                 variant:MuonVariant=PLAIN_MUON, # The Muon variant (plain Muon, NorMuon, …)
-                decay:list|None=None):       # Per-parameter: whether weight decay applies (Keras exclusions); None: all
-    "One Muon step: momentum → variant → batched Newton–Schulz → variant → shape scale, weight decay, apply"
+                # Per-parameter: whether weight decay applies (Keras exclusions); None: all
+                decay:list|None=None):
+    """One Muon step: momentum → variant → batched Newton–Schulz → variant → shape scale, weight
+    decay, apply"""
     lr, sched = hyper['lr'], resolve_schedule(hyper['coefficients'], hyper['ns_steps'])
-    ns_options = dict(precondition=hyper.get('ns_precondition'), method=hyper.get('ns_method', 'auto'))
+    ns_options = dict(precondition=hyper.get('ns_precondition'),
+                      method=hyper.get('ns_method', 'auto'))
     buckets = defaultdict(list)
     for i, (p, g, st, view) in enumerate(zip(params, grads, states, views)):
         init_muon_state(xp, st, p, view, variant)
@@ -219,12 +280,18 @@ def muon_update(xp,                          # `TORCH` or a `KerasOps`
     for (view, _, _), items in buckets.items():
         n, sts = len(items), [states[i] for i, _ in items]
         mats = [as_matrices(xp, u, view) for _, u in items]
-        U = xp.reshape(xp.stack(mats) if n > 1 else mats[0], (n * view.batch, view.rows, view.cols))   # one tensor: no copy
+        # one tensor: no copy
+        U = xp.reshape(xp.stack(mats) if n > 1 else mats[0], (n * view.batch, view.rows, view.cols))
         U = variant.before_orthogonalize(xp, U, sts, view, hyper)
-        O = xp.orthogonalize(U if n * view.batch > 1 else xp.reshape(U, (view.rows, view.cols)), sched, hyper['ns_dtype'], **ns_options)
-        O = variant.after_orthogonalize(xp, xp.reshape(O, (n * view.batch, view.rows, view.cols)), sts, view, hyper)
+        O = xp.orthogonalize(U if n * view.batch > 1 else xp.reshape(U, (view.rows, view.cols)),
+                             sched, hyper['ns_dtype'], **ns_options)
+        O = variant.after_orthogonalize(xp, xp.reshape(O, (n * view.batch, view.rows, view.cols)),
+                                        sts, view, hyper)
         scale = lr_scale(view, hyper['adjust_lr'])
-        for (i, _), o in zip(items, xp.unstack(xp.reshape(O, (n, view.batch * view.rows, view.cols)))):
+        for (i, _), o in zip(
+            items, xp.unstack(xp.reshape(O, (n, view.batch * view.rows, view.cols)))
+        ):
             p = params[i]
             wd = hyper['weight_decay'] if decay is None or decay[i] else 0.0
-            apply_update(xp, p, xp.cast_like(from_matrices(xp, o, view, xp.shape(p)), p), lr, scale, wd, hyper['cautious_weight_decay'])
+            apply_update(xp, p, xp.cast_like(from_matrices(xp, o, view, xp.shape(p)), p), lr, scale,
+                         wd, hyper['cautious_weight_decay'])

@@ -22,7 +22,8 @@ __all__ = ['QKBlock', 'qk_block', 'max_logits', 'record_qk', 'max_logit_metrics'
 class QKBlock:
     "Where one attention layer's query and key projections live, and how its heads are laid out"
     name: str                             # The layer's name, used in metrics
-    q_weight: torch.Tensor                # The tensor whose rows (columns if `out_axis=1`) produce the queries
+    # The tensor whose rows (columns if `out_axis=1`) produce the queries
+    q_weight: torch.Tensor
     k_weight: torch.Tensor                # The same for the keys (may be the same fused tensor)
     num_heads: int                        # Query heads
     num_kv_heads: int                     # Key heads (fewer under grouped-query attention)
@@ -32,7 +33,8 @@ class QKBlock:
     q_start: int = 0                      # First query output in `q_weight` (fused QKV)
     k_start: int = 0                      # First key output in `k_weight`
     out_axis: int = 0                     # 0: weights are (out, in); 1: (in, out)
-    k_bias_start: int|None = None         # First key output in `k_bias`, when it differs from `k_start`
+    # First key output in `k_bias`, when it differs from `k_start`
+    k_bias_start: int|None = None
 
     def _scale(self, w, b, start, bias_start, factor:float):
         rows = slice(start, start + self.head_dim)
@@ -49,49 +51,70 @@ class QKBlock:
     def scale_key(self, head:int, factor:float):
         "Multiply key head `head`'s rows (and bias) by `factor`"
         start = self.k_start + head * self.head_dim
-        bias_start = start if self.k_bias_start is None else self.k_bias_start + head * self.head_dim
+        bias_start = (
+            start if self.k_bias_start is None else self.k_bias_start + head * self.head_dim
+        )
         self._scale(self.k_weight, self.k_bias, start, bias_start, factor)
 
 # %% ../nbs/05c_muonclip.ipynb #7f361371
-def _has_qk_norm(m) -> bool: return any(isinstance(getattr(m, a, None), nn.Module) for a in ('q_norm', 'k_norm', 'q_layernorm', 'k_layernorm'))
+def _has_qk_norm(m) -> bool:
+    return any(
+        isinstance(getattr(m, a, None), nn.Module)
+        for a in ('q_norm', 'k_norm', 'q_layernorm', 'k_layernorm')
+    )
 
 def qk_block(m:nn.Module,  # An attention module
              name:str=''   # Its name in the model, for messages
             ) -> QKBlock|None:
-    "The `QKBlock` of a known attention module (or of one that defines `qk_block(name)` itself), or None"
+    """The `QKBlock` of a known attention module (or of one that defines `qk_block(name)` itself),
+    or None"""
     if callable(getattr(m, 'qk_block', None)): return m.qk_block(name)
     if isinstance(m, nn.MultiheadAttention):
         E, H = m.embed_dim, m.num_heads
         b = m.in_proj_bias
-        if m._qkv_same_embed_dim: return QKBlock(name, m.in_proj_weight, m.in_proj_weight, H, H, E // H, b, b, 0, E)
-        return QKBlock(name, m.q_proj_weight, m.k_proj_weight, H, H, E // H, b, b, 0, 0, k_bias_start=E)
+        if m._qkv_same_embed_dim:
+            return QKBlock(name, m.in_proj_weight, m.in_proj_weight, H, H, E // H, b, b, 0, E)
+        return QKBlock(name, m.q_proj_weight, m.k_proj_weight, H, H, E // H, b, b, 0, 0,
+                       k_bias_start=E)
     q, k = getattr(m, 'q_proj', None), getattr(m, 'k_proj', None)
-    if isinstance(q, nn.Linear) and isinstance(k, nn.Linear) and isinstance(getattr(m, 'head_dim', None), int):
+    if isinstance(q, nn.Linear) and isinstance(k, nn.Linear) and isinstance(
+            getattr(m, 'head_dim', None), int):
         if _has_qk_norm(m):
-            warnings.warn(f'QK-clip skips {name or type(m).__name__}: it normalises q and k, so scaling their weights cannot change its logits')
+            warnings.warn(
+                f'QK-clip skips {name or type(m).__name__}: it normalises q and k, so scaling their'
+                ' weights cannot change its logits'
+            )
             return None
         d = m.head_dim
-        return QKBlock(name, q.weight, k.weight, q.out_features // d, k.out_features // d, d, q.bias, k.bias)
+        return QKBlock(name, q.weight, k.weight, q.out_features // d, k.out_features // d, d,
+                       q.bias, k.bias)
     c_attn = getattr(m, 'c_attn', None)
     if type(c_attn).__name__ == 'Conv1D' and hasattr(m, 'split_size') and hasattr(m, 'num_heads'):
         d, H = m.split_size, m.num_heads
         if getattr(m, 'is_cross_attention', False):
-            return QKBlock(name, m.q_attn.weight, c_attn.weight, H, H, d // H, m.q_attn.bias, c_attn.bias, 0, 0, 1)
-        return QKBlock(name, c_attn.weight, c_attn.weight, H, H, d // H, c_attn.bias, c_attn.bias, 0, d, 1)
+            return QKBlock(name, m.q_attn.weight, c_attn.weight, H, H, d // H, m.q_attn.bias,
+                           c_attn.bias, 0, 0, 1)
+        return QKBlock(name, c_attn.weight, c_attn.weight, H, H, d // H, c_attn.bias, c_attn.bias,
+                       0, d, 1)
     return None
 
 # %% ../nbs/05c_muonclip.ipynb #baa5d56f
 @torch.no_grad()
-def max_logits(query:torch.Tensor,        # (batch, heads, q_len, head_dim), as the attention sees it
-               key:torch.Tensor,          # (batch, kv_heads, k_len, head_dim)
-               scaling:float,             # The attention scale (usually head_dim ** -0.5)
-               mask:torch.Tensor|None=None, # Boolean (True: allowed) or additive float, broadcastable to (batch, heads, q_len, k_len)
-               causal:bool=False     # Apply a causal mask as well
-              ) -> torch.Tensor:
-    "Each query head's largest pre-softmax logit over the batch and the allowed positions: (heads,) float32"
+def max_logits(
+        query:torch.Tensor,        # (batch, heads, q_len, head_dim), as the attention sees it
+        key:torch.Tensor,          # (batch, kv_heads, k_len, head_dim)
+        scaling:float,             # The attention scale (usually head_dim ** -0.5)
+        # Boolean (True: allowed) or additive float, broadcastable to (batch, heads, q_len, k_len)
+        mask:torch.Tensor|None=None,
+        causal:bool=False     # Apply a causal mask as well
+    ) -> torch.Tensor:
+    """Each query head's largest pre-softmax logit over the batch and the allowed positions:
+    (heads,) float32"""
     H, Hkv, T, S = query.shape[1], key.shape[1], query.shape[2], key.shape[2]
     if H % Hkv: raise ValueError(f'{H} query heads cannot share {Hkv} key heads evenly')
-    allowed = torch.ones(T, S, dtype=torch.bool, device=query.device).tril(S - T) if causal else None
+    allowed = (
+        torch.ones(T, S, dtype=torch.bool, device=query.device).tril(S - T) if causal else None
+    )
     out = torch.full((H,), -math.inf, device=query.device)
     for i in range(query.shape[0]):
         k = key[i].float().repeat_interleave(H // Hkv, dim=0)
@@ -107,10 +130,14 @@ def max_logits(query:torch.Tensor,        # (batch, heads, q_len, head_dim), as 
 _REGISTERED = {}   # 'qk_clip_<impl>' -> impl, registered with transformers once per process
 
 def _attention_function(impl:str):
-    "The attention function registered as 'qk_clip_<impl>': measure the logits, then run the model's own `impl`"
+    """The attention function registered as 'qk_clip_<impl>': measure the logits, then run the
+    model's own `impl`"""
     def attention(module, query, key, value, attention_mask, *args, scaling=None, **kwargs):
-        causal = attention_mask is None and impl != 'eager' and query.shape[2] > 1 and getattr(module, 'is_causal', True)
-        query, key = record_qk(module, query, key, query.shape[-1] ** -0.5 if scaling is None else scaling, attention_mask, causal)
+        causal = attention_mask is None and impl != 'eager' and query.shape[2] > 1 and getattr(
+            module, 'is_causal', True)
+        query, key = record_qk(module, query, key,
+                               query.shape[-1]**-0.5 if scaling is None else scaling,
+                               attention_mask, causal)
         if impl == 'eager': inner = sys.modules[type(module).__module__].eager_attention_forward
         else:
             from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -119,7 +146,8 @@ def _attention_function(impl:str):
     return attention
 
 def _measure_transformers(model:nn.Module) -> str|None:
-    "Switch a transformers model to the measuring attention of its implementation; returns that implementation (None: not one)"
+    """Switch a transformers model to the measuring attention of its implementation; returns that
+    implementation (None: not one)"""
     impl = getattr(getattr(model, 'config', None), '_attn_implementation', None)
     if not isinstance(impl, str) or not hasattr(model, 'set_attn_implementation'): return None
     if impl.startswith('qk_clip_'): return _REGISTERED[impl]
@@ -133,13 +161,17 @@ def _measure_transformers(model:nn.Module) -> str|None:
     model.set_attn_implementation(name)
     return impl
 
-def record_qk(module:nn.Module,            # The attention module (its `QKBlock` is registered with the clip)
-              query:torch.Tensor,          # (batch, heads, q_len, head_dim) as used in the logits (after rotary embedding)
-              key:torch.Tensor,            # (batch, kv_heads, k_len, head_dim)
-              scaling:float,               # The attention scale
-              mask:torch.Tensor|None=None, # Boolean (True: allowed) or additive float
-              causal:bool=False):          # Mask keys after each query
-    "Report one attention call's queries and keys to the `QKClip` attached to `module`; use the (query, key) it returns"
+def record_qk(
+        # The attention module (its `QKBlock` is registered with the clip)
+        module:nn.Module,
+        # (batch, heads, q_len, head_dim) as used in the logits (after rotary embedding)
+        query:torch.Tensor,
+        key:torch.Tensor,            # (batch, kv_heads, k_len, head_dim)
+        scaling:float,               # The attention scale
+        mask:torch.Tensor|None=None, # Boolean (True: allowed) or additive float
+        causal:bool=False):          # Mask keys after each query
+    """Report one attention call's queries and keys to the `QKClip` attached to `module`; use the
+    (query, key) it returns"""
     clip = getattr(module, '_qk_clip', None)
     return (query, key) if clip is None else clip.record(module, query, key, scaling, mask, causal)
 
@@ -148,20 +180,31 @@ _MHA_SIGNATURE = inspect.signature(nn.MultiheadAttention.forward)
 
 @torch.no_grad()
 def _measure_mha(m:nn.MultiheadAttention, args, kwargs):
-    "Forward pre-hook: the logits `nn.MultiheadAttention` is about to form, from its inputs and masks"
+    """Forward pre-hook: the logits `nn.MultiheadAttention` is about to form, from its inputs and
+    masks"""
     a = _MHA_SIGNATURE.bind(m, *args, **kwargs).arguments
     query, key = a['query'], a['key']
     if query.dim() == 2: query, key = query.unsqueeze(0), key.unsqueeze(0)
     elif not m.batch_first: query, key = query.transpose(0, 1), key.transpose(0, 1)
     E, H = m.embed_dim, m.num_heads
-    Wq, Wk = (m.in_proj_weight[:E], m.in_proj_weight[E:2 * E]) if m._qkv_same_embed_dim else (m.q_proj_weight, m.k_proj_weight)
-    bq, bk = (None, None) if m.in_proj_bias is None else (m.in_proj_bias[:E], m.in_proj_bias[E:2 * E])
+    Wq, Wk = (
+        (m.in_proj_weight[:E], m.in_proj_weight[E : 2 * E])
+        if m._qkv_same_embed_dim
+        else (m.q_proj_weight, m.k_proj_weight)
+    )
+    bq, bk = (
+        (None, None) if m.in_proj_bias is None else (m.in_proj_bias[:E], m.in_proj_bias[E : 2 * E])
+    )
     q, k = nn.functional.linear(query, Wq, bq), nn.functional.linear(key, Wk, bk)
     if m.bias_k is not None: k = torch.cat([k, m.bias_k.expand(k.shape[0], 1, E)], dim=1)
     B, T, S = q.shape[0], q.shape[1], k.shape[1]
     q, k = q.view(B, T, H, -1).transpose(1, 2), k.view(B, S, H, -1).transpose(1, 2)
     mask = torch.zeros(B, 1, T, S, device=q.device)
-    additive = lambda t: torch.zeros(t.shape, device=q.device).masked_fill(t, -math.inf) if t.dtype == torch.bool else t.float()
+    additive = lambda t: (
+        torch.zeros(t.shape, device=q.device).masked_fill(t, -math.inf)
+        if t.dtype == torch.bool
+        else t.float()
+    )
     am, kpm = a.get('attn_mask'), a.get('key_padding_mask')
     if am is not None:
         am = additive(am)
@@ -179,47 +222,80 @@ def _measure_mha(m:nn.MultiheadAttention, args, kwargs):
 def max_logit_metrics(max_logits:dict,    # Layer name -> per-head max logits
                       per_head:bool=False # Also one entry per head
                      ) -> dict:
-    "{layer: per-head maxima} (torch or NumPy) as flat numbers for a logger; the torch and Keras clips both report this way"
-    out = {'qk_clip/max_logit': max((float(v.max()) for v in max_logits.values()), default=float('nan'))}
+    """{layer: per-head maxima} (torch or NumPy) as flat numbers for a logger; the torch and Keras
+    clips both report this way"""
+    out = {
+        'qk_clip/max_logit': max(
+            (float(v.max()) for v in max_logits.values()), default=float('nan')
+        )
+    }
     for name, v in max_logits.items():
         out[f'qk_clip/max_logit/{name}'] = float(v.max())
-        if per_head: out.update({f'qk_clip/max_logit/{name}/head{h}': float(x) for h, x in enumerate(v)})
+        if per_head:
+            out.update({f'qk_clip/max_logit/{name}/head{h}': float(x) for h, x in enumerate(v)})
     return out
 
 class QKClip(StepHook):
-    "QK-clip (MuonClip): measure each head's max attention logit in the forward pass and cap it at `tau` after each step"
+    """QK-clip (MuonClip): measure each head's max attention logit in the forward pass and cap it
+    at `tau` after each step"""
     def __init__(self,
-                 model:nn.Module,            # The model; its attention layers are found by `qk_block`
-                 tau:float|None=100.0,       # The cap on the pre-softmax logit (Kimi K2: 100); None: measure and report only
-                 alpha:float=0.5,            # The query's share of the exponent: q × γ^alpha, k × γ^(1 − alpha)
-                 blocks:dict|None=None,      # {module: QKBlock} for attention layers `qk_block` does not know
-                 remeasure:bool=True,        # Decide on the updated model's logits (one extra no-grad forward per step)
-                 process_group=None):        # torch.distributed group to reduce the maxima over (default: the world, if initialised)
+                 # The model; its attention layers are found by `qk_block`
+                 model:nn.Module,
+                 # The cap on the pre-softmax logit (Kimi K2: 100); None: measure and report only
+                 tau:float|None=100.0,
+                 # The query's share of the exponent: q × γ^alpha, k × γ^(1 − alpha)
+                 alpha:float=0.5,
+                 # {module: QKBlock} for attention layers `qk_block` does not know
+                 blocks:dict|None=None,
+                 # Decide on the updated model's logits (one extra no-grad forward per step)
+                 remeasure:bool=True,
+                 # torch.distributed group to reduce the maxima over (default: the world, if
+                 # initialised)
+                 process_group=None):
         where = 'QKClip'
-        self.tau, self.alpha = Number(0, low_open=True, optional=True)(tau, 'tau', where), Number(0, 1)(alpha, 'alpha', where)
+        self.tau, self.alpha = Number(0, low_open=True, optional=True)(tau, 'tau', where), Number(
+            0, 1
+        )(alpha, 'alpha', where)
         self.remeasure, self.process_group = Boolean()(remeasure, 'remeasure', where), process_group
-        self.blocks = {m: b for m, b in ((m, qk_block(m, n)) for n, m in model.named_modules()) if b is not None}
+        self.blocks = {
+            m: b
+            for m, b in ((m, qk_block(m, n)) for n, m in model.named_modules())
+            if b is not None
+        }
         self.blocks.update(blocks or {})
-        if not self.blocks: raise ValueError('QKClip found no attention layer it knows in the model; pass blocks={module: QKBlock(...)} for your own')
+        if not self.blocks:
+            raise ValueError(
+                'QKClip found no attention layer it knows in the model; pass blocks={module:'
+                ' QKBlock(...)} for your own'
+            )
         self.max_logits, self.clipped, self.last_clipped = {}, {}, {}
         self._seen, self._batches, self._clipping = {}, [], False
-        self._switched, covered = [], set()   # transformers models switched to the measuring attention, outermost first
+        # transformers models switched to the measuring attention, outermost first
+        self._switched, covered = [], set()
         for m in model.modules():
             if id(m) in covered: continue
             impl = _measure_transformers(m)
-            if impl is not None: self._switched.append((m, impl)); covered.update(id(s) for s in m.modules())
-        self._model, self._handles = model, [model.register_forward_pre_hook(self._keep_batch, with_kwargs=True)]
+            if impl is not None:
+                self._switched.append((m, impl))
+                covered.update(id(s) for s in m.modules())
+        self._model, self._handles = model, [
+            model.register_forward_pre_hook(self._keep_batch, with_kwargs=True)
+        ]
         for m in self.blocks:
             m._qk_clip = self
-            if isinstance(m, nn.MultiheadAttention): self._handles.append(m.register_forward_pre_hook(_measure_mha, with_kwargs=True))
+            if isinstance(m, nn.MultiheadAttention):
+                self._handles.append(m.register_forward_pre_hook(_measure_mha, with_kwargs=True))
 
     def record(self, module, query, key, scaling, mask=None, causal=False):
-        "Measure one attention call; while clipping in flight, clip the layer and return its rescaled (query, key)"
+        """Measure one attention call; while clipping in flight, clip the layer and return its
+        rescaled (query, key)"""
         return self._merge(module, max_logits(query, key, scaling, mask, causal), query, key)
 
     def _merge(self, module, logits, query=None, key=None):
         if not self._clipping:
-            self._seen[module] = torch.maximum(self._seen[module], logits) if module in self._seen else logits
+            self._seen[module] = (
+                torch.maximum(self._seen[module], logits) if module in self._seen else logits
+            )
             return query, key
         factors = self._clip(self.blocks[module], self._reduced(logits))
         if factors is None or query is None: return query, key
@@ -227,16 +303,23 @@ class QKClip(StepHook):
         return query * q_f.view(1, -1, 1, 1).to(query), key * k_f.view(1, -1, 1, 1).to(key)
 
     def pending(self) -> dict:
-        "Max logits measured since the last step (e.g. by a forward pass under `torch.no_grad()`), per layer"
+        """Max logits measured since the last step (e.g. by a forward pass under
+        `torch.no_grad()`), per layer"""
         return {self.blocks[m].name: v.detach().float().cpu() for m, v in self._seen.items()}
 
     def _keep_batch(self, model, args, kwargs):
-        if self.remeasure and torch.is_grad_enabled() and not self._clipping: self._batches.append((args, kwargs))
+        if self.remeasure and torch.is_grad_enabled() and not self._clipping:
+            self._batches.append((args, kwargs))
 
     def _reduced(self, logits:torch.Tensor) -> torch.Tensor:
         "One layer's maxima over all ranks"
         dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size(self.process_group) > 1): return logits
+        if not (
+            dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size(self.process_group) > 1
+        ):
+            return logits
         t = logits.float().clone()
         if dist.get_backend(self.process_group) == 'nccl': t = t.cuda()
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.process_group)
@@ -248,7 +331,8 @@ class QKClip(StepHook):
         self.max_logits = {self.blocks[m].name: v.detach().float().cpu() for m, v in seen.items()}
         self.last_clipped = {}
         if self.tau is None: return      # measuring only
-        if self.remeasure and batches:   # re-run the updated model on the step's batches, clipping each layer as it is reached
+        # re-run the updated model on the step's batches, clipping each layer as it is reached
+        if self.remeasure and batches:
             modes = {m: m.training for m in self._model.modules()}
             self._model.eval(); self._clipping = True
             try:
@@ -263,41 +347,52 @@ class QKClip(StepHook):
                 if m in seen: self._clip(self.blocks[m], self._reduced(seen[m]))
 
     def _clip(self, block:QKBlock, s:torch.Tensor):
-        "Scale the heads of one layer whose max logit is over `tau` (GQA: see the rule above); returns the (query, key) factors or None"
+        """Scale the heads of one layer whose max logit is over `tau` (GQA: see the rule above);
+        returns the (query, key) factors or None"""
         if self.tau is None: return None
         s, g, n = s.double().tolist(), block.num_heads // block.num_kv_heads, 0
-        q_f, k_f = torch.ones(block.num_heads, dtype=torch.float64), torch.ones(block.num_kv_heads, dtype=torch.float64)
+        q_f, k_f = torch.ones(block.num_heads, dtype=torch.float64), torch.ones(
+            block.num_kv_heads, dtype=torch.float64
+        )
         for j in range(block.num_kv_heads):
             gamma = {h: self.tau / s[h] for h in range(j * g, (j + 1) * g) if s[h] > self.tau}
             if not gamma: continue
-            self.last_clipped[block.name] = sorted(set(self.last_clipped.get(block.name, [])) | set(gamma))
+            self.last_clipped[block.name] = sorted(
+                set(self.last_clipped.get(block.name, [])) | set(gamma))
             key_share = min(gamma.values()) ** (1 - self.alpha) if len(gamma) == g else 1.0
             if key_share != 1.0: block.scale_key(j, key_share); k_f[j] = key_share
-            for h, gh in gamma.items(): block.scale_query(h, gh / key_share); q_f[h] = gh / key_share
+            for h, gh in gamma.items():
+                block.scale_query(h, gh / key_share)
+                q_f[h] = gh / key_share
             n += len(gamma)
         if not n: return None
         self.clipped[block.name] = self.clipped.get(block.name, 0) + n
         return q_f, k_f
 
     def metrics(self, per_head:bool=False) -> dict:
-        "The last step's max logits as flat numbers for a logger: 'qk_clip/max_logit/<layer>' (and '…/head<h>')"
+        """The last step's max logits as flat numbers for a logger: 'qk_clip/max_logit/<layer>'
+        (and '…/head<h>')"""
         return max_logit_metrics(self.max_logits, per_head)
 
     def state_dict(self) -> dict: return {'clipped': dict(self.clipped)}
     def load_state_dict(self, state:dict): self.clipped = dict(state['clipped'])
 
     def remove(self):
-        "Stop measuring: remove the hooks and give a transformers model back its attention implementation"
+        """Stop measuring: remove the hooks and give a transformers model back its attention
+        implementation"""
         for h in self._handles: h.remove()
         for m in self.blocks: m.__dict__.pop('_qk_clip', None)
         for m, impl in self._switched: m.set_attn_implementation(impl)
         self._handles, self._switched = [], []
 
 # %% ../nbs/05c_muonclip.ipynb #a6898066
-def attach_qk_clip(optimizer:torch.optim.Optimizer, # Any torch optimizer (Muon, DistMuon, AdamW, ...)
-                   model:nn.Module,                 # The model whose attention layers it updates
-                   **kwargs) -> QKClip:             # `QKClip`'s arguments: tau, alpha, blocks, remeasure, process_group
-    "Create a `QKClip` for `model` and run it after every `optimizer.step()`; `.remove()` detaches both"
+def attach_qk_clip(
+        optimizer:torch.optim.Optimizer, # Any torch optimizer (Muon, DistMuon, AdamW, ...)
+        model:nn.Module,                 # The model whose attention layers it updates
+        # `QKClip`'s arguments: tau, alpha, blocks, remeasure, process_group
+        **kwargs) -> QKClip:
+    """Create a `QKClip` for `model` and run it after every `optimizer.step()`; `.remove()`
+    detaches both"""
     clip = QKClip(model, **kwargs)
     handle = attach_step_hooks(optimizer, clip, key='qk_clip')
     remove = clip.remove
@@ -308,13 +403,21 @@ def attach_qk_clip(optimizer:torch.optim.Optimizer, # Any torch optimizer (Muon,
 # %% ../nbs/05c_muonclip.ipynb #156ee177
 class MuonClip(Muon):
     "Muon with QK-clip after every step (Kimi K2's MuonClip)"
-    def __init__(self, params,      # The model (QK-clip needs its attention layers), or parameters with `model=`
-                 *args,
-                 qk_clip_tau:float=100.0,       # The cap on each head's max attention logit
-                 qk_clip_alpha:float=0.5,       # The query's share of the exponent
-                 qk_clip_remeasure:bool=True,   # Decide on the updated weights' logits (False: the forward pass's, as in K2)
-                 **kwargs):                     # `Muon`'s arguments
+    def __init__(
+            # The model (QK-clip needs its attention layers), or parameters with `model=`
+            self, params,
+            *args,
+            qk_clip_tau:float=100.0,       # The cap on each head's max attention logit
+            qk_clip_alpha:float=0.5,       # The query's share of the exponent
+            # Decide on the updated weights' logits (False: the forward pass's, as in K2)
+            qk_clip_remeasure:bool=True,
+            **kwargs):                     # `Muon`'s arguments
         super().__init__(params, *args, **kwargs)
         model = params if isinstance(params, nn.Module) else kwargs.get('model')
-        if model is None: raise TypeError("MuonClip needs the model (as params or model=): QK-clip rescales its attention layers")
-        self.qk_clip = attach_qk_clip(self, model, tau=qk_clip_tau, alpha=qk_clip_alpha, remeasure=qk_clip_remeasure)
+        if model is None:
+            raise TypeError(
+                "MuonClip needs the model (as params or model=): QK-clip rescales its attention"
+                " layers"
+            )
+        self.qk_clip = attach_qk_clip(self, model, tau=qk_clip_tau, alpha=qk_clip_alpha,
+                                      remeasure=qk_clip_remeasure)

@@ -19,19 +19,24 @@ from .muonclip import max_logit_metrics
 __all__ = ['keras_max_logits', 'KerasQKClip']
 
 # %% ../nbs/05d_muonclip_keras.ipynb #3697ab36
-def keras_max_logits(query,              # (batch, q_len, heads, head_dim), as Keras' attention sees it
-                     key,                # (batch, k_len, heads, head_dim)
-                     scale:float,        # The attention scale
-                     mask=None,          # Boolean attention mask (True: allowed), or None
-                     causal:bool=False   # Apply a causal mask as well
-                    ) -> np.ndarray:
-    "Each head's largest pre-softmax logit over the batch and the allowed positions, as a float64 NumPy array"
+def keras_max_logits(
+        query,              # (batch, q_len, heads, head_dim), as Keras' attention sees it
+        key,                # (batch, k_len, heads, head_dim)
+        scale:float,        # The attention scale
+        mask=None,          # Boolean attention mask (True: allowed), or None
+        causal:bool=False   # Apply a causal mask as well
+    ) -> np.ndarray:
+    """Each head's largest pre-softmax logit over the batch and the allowed positions, as a float64
+    NumPy array"""
     if KerasOps().tracing(query):
-        raise RuntimeError('QK-clip measures attention logits eagerly, but this step is traced (jit): compile the model with '
-                           'run_eagerly=True (JAX, TensorFlow) or run the step eagerly')
+        raise RuntimeError(
+            'QK-clip measures attention logits eagerly, but this step is traced (jit): compile the'
+            ' model with run_eagerly=True (JAX, TensorFlow) or run the step eagerly'
+        )
     q, k = (ops.convert_to_numpy(ops.cast(t, 'float32')).astype(np.float64) for t in (query, key))
     s = np.einsum('bthd,bshd->bhts', q, k) * scale
-    allowed = np.ones(s.shape[-2:], dtype=bool) if mask is None else np.broadcast_to(ops.convert_to_numpy(mask).astype(bool)[:, None], s.shape)
+    allowed = np.ones(s.shape[-2:], dtype=bool) if mask is None else np.broadcast_to(
+        ops.convert_to_numpy(mask).astype(bool)[:, None], s.shape)
     if causal: allowed = allowed & np.tril(np.ones(s.shape[-2:], dtype=bool))
     return np.where(allowed, s, -np.inf).max(axis=(0, 2, 3))
 
@@ -42,11 +47,16 @@ def _attention_layers(model) -> list:
     while stack:
         layer = stack.pop(0)
         if isinstance(layer, keras.layers.MultiHeadAttention): found.append(layer)
-        stack.extend(layer._flatten_layers(include_self=False, recursive=False) if hasattr(layer, '_flatten_layers') else [])
+        stack.extend(
+            layer._flatten_layers(include_self=False, recursive=False)
+            if hasattr(layer, '_flatten_layers')
+            else []
+        )
     return found
 
 def _scale_head(dense, head:int, factor:float):
-    "Multiply one head's slice of an EinsumDense kernel (…, heads, head_dim) and bias (heads, head_dim) by `factor`"
+    """Multiply one head's slice of an EinsumDense kernel (…, heads, head_dim) and bias (heads,
+    head_dim) by `factor`"""
     for v in [dense.kernel] + ([dense.bias] if getattr(dense, 'bias', None) is not None else []):
         a = ops.convert_to_numpy(v).copy()
         a[..., head, :] *= factor
@@ -54,32 +64,48 @@ def _scale_head(dense, head:int, factor:float):
 
 @keras.saving.register_keras_serializable(package='dl_optim')
 class KerasQKClip(KerasStepHook):
-    "QK-clip for Keras `MultiHeadAttention` layers: a step hook of the Keras Muon, or `.callback()` for any optimizer"
+    """QK-clip for Keras `MultiHeadAttention` layers: a step hook of the Keras Muon, or
+    `.callback()` for any optimizer"""
     def __init__(self,
-                 model=None,                 # The Keras model (or `bind(model)` later, e.g. after loading a saved optimizer)
+                 # The Keras model (or `bind(model)` later, e.g. after loading a saved optimizer)
+                 model=None,
                  tau:float=100.0,            # The cap on each head's max attention logit
                  alpha:float=0.5,            # The query's share of the exponent
-                 remeasure:bool=True):       # Decide on the updated model's logits (one extra forward pass per step)
+                 # Decide on the updated model's logits (one extra forward pass per step)
+                 remeasure:bool=True):
         where = 'KerasQKClip'
-        self.tau, self.alpha = Number(0, low_open=True)(tau, 'tau', where), Number(0, 1)(alpha, 'alpha', where)
+        self.tau, self.alpha = Number(0, low_open=True)(tau, 'tau',
+                                                        where), Number(0, 1)(alpha, 'alpha', where)
         self.remeasure = Boolean()(remeasure, 'remeasure', where)
-        self.model, self.layers, self.max_logits, self.clipped, self.last_clipped = None, [], {}, {}, {}
+        self.model, self.layers, self.max_logits, self.clipped, self.last_clipped = (
+            None,
+            [],
+            {},
+            {},
+            {},
+        )
         self._seen, self._batches, self._clipping, self._traced = {}, [], False, False
         if model is not None: self.bind(model)
 
     def bind(self, model):
         "Measure `model`'s attention layers from now on"
         layers = _attention_layers(model)
-        if not layers: raise ValueError('KerasQKClip found no keras.layers.MultiHeadAttention in the model')
+        if not layers:
+            raise ValueError('KerasQKClip found no keras.layers.MultiHeadAttention in the model')
         for layer in layers:
             if not callable(getattr(type(layer), '_compute_attention', None)):
-                raise RuntimeError(f'keras {keras.__version__}: MultiHeadAttention has no _compute_attention to measure the logits in')
+                raise RuntimeError(
+                    f'keras {keras.__version__}: MultiHeadAttention has no _compute_attention to'
+                    ' measure the logits in'
+                )
             if '_compute_attention' not in vars(layer): self._wrap(layer)
         if self.remeasure and 'call' not in vars(model):
             call = model.call
             def keep(*args, **kwargs):
-                if kwargs.get('training') and not self._clipping and not any(a is args[0] for (a, *_), _ in self._batches):
-                    self._batches.append((args, kwargs))   # once per batch, also when a traced gradient pass calls it too
+                if kwargs.get('training') and not self._clipping and not any(
+                        a is args[0] for (a, *_), _ in self._batches):
+                    # once per batch, also when a traced gradient pass calls it too
+                    self._batches.append((args, kwargs))
                 return call(*args, **kwargs)
             model.call = keep
         self.model, self.layers = model, layers
@@ -90,7 +116,8 @@ class KerasQKClip(KerasStepHook):
         sig = inspect.signature(inner)
         def compute_attention(*args, **kwargs):
             a = sig.bind(*args, **kwargs).arguments
-            q, k = self._record(layer, a['query'], a['key'], a.get('attention_mask'), a.get('use_causal_mask', False))
+            q, k = self._record(layer, a['query'], a['key'], a.get('attention_mask'),
+                                a.get('use_causal_mask', False))
             a['query'], a['key'] = q, k
             return inner(**a)
         layer._compute_attention = compute_attention
@@ -98,11 +125,20 @@ class KerasQKClip(KerasStepHook):
     def _record(self, layer, query, key, mask, causal):
         scale, causal = float(layer._inverse_sqrt_key_dim), causal and mask is None
         if KerasOps().tracing(query):
-            if keras.backend.backend() == 'jax' and not self._clipping:   # JAX differentiates a traced forward even when eager:
-                import jax                                              # the host callback sees the concrete values
-                jax.debug.callback(lambda q, k, *m: self._merge(layer, keras_max_logits(q, k, scale, m[0] if m else None, causal)),
-                                   query, key, *([] if mask is None else [mask]))
-            else: self._traced = True   # nothing concrete to measure; `apply` says so if no eager call measured either
+            # JAX differentiates a traced forward even when eager:
+            if keras.backend.backend() == 'jax' and not self._clipping:
+                # the host callback sees the concrete values
+                import jax
+                jax.debug.callback(
+                    lambda q, k, *m: self._merge(
+                        layer, keras_max_logits(q, k, scale, m[0] if m else None, causal)
+                    ),
+                    query,
+                    key,
+                    *([] if mask is None else [mask])
+                )
+            # nothing concrete to measure; `apply` says so if no eager call measured either
+            else: self._traced = True
             return query, key
         logits = keras_max_logits(query, key, scale, mask, causal)
         if not self._clipping:
@@ -111,7 +147,8 @@ class KerasQKClip(KerasStepHook):
         f = self._clip(layer, logits)
         if f is None: return query, key
         shape = (1, 1, -1, 1)
-        return query * ops.cast(np.reshape(f[0], shape), query.dtype), key * ops.cast(np.reshape(f[1], shape), key.dtype)
+        return query * ops.cast(np.reshape(f[0], shape), query.dtype), key * ops.cast(
+            np.reshape(f[1], shape), key.dtype)
 
     def _merge(self, layer, logits):
         self._seen[layer] = np.maximum(self._seen[layer], logits) if layer in self._seen else logits
@@ -125,17 +162,24 @@ class KerasQKClip(KerasStepHook):
         for h in hit:
             if q_f[h] != 1.0: _scale_head(layer.query_dense, h, float(q_f[h]))
             if k_f[h] != 1.0: _scale_head(layer.key_dense, h, float(k_f[h]))
-        self.last_clipped[layer.name] = sorted(set(self.last_clipped.get(layer.name, [])) | set(hit))
+        self.last_clipped[layer.name] = sorted(
+            set(self.last_clipped.get(layer.name, [])) | set(hit))
         self.clipped[layer.name] = self.clipped.get(layer.name, 0) + len(hit)
         return q_f, k_f
 
     def apply(self):
         "Clip after an optimizer step (the step hook and the callback call this)"
-        if self.model is None: raise RuntimeError('KerasQKClip is not bound to a model: call .bind(model) (a loaded optimizer needs it again)')
+        if self.model is None:
+            raise RuntimeError(
+                'KerasQKClip is not bound to a model: call .bind(model) (a loaded optimizer needs'
+                ' it again)'
+            )
         seen, self._seen, batches, self._batches = self._seen, {}, self._batches, []
         if not seen and self._traced:
-            raise RuntimeError('QK-clip measures attention logits eagerly, but this step was traced (jit): compile the model '
-                               'with run_eagerly=True (JAX, TensorFlow) or run the forward pass eagerly')
+            raise RuntimeError(
+                'QK-clip measures attention logits eagerly, but this step was traced (jit): compile'
+                ' the model with run_eagerly=True (JAX, TensorFlow) or run the forward pass eagerly'
+            )
         self._traced = False
         self.max_logits, self.last_clipped = {l.name: v for l, v in seen.items()}, {}
         if self.remeasure and batches:
@@ -149,8 +193,11 @@ class KerasQKClip(KerasStepHook):
 
     def after_step(self, optimizer, variables):
         if variables and KerasOps().tracing(variables[0].value):
-            raise RuntimeError('QK-clip rescales weights eagerly after each step, but this optimizer step is traced (jit): compile '
-                               'the model with run_eagerly=True (or jit_compile=False on JAX)')
+            raise RuntimeError(
+                'QK-clip rescales weights eagerly after each step, but this optimizer step is'
+                ' traced (jit): compile the model with run_eagerly=True (or jit_compile=False on'
+                ' JAX)'
+            )
         self.apply()
 
     def pending(self) -> dict:
@@ -158,17 +205,23 @@ class KerasQKClip(KerasStepHook):
         return {l.name: v for l, v in self._seen.items()}
 
     def metrics(self, per_head:bool=False) -> dict:
-        "The last step's max logits as flat numbers for a logger (`dl_optim.muonclip.max_logit_metrics`)"
+        """The last step's max logits as flat numbers for a logger
+        (`dl_optim.muonclip.max_logit_metrics`)"""
         return max_logit_metrics(self.max_logits, per_head)
 
     def callback(self):
-        "A `keras.callbacks.Callback` that clips after every training batch, for optimizers without step hooks (torch, TensorFlow)"
+        """A `keras.callbacks.Callback` that clips after every training batch, for optimizers
+        without step hooks (torch, TensorFlow)"""
         if keras.backend.backend() == 'jax':
-            raise RuntimeError("JAX's fit keeps the weights outside the model between batches, so a callback cannot rescale them: "
-                               'use the Keras Muon with step_hooks=[clip] (any dl_optim optimizer with StepHooksMixin)')
+            raise RuntimeError(
+                "JAX's fit keeps the weights outside the model between batches, so a callback"
+                " cannot rescale them: use the Keras Muon with step_hooks=[clip] (any dl_optim"
+                " optimizer with StepHooksMixin)"
+            )
         clip = self
         class QKClipCallback(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None): clip.apply()
         return QKClipCallback()
 
-    def get_config(self) -> dict: return dict(tau=self.tau, alpha=self.alpha, remeasure=self.remeasure)
+    def get_config(self) -> dict:
+        return dict(tau=self.tau, alpha=self.alpha, remeasure=self.remeasure)

@@ -41,7 +41,8 @@ def compose(x,                      # Scalars or an array
 # %% ../nbs/01_newton_schulz.ipynb #7989feba
 @dataclass(frozen=True)
 class Schedule:
-    "Polynomials (a, b, c) applied in turn to X / (input_scale · ‖X‖_F); `name='svd'` means the exact polar factor"
+    """Polynomials (a, b, c) applied in turn to X / (input_scale · ‖X‖_F); `name='svd'` means the
+    exact polar factor"""
     name: str                 # 'polar_express', 'jordan', 'cubic', 'custom' or 'svd'
     coefficients: tuple = ()  # The (a, b, c) triples, one per step
     input_scale: float = 1.0  # X is divided by input_scale · ‖X‖_F first
@@ -55,8 +56,10 @@ class Schedule:
         return sum(2 if c == 0 else 3 for a, b, c in self.coefficients)
 
     def as_dict(self) -> dict:
-        "The schedule as plain data (str, float tuples) that `resolve_schedule` takes back and `torch.load(weights_only=True)` reads"
-        return dict(name=self.name, coefficients=tuple(tuple(map(float, t)) for t in self.coefficients),
+        """The schedule as plain data (str, float tuples) that `resolve_schedule` takes back and
+        `torch.load(weights_only=True)` reads"""
+        return dict(name=self.name,
+                    coefficients=tuple(tuple(map(float, t)) for t in self.coefficients),
                     input_scale=float(self.input_scale))
 
 # %% ../nbs/01_newton_schulz.ipynb #e6cebd37
@@ -68,13 +71,16 @@ JORDAN = (3.4445, -4.7750, 2.0315)
 # %% ../nbs/01_newton_schulz.ipynb #8d0241bc
 def plot_schedules(schedules:dict, # Label -> `Schedule`
                    title:str=''):   # The figure's title
-    "Plot each schedule's first polynomial on [0, 1.2] and its full composition on a log axis; returns the figure"
+    """Plot each schedule's first polynomial on [0, 1.2] and its full composition on a log axis;
+    returns the figure"""
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(7.5, 3.4))
     x = np.linspace(0, 1.2, 1201)
-    for name, s in schedules.items(): axs[0].plot(x, quintic(x / s.input_scale, *s.coefficients[0]), label=f'{name}: first step')
+    for name, s in schedules.items():
+        axs[0].plot(x, quintic(x / s.input_scale, *s.coefficients[0]), label=f'{name}: first step')
     xl = np.geomspace(1e-4, 1, 2001)
-    for name, s in schedules.items(): axs[1].semilogx(xl, s(xl), label=f'{name}: {len(s.coefficients)} steps')
+    for name, s in schedules.items():
+        axs[1].semilogx(xl, s(xl), label=f'{name}: {len(s.coefficients)} steps')
     for ax, xlabel, ylabel, top in ((axs[0], 'singular value x', 'p(x)', 1.6),
                                     (axs[1], 'normalised singular value x', 'composition', 1.35)):
         ax.axhline(1, color='k', lw=0.6, ls=':'); ax.set_ylim(-0.05, top)
@@ -90,7 +96,8 @@ def minimax_quintic(lo:float,            # Lower end of the interval
                     max_iter:int=100     # Exchange iterations at most
                    ) -> tuple[float, float, float]:
     "The odd quintic minimising max |1 − p(x)| over [lo, hi], by Remez exchange in float64"
-    if not 0 <= lo <= hi or hi <= 0: raise ValueError(f"need 0 <= lo <= hi and hi > 0, got lo={lo!r}, hi={hi!r}")
+    if not 0 <= lo <= hi or hi <= 0:
+        raise ValueError(f"need 0 <= lo <= hi and hi > 0, got lo={lo!r}, hi={hi!r}")
     classical = (15 / 8 / hi, -10 / 8 / hi**3, 3 / 8 / hi**5)
     if lo / hi > 1 - 5e-6: return classical
     x1, x2 = (3 * lo + hi) / 4, (lo + 3 * hi) / 4
@@ -100,7 +107,8 @@ def minimax_quintic(lo:float,            # Lower end of the interval
         system = np.stack([pts, pts**3, pts**5, np.array([1., -1., 1., -1.])], axis=1)
         a, b, c, err = np.linalg.solve(system, np.ones(4))
         disc = 9 * b * b - 20 * a * c
-        if not (disc > 0 and c > 0): return classical   # the exchange lost precision: interval narrow enough for the limit
+        # the exchange lost precision: interval narrow enough for the limit
+        if not (disc > 0 and c > 0): return classical
         root = math.sqrt(disc)
         x1, x2 = (math.sqrt((-3 * b + s * root) / (10 * c)) for s in (-1, 1))
         if abs(err - err_prev) <= tol: return float(a), float(b), float(c)
@@ -112,12 +120,19 @@ _lower, _fraction = Number(0, 1, low_open=True, high_open=True), Number(0, 1, hi
 
 def polar_express_coefficients(lower:float=1e-3,   # Smallest normalised singular value to lift (ℓ)
                                steps:int=5,        # Number of polynomials (T)
-                               safety:float=2e-2,  # Safety factor ε: all but the last polynomial become p(x/(1+ε))
-                               cushion:float=2e-2  # Fit on [max(ℓ, cushion·u), u] (κ), then re-centre
+                               # Safety factor ε: all but the last polynomial become p(x/(1+ε))
+                               safety:float=2e-2,
+                               # Fit on [max(ℓ, cushion·u), u] (κ), then re-centre
+                               cushion:float=2e-2
                               ) -> list[tuple[float, float, float]]:
-    "The Polar Express schedule: at each step the minimax odd quintic for the current interval of singular values"
+    """The Polar Express schedule: at each step the minimax odd quintic for the current interval of
+    singular values"""
     where = 'polar_express_coefficients'
-    lower, safety, cushion = _lower(lower, 'lower', where), Number(0)(safety, 'safety', where), _fraction(cushion, 'cushion', where)
+    lower, safety, cushion = (
+        _lower(lower, 'lower', where),
+        Number(0)(safety, 'safety', where),
+        _fraction(cushion, 'cushion', where),
+    )
     steps = Number(1, integer=True)(steps, 'steps', where)
     lo, hi, s, out = lower, 1.0, 1.0 + safety, []
     for t in range(steps):
@@ -127,7 +142,8 @@ def polar_express_coefficients(lower:float=1e-3,   # Smallest normalised singula
             a, b, c = a * k, b * k, c * k
         if t < steps - 1: a, b, c = a / s, b / s**3, c / s**5
         out.append((a, b, c))
-        lo = min(quintic(lo, a, b, c), 1.0)   # once converged, rounding can push p(lo) a hair past 1
+        # once converged, rounding can push p(lo) a hair past 1
+        lo = min(quintic(lo, a, b, c), 1.0)
         hi = 2 - lo
     return out
 
@@ -141,7 +157,11 @@ def polar_express_schedule(lower:float=1e-3,    # The smallest singular value to
                            cushion:float=2e-2   # Fit on [max(ℓ, cushion·u), u]
                           ) -> Schedule:
     "`polar_express_coefficients` as a `Schedule`, with the input scaled by the same safety factor"
-    return Schedule('polar_express', tuple(polar_express_coefficients(lower, steps, safety, cushion)), 1.0 + safety)
+    return Schedule(
+        'polar_express',
+        tuple(polar_express_coefficients(lower, steps, safety, cushion)),
+        1.0 + safety,
+    )
 
 # %% ../nbs/01_newton_schulz.ipynb #eb760ea9
 _NAMED_CACHE = {}
@@ -150,63 +170,114 @@ _NAMED_CACHE = {}
 def _named_schedule(name:str, steps:int) -> Schedule:
     "The named schedule, derived once per (name, steps)"
     if (name, steps) not in _NAMED_CACHE:
-        _NAMED_CACHE[name, steps] = (polar_express_schedule(steps=steps) if name == 'polar_express' else
-                                     Schedule(name, (JORDAN,) * steps) if name == 'jordan' else
-                                     Schedule(name, (CUBIC,) * steps) if name == 'cubic' else Schedule('svd'))
+        _NAMED_CACHE[name, steps] = (
+            polar_express_schedule(steps=steps)
+            if name == 'polar_express'
+            else (
+                Schedule(name, (JORDAN,) * steps)
+                if name == 'jordan'
+                else Schedule(name, (CUBIC,) * steps) if name == 'cubic' else Schedule('svd')
+            )
+        )
     return _NAMED_CACHE[name, steps]
 
 def _as_triple(t, where):
     if not (isinstance(t, (tuple, list)) and len(t) == 3):
-        raise ConfigError('coefficients', t, 'a name, an (a, b, c) tuple, or a list of (a, b, c) tuples', where)
+        raise ConfigError('coefficients', t,
+                          'a name, an (a, b, c) tuple, or a list of (a, b, c) tuples', where)
     return tuple(Number()(v, 'coefficients', where) for v in t)
 
-MAX_GAIN = 3.0   # a custom schedule may lift a normalised singular value at most this far, at any step
+# a custom schedule may lift a normalised singular value at most this far, at any step
+MAX_GAIN = 3.0
 
 @functools.lru_cache(maxsize=256)
 def _unstable_step(triples:tuple, input_scale:float) -> str|None:
-    "Why a custom schedule cannot orthogonalize (a value beyond `MAX_GAIN`, or a direction flipped or zeroed), or None"
-    x = np.concatenate([np.geomspace(1e-6, 1.0, 2001), np.linspace(0.0, 1.0, 2001)[1:]]) * input_scale
+    """Why a custom schedule cannot orthogonalize (a value beyond `MAX_GAIN`, or a direction
+    flipped or zeroed), or None"""
+    x = (
+        np.concatenate([np.geomspace(1e-6, 1.0, 2001), np.linspace(0.0, 1.0, 2001)[1:]])
+        * input_scale
+    )
     for k, (a, b, c) in enumerate(triples, 1):
         x = a * x + b * x ** 3 + c * x ** 5
-        if not np.all(np.abs(x) <= MAX_GAIN): return f'step {k} maps a singular value in (0, 1] to {float(np.nanmax(np.abs(x))):.3g}'
-    if np.any(x <= 0): return f'the result maps a singular value in (0, 1] to {float(x.min()):.3g} (a direction flipped or lost)'
+        if not np.all(np.abs(x) <= MAX_GAIN):
+            return f'step {k} maps a singular value in (0, 1] to {float(np.nanmax(np.abs(x))):.3g}'
+    if np.any(x <= 0):
+        return (
+            f'the result maps a singular value in (0, 1] to {float(x.min()):.3g} (a direction'
+            ' flipped or lost)'
+        )
     return None
 
 def _checked(s:Schedule, value, where) -> Schedule:
-    "A custom schedule, if it keeps every singular value of a normalised input positive and bounded at every step"
+    """A custom schedule, if it keeps every singular value of a normalised input positive and
+    bounded at every step"""
     why = _unstable_step(s.coefficients, s.input_scale)
-    if why: raise ConfigError('coefficients', value, f'a schedule that keeps singular values in (0, {MAX_GAIN:g}] at every step; {why}', where)
+    if why:
+        raise ConfigError(
+            'coefficients', value,
+            f'a schedule that keeps singular values in (0, {MAX_GAIN:g}] at every step; {why}',
+            where)
     return s
 
-def resolve_schedule(coefficients='polar_express', # A name from `NAMED_SCHEDULES`, an (a, b, c) tuple, a list of them, a `Schedule` or its `as_dict()`
-                     steps:int|None=None,          # Steps; `None`: 5 for names and tuples, the list's length for lists
-                     steps_key:str='steps',        # The caller's name for `steps` in error messages (Muon: 'ns_steps')
-                     where:str='Newton–Schulz schedule'): # The caller, for error messages
+def resolve_schedule(
+        # A name from `NAMED_SCHEDULES`, an (a, b, c) tuple, a list of them, a `Schedule` or its
+        # `as_dict()`
+        coefficients='polar_express',
+        # Steps; `None`: 5 for names and tuples, the list's length for lists
+        steps:int|None=None,
+        # The caller's name for `steps` in error messages (Muon: 'ns_steps')
+        steps_key:str='steps',
+        where:str='Newton–Schulz schedule'): # The caller, for error messages
     "Turn the user's `coefficients` and `steps` into a `Schedule`"
     if steps is not None: steps = Number(1, integer=True)(steps, steps_key, where)
-    if isinstance(coefficients, dict) and set(coefficients) == {'name', 'coefficients', 'input_scale'}:
-        coefficients = Schedule(Choice(*NAMED_SCHEDULES, 'custom')(coefficients['name'], 'coefficients.name', where),
-                                tuple(_as_triple(t, where) for t in coefficients['coefficients']),
-                                Number(0, low_open=True)(coefficients['input_scale'], 'coefficients.input_scale', where))
-        if coefficients.name == 'custom': coefficients = _checked(coefficients, coefficients.as_dict(), where)
+    if isinstance(coefficients, dict) and set(coefficients) == {
+        'name',
+        'coefficients',
+        'input_scale',
+    }:
+        coefficients = Schedule(
+            Choice(*NAMED_SCHEDULES, 'custom')(coefficients['name'], 'coefficients.name', where),
+            tuple(_as_triple(t, where) for t in coefficients['coefficients']),
+            Number(0, low_open=True)(coefficients['input_scale'], 'coefficients.input_scale',
+                                     where))
+        if coefficients.name == 'custom':
+            coefficients = _checked(coefficients, coefficients.as_dict(), where)
     if isinstance(coefficients, Schedule):
-        if steps is not None and steps != len(coefficients.coefficients) and coefficients.name != 'svd':
-            raise ConfigError(steps_key, steps, f'None or {len(coefficients.coefficients)} (the length of the schedule in '
-                              f"'coefficients')", where)
+        if (
+            steps is not None
+            and steps != len(coefficients.coefficients)
+            and coefficients.name != 'svd'
+        ):
+            raise ConfigError(
+                steps_key,
+                steps,
+                f'None or {len(coefficients.coefficients)} (the length of the schedule in '
+                f"'coefficients')",
+                where,
+            )
         return coefficients
     if isinstance(coefficients, str):
         name = coefficients.strip().lower()
         if name not in NAMED_SCHEDULES:
-            raise ConfigError('coefficients', coefficients, 'one of ' + ', '.join(map(repr, NAMED_SCHEDULES)) +
-                              ', or (a, b, c) tuples', where, did_you_mean(coefficients, NAMED_SCHEDULES))
+            raise ConfigError(
+                'coefficients', coefficients,
+                'one of ' + ', '.join(map(repr, NAMED_SCHEDULES)) + ', or (a, b, c) tuples', where,
+                did_you_mean(coefficients, NAMED_SCHEDULES))
         return _named_schedule(name, steps or DEFAULT_STEPS)
-    if isinstance(coefficients, (tuple, list)) and len(coefficients) == 3 and all(isinstance(v, (int, float, np.number)) for v in coefficients):
-        return _checked(Schedule('custom', (_as_triple(coefficients, where),) * (steps or DEFAULT_STEPS)), coefficients, where)
+    if isinstance(coefficients, (tuple, list)) and len(coefficients) == 3 and all(
+            isinstance(v, (int, float, np.number)) for v in coefficients):
+        return _checked(
+            Schedule('custom', (_as_triple(coefficients, where),) * (steps or DEFAULT_STEPS)),
+            coefficients, where)
     if not isinstance(coefficients, (tuple, list)) or not coefficients:
-        raise ConfigError('coefficients', coefficients, 'a name, an (a, b, c) tuple, or a non-empty list of them', where)
+        raise ConfigError('coefficients', coefficients,
+                          'a name, an (a, b, c) tuple, or a non-empty list of them', where)
     triples = tuple(_as_triple(t, where) for t in coefficients)
     if steps is not None and steps != len(triples):
-        raise ConfigError(steps_key, steps, f"None or {len(triples)} (the length of the list in 'coefficients')", where)
+        raise ConfigError(steps_key, steps,
+                          f"None or {len(triples)} (the length of the list in 'coefficients')",
+                          where)
     return _checked(Schedule('custom', triples), coefficients, where)
 
 # %% ../nbs/01_newton_schulz.ipynb #c7ac616a
@@ -221,16 +292,20 @@ def worst_case_error(schedule:Schedule,   # The schedule
 # %% ../nbs/01_newton_schulz.ipynb #5a5e1cbc
 def default_ns_dtype(device # A torch device or its name
                     ) -> torch.dtype:
-    "bfloat16 where the device has fast bf16 matrix products (CUDA with bf16, oneDNN bf16 CPUs), else float32"
+    """bfloat16 where the device has fast bf16 matrix products (CUDA with bf16, oneDNN bf16 CPUs),
+    else float32"""
     device = torch.device(device)
-    if device.type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == 'cuda':
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     if device.type == 'cpu': return torch.bfloat16 if _CPU_FAST_BF16 else torch.float32
     return torch.float32
 
 def _cpu_has_fast_bf16() -> bool:
-    "Whether oneDNN has native bf16 matrix kernels on this CPU (AVX512-BF16 or AMX); `DL_OPTIM_CPU_FAST_BF16=0|1` overrides"
+    """Whether oneDNN has native bf16 matrix kernels on this CPU (AVX512-BF16 or AMX);
+    `DL_OPTIM_CPU_FAST_BF16=0|1` overrides"""
     forced = os.environ.get('DL_OPTIM_CPU_FAST_BF16')
-    if forced is not None: return Choice('0', '1')(forced, 'DL_OPTIM_CPU_FAST_BF16', 'environment') == '1'
+    if forced is not None:
+        return Choice('0', '1')(forced, 'DL_OPTIM_CPU_FAST_BF16', 'environment') == '1'
     try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError): return False
 
@@ -238,14 +313,16 @@ _CPU_FAST_BF16 = _cpu_has_fast_bf16()
 
 # %% ../nbs/01_newton_schulz.ipynb #41747182
 def _polar_svd(G:torch.Tensor) -> torch.Tensor:
-    "Exact polar factor U·Vᵀ in float64, with singular values below rounding level mapped to 0 (as NS does)"
+    """Exact polar factor U·Vᵀ in float64, with singular values below rounding level mapped to 0
+    (as NS does)"""
     X = G.to(torch.float64)
     U, S, Vh = torch.linalg.svd(X, full_matrices=False)
     tol = S.amax(dim=-1, keepdim=True) * max(X.shape[-2:]) * torch.finfo(torch.float64).eps
     return ((U * (S > tol).to(U.dtype).unsqueeze(-2)) @ Vh).to(G.dtype)
 
 def _ns_loop(X:torch.Tensor, coefficients, A:torch.Tensor|None=None) -> torch.Tensor:
-    "Run the polynomials on a contiguous wide (…, m, n) tensor, m ≤ n, with fused GEMM epilogues; `A`: X·Xᵀ if known"
+    """Run the polynomials on a contiguous wide (…, m, n) tensor, m ≤ n, with fused GEMM epilogues;
+    `A`: X·Xᵀ if known"""
     mm = torch.addmm if X.ndim == 2 else torch.baddbmm
     for a, b, c in coefficients:
         A = X @ X.mT if A is None else A
@@ -272,7 +349,8 @@ def ns_schedule(coefficients,       # A name, (a, b, c), a list of them, or a `S
                 precondition=None   # None or 'aol' (4 steps by default)
                ) -> Schedule:
     "`resolve_schedule`, with one step fewer by default for a named schedule after the AOL start"
-    if steps is None and isinstance(coefficients, str) and check_precondition(precondition): steps = DEFAULT_STEPS - 1
+    if steps is None and isinstance(coefficients, str) and check_precondition(precondition):
+        steps = DEFAULT_STEPS - 1
     return resolve_schedule(coefficients, steps)
 
 def ns_method_for(shape,              # The matrix (or batch) shape
@@ -280,47 +358,64 @@ def ns_method_for(shape,              # The matrix (or batch) shape
                   dtype,              # The compute dtype
                   method:str='auto'   # 'standard', 'gram' or 'auto'
                  ) -> str:
-    "'standard' or 'gram': what `orthogonalize` runs on (…, m, n) matrices (`method='auto'`: Gram where `gram_pays`)"
+    """'standard' or 'gram': what `orthogonalize` runs on (…, m, n) matrices (`method='auto'`: Gram
+    where `gram_pays`)"""
     if method != 'auto': return method
     name = dtype if isinstance(dtype, str) else str(dtype).removeprefix('torch.')
     return 'gram' if gram_pays(shape[-2], shape[-1], schedule.coefficients, name) else 'standard'
 
 # %% ../nbs/01_newton_schulz.ipynb #9cb31fa3
 def orthogonalize(G:torch.Tensor,                # (…, m, n) matrix or batch of matrices
-                  coefficients='polar_express',  # Schedule: a name, (a, b, c), a list of them, or a `Schedule`
-                  steps:int|None=None,           # Steps (default 5 for named schedules, 4 with `precondition='aol'`)
-                  dtype:torch.dtype|None=None,   # Compute dtype; `None`: `default_ns_dtype(G.device)`
-                  eps:float=1e-7,                # Added to the norm, so zero input gives zero output
-                  precondition:str|None=None,    # 'aol': start from the AOL row scaling (Turbo-Muon) instead of the Frobenius norm
-                  method:str='auto'              # 'standard', 'gram' (Gram Newton–Schulz) or 'auto' (Gram where it pays)
+                  # Schedule: a name, (a, b, c), a list of them, or a `Schedule`
+                  coefficients='polar_express',
+                  # Steps (default 5 for named schedules, 4 with `precondition='aol'`)
+                  steps:int|None=None,
+                  # Compute dtype; `None`: `default_ns_dtype(G.device)`
+                  dtype:torch.dtype|None=None,
+                  # Added to the norm, so zero input gives zero output
+                  eps:float=1e-7,
+                  # 'aol': start from the AOL row scaling (Turbo-Muon) instead of the Frobenius norm
+                  precondition:str|None=None,
+                  # 'standard', 'gram' (Gram Newton–Schulz) or 'auto' (Gram where it pays)
+                  method:str='auto'
                  ) -> torch.Tensor:
-    "Approximate the polar factor U·Vᵀ of each matrix in `G` by a Newton–Schulz schedule; same shape and dtype as `G`"
-    if G.ndim < 2: raise ValueError(f"orthogonalize needs a matrix or a batch of matrices, got shape {tuple(G.shape)}")
-    sched, precondition = ns_schedule(coefficients, steps, precondition), check_precondition(precondition, 'precondition', 'orthogonalize')
+    """Approximate the polar factor U·Vᵀ of each matrix in `G` by a Newton–Schulz schedule; same
+    shape and dtype as `G`"""
+    if G.ndim < 2:
+        raise ValueError(
+            f"orthogonalize needs a matrix or a batch of matrices, got shape {tuple(G.shape)}")
+    sched, precondition = ns_schedule(coefficients, steps, precondition), check_precondition(
+        precondition, 'precondition', 'orthogonalize'
+    )
     method = check_ns_method(method, 'method', 'orthogonalize')
     if sched.name == 'svd': return _polar_svd(G)
     dtype = dtype or default_ns_dtype(G.device)
     tall = G.size(-2) > G.size(-1)
     X = G.mT if tall else G
-    norm = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=torch.promote_types(X.dtype, torch.float32))
+    norm = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True,
+                                    dtype=torch.promote_types(X.dtype, torch.float32))
     X = (X * (1.0 / (norm * (1.0 if precondition else sched.input_scale) + eps))).to(dtype)
     batch_shape = X.shape[:-2]
     X = (X.reshape(-1, *X.shape[-2:]) if X.ndim > 3 else X).contiguous()
     X, A = aol_start(TORCH, X) if precondition else (X, None)
     if ns_method_for(X.shape, sched, dtype, method) == 'gram':
-        X = gram_newton_schulz(TORCH, X, sched.coefficients, restart_steps(str(dtype).removeprefix('torch.'), len(sched.coefficients)), A)
+        X = gram_newton_schulz(
+            TORCH, X, sched.coefficients,
+            restart_steps(str(dtype).removeprefix('torch.'), len(sched.coefficients)), A)
     else: X = _ns_loop(X, sched.coefficients, A)
     X = X.reshape(*batch_shape, *X.shape[-2:])
     return (X.mT if tall else X).to(G.dtype)
 
 # %% ../nbs/01_newton_schulz.ipynb #55736f95
-def matrix_with_spectrum(kind:str,             # 'gaussian', 'power_law', 'ill_conditioned' or 'rank_deficient'
-                         m:int,                # Rows
-                         n:int,                # Columns
-                         seed:int=0,           # Random seed
-                         dtype=torch.float64   # The result's dtype
-                        ) -> torch.Tensor:
-    "A random m×n matrix with a chosen spectrum: 'gaussian', 'power_law' (σᵢ = 1/i), 'ill_conditioned' (cond 1e3), 'rank_deficient'"
+def matrix_with_spectrum(
+        kind:str,             # 'gaussian', 'power_law', 'ill_conditioned' or 'rank_deficient'
+        m:int,                # Rows
+        n:int,                # Columns
+        seed:int=0,           # Random seed
+        dtype=torch.float64   # The result's dtype
+    ) -> torch.Tensor:
+    """A random m×n matrix with a chosen spectrum: 'gaussian', 'power_law' (σᵢ = 1/i),
+    'ill_conditioned' (cond 1e3), 'rank_deficient'"""
     g = torch.Generator().manual_seed(seed)
     k = min(m, n)
     U = torch.linalg.qr(torch.randn(m, k, generator=g, dtype=torch.float64))[0]
@@ -328,8 +423,11 @@ def matrix_with_spectrum(kind:str,             # 'gaussian', 'power_law', 'ill_c
     if kind == 'gaussian': return torch.randn(m, n, generator=g, dtype=torch.float64).to(dtype)
     if kind == 'power_law': s = 1 / torch.arange(1, k + 1, dtype=torch.float64)
     elif kind == 'ill_conditioned': s = torch.logspace(0, -3, k, dtype=torch.float64)
-    elif kind == 'rank_deficient': s = torch.where(torch.arange(k) < k // 4, 1.0, 0.0).to(torch.float64) * torch.rand(k, generator=g, dtype=torch.float64)
-    else: raise ValueError(f"unknown kind {kind!r}; use 'gaussian', 'power_law', 'ill_conditioned' or 'rank_deficient'")
+    elif kind == 'rank_deficient':
+        kept = torch.where(torch.arange(k) < k // 4, 1.0, 0.0).to(torch.float64)
+        s = kept * torch.rand(k, generator=g, dtype=torch.float64)
+    else: raise ValueError(f"unknown kind {kind!r}; use 'gaussian', 'power_law', "
+                           "'ill_conditioned' or 'rank_deficient'")
     return ((U * s) @ V.T).to(dtype)
 
 def polar_error(G:torch.Tensor,               # A matrix

@@ -12,12 +12,14 @@ from .newton_schulz import ns_schedule, ns_method_for, check_ns_method, check_pr
 from .gram_ns import gram_newton_schulz, restart_steps
 from .preconditioned_ns import aol_start
 from .ops import KerasOps
-import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
+# after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
+import keras
 from keras import ops
 
 # %% ../nbs/01a_newton_schulz_keras.ipynb #9bf11370
 def default_ns_dtype_keras() -> str:
-    "'bfloat16' when the Keras backend computes on a GPU, else 'float32' (CPU bf16 matmuls are slow on most CPUs)"
+    """'bfloat16' when the Keras backend computes on a GPU, else 'float32' (CPU bf16 matmuls are
+    slow on most CPUs)"""
     backend = keras.backend.backend()
     if backend == 'jax':
         import jax
@@ -34,18 +36,27 @@ def default_ns_dtype_keras() -> str:
 def orthogonalize_keras(G,                            # (…, m, n) tensor of the active Keras backend
                         coefficients='polar_express', # As in `orthogonalize`
                         steps:int|None=None,          # As in `orthogonalize`
-                        dtype:str|None=None,          # Compute dtype name; `None`: `default_ns_dtype_keras()`
-                        eps:float=1e-7,               # Added to the norm, so zero input gives zero output
+                        # Compute dtype name; `None`: `default_ns_dtype_keras()`
+                        dtype:str|None=None,
+                        # Added to the norm, so zero input gives zero output
+                        eps:float=1e-7,
                         precondition:str|None=None,   # As in `orthogonalize`: None or 'aol'
-                        method:str='auto'):           # As in `orthogonalize`: 'standard', 'gram' or 'auto'
-    "`orthogonalize` in `keras.ops`: jit-safe (no branching on values), same schedules, same numerics, same options"
-    if len(G.shape) < 2: raise ValueError(f"orthogonalize needs a matrix or a batch of matrices, got shape {tuple(G.shape)}")
-    sched, precondition = ns_schedule(coefficients, steps, precondition), check_precondition(precondition, 'precondition', 'orthogonalize_keras')
+                        # As in `orthogonalize`: 'standard', 'gram' or 'auto'
+                        method:str='auto'):
+    """`orthogonalize` in `keras.ops`: jit-safe (no branching on values), same schedules, same
+    numerics, same options"""
+    if len(G.shape) < 2:
+        raise ValueError(
+            f"orthogonalize needs a matrix or a batch of matrices, got shape {tuple(G.shape)}")
+    sched, precondition = ns_schedule(coefficients, steps, precondition), check_precondition(
+        precondition, 'precondition', 'orthogonalize_keras'
+    )
     method = check_ns_method(method, 'method', 'orthogonalize_keras')
     in_dtype = keras.backend.standardize_dtype(G.dtype)
     if sched.name == 'svd':
         u, s, vh = ops.svd(ops.cast(G, 'float32'), full_matrices=False)
-        keep = ops.cast(s > ops.max(s, axis=-1, keepdims=True) * max(G.shape[-2:]) * 1e-6, 'float32')
+        keep = ops.cast(s > ops.max(s, axis=-1, keepdims=True) * max(G.shape[-2:]) * 1e-6,
+                        'float32')
         return ops.cast(ops.matmul(u * ops.expand_dims(keep, -2), vh), in_dtype)
     dtype = dtype or default_ns_dtype_keras()
     tall = G.shape[-2] > G.shape[-1]
@@ -56,7 +67,8 @@ def orthogonalize_keras(G,                            # (…, m, n) tensor of th
     X = low(X / (norm * (1.0 if precondition else sched.input_scale) + eps))
     X, A = aol_start(KerasOps(), X) if precondition else (X, None)
     if ns_method_for(X.shape, sched, dtype, method) == 'gram':
-        X = gram_newton_schulz(KerasOps(), X, sched.coefficients, restart_steps(dtype, len(sched.coefficients)), A)
+        X = gram_newton_schulz(KerasOps(), X, sched.coefficients,
+                               restart_steps(dtype, len(sched.coefficients)), A)
     else:
         for a, b, c in sched.coefficients:   # products in `dtype`, the cancelling sums in float32
             A = ops.matmul(X, ops.swapaxes(X, -1, -2)) if A is None else A

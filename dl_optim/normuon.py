@@ -16,18 +16,23 @@ __all__ = ['NORMUON', 'NorMuonVariant', 'NorMuon', 'DistNorMuon']
 
 # %% ../nbs/05b_normuon.ipynb #d3a23385
 class NorMuonVariant(MuonVariant):
-    "NorMuon's stage after Newton–Schulz: rows divided by the RMS of their EMA second moment, the Frobenius norm kept"
+    """NorMuon's stage after Newton–Schulz: rows divided by the RMS of their EMA second moment, the
+    Frobenius norm kept"""
     name = 'normuon'
-    spec = Spec(Hyper('beta2', 0.95, Number(0, 1, high_open=True), 'EMA rate of the per-row second moment'),
-                Hyper('normuon_eps', 1e-10, Number(0, low_open=True), 'ε added to the row RMS and to the norm'))
+    spec = Spec(
+        Hyper('beta2', 0.95, Number(0, 1, high_open=True), 'EMA rate of the per-row second moment'),
+        Hyper('normuon_eps', 1e-10, Number(0, low_open=True),
+              'ε added to the row RMS and to the norm'))
 
     def state_shapes(self, shape, view): return {'second_momentum_buffer': (view.batch, view.rows)}
 
     def after_orthogonalize(self, xp, O, states, view, hyper):
         n, eps = len(states), hyper['normuon_eps']
         row_ms = xp.unstack(xp.reshape(xp.rowmean(O * O), (n, view.batch, view.rows)))
-        for st, ms in zip(states, row_ms): xp.lerp_(st['second_momentum_buffer'], ms, 1 - hyper['beta2'])
-        v = xp.reshape(xp.stack([st['second_momentum_buffer'] for st in states]), (n * view.batch, view.rows, 1))
+        for st, ms in zip(states, row_ms):
+            xp.lerp_(st['second_momentum_buffer'], ms, 1 - hyper['beta2'])
+        v = xp.reshape(xp.stack([st['second_momentum_buffer'] for st in states]),
+                       (n * view.batch, view.rows, 1))
         norm = xp.matrix_norm(O)
         O = O / (xp.sqrt(v) + eps)
         return O * (norm / (xp.matrix_norm(O) + eps))
@@ -35,9 +40,11 @@ class NorMuonVariant(MuonVariant):
 NORMUON = register_variant(NorMuonVariant())
 
 class NorMuon(Muon):
-    "Muon with NorMuon's neuron-wise normalization; every `Muon` argument, plus `beta2` and `normuon_eps`"
+    """Muon with NorMuon's neuron-wise normalization; every `Muon` argument, plus `beta2` and
+    `normuon_eps`"""
     variant = NORMUON
 
 class DistNorMuon(DistMuon):
-    "`DistMuon` with NorMuon's neuron-wise normalization: each owner keeps its matrices' second moments"
+    """`DistMuon` with NorMuon's neuron-wise normalization: each owner keeps its matrices' second
+    moments"""
     variant = NORMUON

@@ -20,8 +20,10 @@ class TorchOps:
     def scale_(self, x, factor): return x.mul_(factor)
     def sub_(self, x, value): return x.sub_(value)
     def add_scaled_(self, x, value, alpha):
-        "x ← x + alpha·value; `alpha` a number or a 0-D tensor (a tensor learning rate under `torch.compile`)"
-        return x.add_(value * alpha.to(x.dtype)) if isinstance(alpha, torch.Tensor) else x.add_(value, alpha=alpha)
+        """x ← x + alpha·value; `alpha` a number or a 0-D tensor (a tensor learning rate under
+        `torch.compile`)"""
+        return x.add_(value * alpha.to(x.dtype)) if isinstance(alpha, torch.Tensor) else x.add_(
+            value, alpha=alpha)
     def zeros(self, shape, like): return torch.zeros(shape, dtype=like.dtype, device=like.device)
     # -- arrays --
     def convert(self, x, like): return torch.as_tensor(x, device=getattr(like, 'device', None))
@@ -49,11 +51,13 @@ class TorchOps:
     def matrix_norm(self, x): return torch.linalg.matrix_norm(x, keepdim=True)
     def rowmax(self, x): return x.amax(-1, keepdim=True)
     def rowmin(self, x): return x.amin(-1, keepdim=True)
-    def argmax_mask(self, x): return torch.nn.functional.one_hot(x.argmax(-1), x.shape[-1]).to(x.dtype)
+    def argmax_mask(self, x):
+        return torch.nn.functional.one_hot(x.argmax(-1), x.shape[-1]).to(x.dtype)
     def top_k(self, x, k): return torch.topk(x, k, dim=-1).indices
     def take(self, x, idx): return torch.take_along_dim(x, idx, dim=-1)
     def scatter(self, idx, values, like): return torch.zeros_like(like).scatter(-1, idx, values)
-    def where(self, c, a, b): return torch.where(c, a, torch.as_tensor(b, dtype=a.dtype, device=a.device))
+    def where(self, c, a, b):
+        return torch.where(c, a, torch.as_tensor(b, dtype=a.dtype, device=a.device))
     def ones_like(self, x): return torch.ones_like(x)
     def column(self, x): return x[:, None]
     def finite_rows(self, x): return torch.isfinite(x).all(-1)
@@ -79,9 +83,12 @@ TORCH = TorchOps()
 
 # %% ../nbs/00a_ops.ipynb #8730e3e1
 class KerasOps:
-    "The same operations through `keras.ops`; given an optimizer, variables are written through its `assign*` methods"
+    """The same operations through `keras.ops`; given an optimizer, variables are written through
+    its `assign*` methods"""
     name = 'keras'
-    def __init__(self, optimizer=None): # The Keras optimizer whose variables `zeros_like` creates (None: plain tensors)
+    def __init__(self,
+                 # The Keras optimizer whose variables `zeros_like` creates (None: plain tensors)
+                 optimizer=None):
         import keras
         self.ops, self.keras, self.optimizer = keras.ops, keras, optimizer
     def _assign(self, x, value):
@@ -103,7 +110,10 @@ class KerasOps:
     # -- arrays --
     def convert(self, x, like): return self.ops.convert_to_tensor(x)
     def lerp(self, x, end, weight): return x + (end - x) * weight
-    def stack(self, xs): return self.ops.stack([self.ops.convert_to_tensor(x) for x in xs])   # TensorFlow cannot stack variables
+    def stack(self, xs):
+        return self.ops.stack(
+            [self.ops.convert_to_tensor(x) for x in xs]
+        )  # TensorFlow cannot stack variables
     def unstack(self, x): return self.ops.unstack(x, axis=0)
     def reshape(self, x, shape): return self.ops.reshape(x, shape)
     def swap_last(self, x): return self.ops.swapaxes(x, -1, -2)
@@ -116,22 +126,26 @@ class KerasOps:
     def sum(self, x): return self.ops.sum(x)
     def abs_max(self, x): return self.ops.max(self.ops.abs(x))
     def wide(self, x): return x if self.dtype_name(x) == 'float64' else self.ops.cast(x, 'float32')
-    def finite_or(self, new, old): return self.ops.where(self.ops.all(self.ops.isfinite(new)), new, old)
+    def finite_or(self, new, old):
+        return self.ops.where(self.ops.all(self.ops.isfinite(new)), new, old)
     def zeros_like(self, x): return self.ops.zeros_like(x)
     def sqrt(self, x): return self.ops.sqrt(x)
     def clamp_min(self, x, v): return self.ops.maximum(x, v)
     def softmax(self, x): return self.ops.softmax(x, axis=-1)
     def rowsum(self, x): return self.ops.sum(x, axis=-1, keepdims=True)
     def rowmean(self, x): return self.ops.mean(x, axis=-1, keepdims=True)
-    def matrix_norm(self, x): return self.ops.sqrt(self.ops.sum(self.ops.square(x), axis=(-2, -1), keepdims=True))
+    def matrix_norm(self, x):
+        return self.ops.sqrt(self.ops.sum(self.ops.square(x), axis=(-2, -1), keepdims=True))
     def rowmax(self, x): return self.ops.max(x, axis=-1, keepdims=True)
     def rowmin(self, x): return self.ops.min(x, axis=-1, keepdims=True)
-    def argmax_mask(self, x): return self.ops.one_hot(self.ops.argmax(x, axis=-1), self.ops.shape(x)[-1], dtype=x.dtype)
+    def argmax_mask(self, x):
+        return self.ops.one_hot(self.ops.argmax(x, axis=-1), self.ops.shape(x)[-1], dtype=x.dtype)
     def top_k(self, x, k): return self.ops.top_k(x, k, sorted=False)[1]
     def take(self, x, idx): return self.ops.take_along_axis(x, idx, axis=-1)
     def scatter(self, idx, values, like):
         o = self.ops
-        rows = o.broadcast_to(o.expand_dims(o.arange(o.shape(idx)[0], dtype=idx.dtype), -1), o.shape(idx))
+        rows = o.broadcast_to(o.expand_dims(o.arange(o.shape(idx)[0], dtype=idx.dtype), -1),
+                              o.shape(idx))
         coords = o.reshape(o.stack([rows, idx], axis=-1), (-1, 2))
         return o.scatter(coords, o.reshape(values, (-1,)), o.shape(like))
     def where(self, c, a, b): return self.ops.where(c, a, self.ops.cast(b, a.dtype))
@@ -163,11 +177,13 @@ class KerasOps:
     def orthogonalize(self, X, schedule, dtype=None, precondition=None, method='auto'):
         "Newton–Schulz in `keras.ops` (`dl_optim.newton_schulz_keras.orthogonalize_keras`)"
         from dl_optim.newton_schulz_keras import orthogonalize_keras
-        return orthogonalize_keras(X, schedule, dtype=dtype, precondition=precondition, method=method)
+        return orthogonalize_keras(X, schedule, dtype=dtype, precondition=precondition,
+                                   method=method)
 
 def ops_for(x # A torch tensor, or a Keras variable or tensor
            ) -> TorchOps|KerasOps:
-    "The namespace for `x`: torch tensors take the native torch path, everything else goes through `keras.ops`"
+    """The namespace for `x`: torch tensors take the native torch path, everything else goes
+    through `keras.ops`"""
     return TORCH if isinstance(x, torch.Tensor) else KerasOps()
 
 # %% ../nbs/00a_ops.ipynb #09c03fb6
@@ -179,7 +195,9 @@ def closure_loss(closure): # torch's optional `closure` of `step()`: re-evaluate
 def with_grads(params,  # The parameters of a group
                who:str  # The caller, for the error on sparse gradients
               ) -> tuple[list, list]:
-    "The parameters that have a gradient, and their gradients; sparse gradients are an error naming the optimizer"
+    """The parameters that have a gradient, and their gradients; sparse gradients are an error
+    naming the optimizer"""
     params = [p for p in params if p.grad is not None]
-    if any(p.grad.is_sparse for p in params): raise RuntimeError(f'{who} does not support sparse gradients')
+    if any(p.grad.is_sparse for p in params):
+        raise RuntimeError(f'{who} does not support sparse gradients')
     return params, [p.grad for p in params]

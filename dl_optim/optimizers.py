@@ -7,8 +7,10 @@ Docs: https://dl-optim.github.io/dl_optim/optimizers.html.md"""
 # %% ../nbs/06_optimizers.ipynb #3822519d
 from __future__ import annotations
 import re
-from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, Strings, parse_config, check_mapping, config_type, nested_config, DEFAULTS
-import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
+from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, Strings
+from .config import parse_config, check_mapping, config_type, nested_config, DEFAULTS
+# after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
+import keras
 
 # %% auto #0
 __all__ = ['OPTIMIZER_SCHEMAS', 'OPTIMIZER_TYPES', 'QK_CLIP_SCHEMA', 'CLIPPING_KEYS', 'ADAMW_DEFAULT_WEIGHT_DECAY',
@@ -16,47 +18,74 @@ __all__ = ['OPTIMIZER_SCHEMAS', 'OPTIMIZER_TYPES', 'QK_CLIP_SCHEMA', 'CLIPPING_K
 
 # %% ../nbs/06_optimizers.ipynb #c0ed101e
 class WeightDecayExclusions:
-    "Mixin for a Keras optimizer: weight-decay exclusion patterns as an argument and a `get_config` key, so they are saved"
+    """Mixin for a Keras optimizer: weight-decay exclusion patterns as an argument and a
+    `get_config` key, so they are saved"""
     def __init__(self, *args,
-                 exclude_from_weight_decay=None,  # Regular expressions searched in variable names (Keras's `var_names`)
+                 # Regular expressions searched in variable names (Keras's `var_names`)
+                 exclude_from_weight_decay=None,
                  **kwargs):
         super().__init__(*args, **kwargs)
-        names = Strings(optional=True)(exclude_from_weight_decay, 'exclude_from_weight_decay', type(self).__name__)
+        names = Strings(optional=True)(exclude_from_weight_decay, 'exclude_from_weight_decay',
+                                       type(self).__name__)
         if names: self.exclude_from_weight_decay(var_names=names)
 
     def get_config(self):
         pattern = getattr(self, '_exclude_from_weight_decay_pattern', None)
-        return {**super().get_config(), 'exclude_from_weight_decay': [pattern.pattern] if pattern is not None else None}
+        return {
+            **super().get_config(),
+            'exclude_from_weight_decay': [pattern.pattern] if pattern is not None else None,
+        }
 
 # %% ../nbs/06_optimizers.ipynb #eae739bc
 _OD = DEFAULTS['optimizer']
 _beta, _eps = Number(0, 1, high_open=True), Number(0, low_open=True)
 _ADAM_KEYS = lambda d: dict(beta_1=Param(_beta, d['beta_1']), beta_2=Param(_beta, d['beta_2']),
-                            epsilon=Param(_eps, d['epsilon']), amsgrad=Param(Boolean(), d['amsgrad']),
-                            caution=Param(Boolean(), False))
+                            epsilon=Param(_eps, d['epsilon']), amsgrad=Param(
+                                Boolean(), d['amsgrad']), caution=Param(Boolean(), False))
 OPTIMIZER_SCHEMAS = {
     'adam': _ADAM_KEYS(_OD['adam']),
     'adamw': _ADAM_KEYS(_OD['adamw']),
-    'rmsprop': dict(rho=Param(_beta, _OD['rmsprop']['rho']), momentum=Param(Number(0), _OD['rmsprop']['momentum']),
-                    epsilon=Param(_eps, _OD['rmsprop']['epsilon']), centered=Param(Boolean(), _OD['rmsprop']['centered'])),
-    'adadelta': dict(rho=Param(_beta, _OD['adadelta']['rho']), epsilon=Param(_eps, _OD['adadelta']['epsilon'])),
-    'nadam': dict(beta_1=Param(_beta, 0.9), beta_2=Param(_beta, 0.999), epsilon=Param(_eps, 1e-7),
-                  caution=Param(Boolean(), False)),
-    'sgd': dict(momentum=Param(Number(0, 1), 0.0), nesterov=Param(Boolean(), False)),   # Keras's SGD accepts [0, 1]
+    'rmsprop': dict(
+        rho=Param(_beta, _OD['rmsprop']['rho']),
+        momentum=Param(Number(0), _OD['rmsprop']['momentum']),
+        epsilon=Param(_eps, _OD['rmsprop']['epsilon']),
+        centered=Param(Boolean(), _OD['rmsprop']['centered']),
+    ),
+    'adadelta': dict(
+        rho=Param(_beta, _OD['adadelta']['rho']), epsilon=Param(_eps, _OD['adadelta']['epsilon'])
+    ),
+    'nadam': dict(
+        beta_1=Param(_beta, 0.9),
+        beta_2=Param(_beta, 0.999),
+        epsilon=Param(_eps, 1e-7),
+        caution=Param(Boolean(), False),
+    ),
+    # Keras's SGD accepts [0, 1]
+    'sgd': dict(momentum=Param(Number(0, 1), 0.0), nesterov=Param(Boolean(), False)),
 }
 OPTIMIZER_TYPES = tuple(OPTIMIZER_SCHEMAS) + ('muon', 'muonclip')
-QK_CLIP_SCHEMA = {'qk_clip_tau': Param(Number(0, low_open=True), 100.0), 'qk_clip_alpha': Param(Number(0, 1), 0.5),
-                  'qk_clip_remeasure': Param(Boolean(), True)}   # 'muonclip': the Keras Muon with a `KerasQKClip` step hook
+QK_CLIP_SCHEMA = {
+    'qk_clip_tau': Param(Number(0, low_open=True), 100.0),
+    'qk_clip_alpha': Param(Number(0, 1), 0.5),
+    # 'muonclip': the Keras Muon with a `KerasQKClip` step hook
+    'qk_clip_remeasure': Param(Boolean(), True),
+}
 
 def _muon_schema(variant=None) -> dict:
-    "Muon's config keys are its spec's Keras names (and a variant's); Muon checks their values itself, so there is one validator"
+    """Muon's config keys are its spec's Keras names (and a variant's); Muon checks their values
+    itself, so there is one validator"""
     from dl_optim.keras_muon import KERAS_SPEC
     spec = KERAS_SPEC + (variant.spec if variant is not None else KERAS_SPEC.__class__())
     skip = {'learning_rate', 'weight_decay'}   # the builder's own lr argument and common key
-    return {k: Param(lambda v, key, where: v, d) for k, d in spec.defaults('keras').items() if k not in skip}
+    return {
+        k: Param(lambda v, key, where: v, d)
+        for k, d in spec.defaults('keras').items()
+        if k not in skip
+    }
 
 def _optimizer_type(config, where:str):
-    "The config's `type`, and the Muon variant it names (`{\"type\": \"normuon\"}` builds the Keras Muon with that variant)"
+    """The config's `type`, and the Muon variant it names (`{\"type\": \"normuon\"}` builds the
+    Keras Muon with that variant)"""
     try: return config_type(config, OPTIMIZER_TYPES, where), None
     except ConfigError as e:
         name = config.get('type') if isinstance(config, dict) else None
@@ -64,67 +93,111 @@ def _optimizer_type(config, where:str):
         from dl_optim.muon_core import muon_variant
         try: return 'muon', muon_variant(name.strip().lower(), 'type', where)
         except ConfigError: raise e from None
-CLIPPING_KEYS = {'gradient_clipping_by_value': 'clipvalue', 'gradient_clipping_by_norm_local': 'clipnorm',
-                 'gradient_clipping_by_norm': 'global_clipnorm'}
-_COMMON = {**{k: Param(Number(0, low_open=True, optional=True), None) for k in CLIPPING_KEYS},
-           'weight_decay': Param(Number(0, optional=True), 'auto'), 'exclude_from_weight_decay': Param(Strings(optional=True), None)}
-_NAMES = dict(adam='Adam', adamw='AdamW', rmsprop='RMSprop', adadelta='Adadelta', nadam='Nadam', sgd='SGD', muon='Muon')
-ADAMW_DEFAULT_WEIGHT_DECAY = 0.004   # Keras's own AdamW default, kept so ported configs train the same
+CLIPPING_KEYS = {
+    'gradient_clipping_by_value': 'clipvalue',
+    'gradient_clipping_by_norm_local': 'clipnorm',
+    'gradient_clipping_by_norm': 'global_clipnorm',
+}
+_COMMON = {
+    **{k: Param(Number(0, low_open=True, optional=True), None) for k in CLIPPING_KEYS},
+    'weight_decay': Param(Number(0, optional=True), 'auto'),
+    'exclude_from_weight_decay': Param(Strings(optional=True), None),
+}
+_NAMES = dict(adam='Adam', adamw='AdamW', rmsprop='RMSprop', adadelta='Adadelta', nadam='Nadam',
+              sgd='SGD', muon='Muon')
+# Keras's own AdamW default, kept so ported configs train the same
+ADAMW_DEFAULT_WEIGHT_DECAY = 0.004
 
 # %% ../nbs/06_optimizers.ipynb #bad139e6
 def _check_lr(lr_schedule, learning_rate):
     where = 'optimizer_builder'
     if (lr_schedule is None) == (learning_rate is None):
-        raise ConfigError('lr_schedule', lr_schedule if learning_rate is None else (lr_schedule, learning_rate),
-                          'exactly one of lr_schedule (positional) or learning_rate= (keyword)', where)
+        raise ConfigError(
+            'lr_schedule',
+            lr_schedule if learning_rate is None else (lr_schedule, learning_rate),
+            'exactly one of lr_schedule (positional) or learning_rate= (keyword)',
+            where,
+        )
     lr = lr_schedule if learning_rate is None else learning_rate
     if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule): return lr
     return Number(0, low_open=True)(lr, 'lr_schedule', where)
 
-def optimizer_builder(config:dict,                 # Flat config: `type` plus the type's keys, clipping, weight decay
-                      lr_schedule=None,            # Learning rate: a float or a Keras `LearningRateSchedule`
-                      *, learning_rate=None,       # The same, under the keyword the dl_techniques guide's examples use
-                      model=None):                 # The Keras model, for `{"type": "muonclip"}` (QK-clip rescales its attention)
+def optimizer_builder(
+        # Flat config: `type` plus the type's keys, clipping, weight decay
+        config:dict,
+        lr_schedule=None,            # Learning rate: a float or a Keras `LearningRateSchedule`
+        # The same, under the keyword the dl_techniques guide's examples use
+        *, learning_rate=None,
+        # The Keras model, for `{"type": "muonclip"}` (QK-clip rescales its attention)
+        model=None):
     "Build a Keras optimizer from a config dict in the dl_techniques guide's format"
     where = 'optimizer config'
     kind, variant = _optimizer_type(config, where)
     lr = _check_lr(lr_schedule, learning_rate)
     clip, kind = kind == 'muonclip', 'muon' if kind == 'muonclip' else kind
     if clip and model is None:
-        raise ConfigError('model', model, "the Keras model: optimizer_builder(config, lr, model=model) (type 'muonclip' rescales "
-                          'its attention layers)', where)
-    schema = {**_muon_schema(variant), **(QK_CLIP_SCHEMA if clip else {})} if kind == 'muon' else OPTIMIZER_SCHEMAS[kind]
+        raise ConfigError(
+            'model',
+            model,
+            "the Keras model: optimizer_builder(config, lr, model=model) (type 'muonclip' rescales "
+            "its attention layers)",
+            where,
+        )
+    schema = (
+        {**_muon_schema(variant), **(QK_CLIP_SCHEMA if clip else {})}
+        if kind == 'muon'
+        else OPTIMIZER_SCHEMAS[kind]
+    )
     c = parse_config(config, {**schema, **_COMMON}, f'{where} ({kind})', ignore=('type',))
     clips = [k for k in CLIPPING_KEYS if c[k] is not None]
     if len(clips) > 1:
-        raise ConfigError(clips[1], c[clips[1]], f'one clipping key only (Keras applies a single method), but {clips} are all set',
-                          where, 'keep one of ' + ', '.join(CLIPPING_KEYS))
-    kwargs = {k: v for k, v in c.items() if k in schema and (k in config or v is not None)}   # an explicit None is passed on
+        raise ConfigError(
+            clips[1], c[clips[1]],
+            f'one clipping key only (Keras applies a single method), but {clips} are all set',
+            where, 'keep one of ' + ', '.join(CLIPPING_KEYS))
+    # an explicit None is passed on
+    kwargs = {k: v for k, v in c.items() if k in schema and (k in config or v is not None)}
     kwargs.update({CLIPPING_KEYS[k]: c[k] for k in clips})
     wd = c['weight_decay']
     if wd == 'auto': wd = ADAMW_DEFAULT_WEIGHT_DECAY if kind == 'adamw' else None   # key absent
-    elif wd is None and kind in ('adamw', 'muon'): wd = 0.0   # None means "no weight decay", for every type
+    # None means "no weight decay", for every type
+    elif wd is None and kind in ('adamw', 'muon'): wd = 0.0
     if wd is not None: kwargs['weight_decay'] = wd
-    if c['exclude_from_weight_decay']:   # Keras searches variable *names*; escaped, so patterns are literal substrings
+    # Keras searches variable *names*; escaped, so patterns are literal substrings
+    if c['exclude_from_weight_decay']:
         kwargs['exclude_from_weight_decay'] = [re.escape(n) for n in c['exclude_from_weight_decay']]
     if kind == 'muon':
         from dl_optim.keras_muon import Muon
         if clip:
             from dl_optim.muonclip_keras import KerasQKClip
-            kwargs['step_hooks'] = [KerasQKClip(model, **{k.removeprefix('qk_clip_'): c[k] for k in QK_CLIP_SCHEMA})]
+            kwargs['step_hooks'] = [
+                KerasQKClip(model, **{k.removeprefix('qk_clip_'): c[k] for k in QK_CLIP_SCHEMA})
+            ]
             for k in QK_CLIP_SCHEMA: kwargs.pop(k, None)
         opt = Muon(learning_rate=lr, name=_NAMES[kind], variant=variant, **kwargs)
     else:
-        if kwargs.pop('caution', False):   # subtotechnoblade/Optimizers' cautious Adam/Nadam (dl_optim.cautious_keras), with this config's values
+        # subtotechnoblade/Optimizers' cautious Adam/Nadam (dl_optim.cautious_keras), with this
+        # config's values
+        if kwargs.pop('caution', False):
             from dl_optim.cautious_keras import Adam, Nadam
             if kwargs.pop('amsgrad', False):
-                raise ConfigError('amsgrad', True, 'False when caution is true (the cautious Adam has no AMSGrad variant)', where)
+                raise ConfigError(
+                    'amsgrad', True,
+                    'False when caution is true (the cautious Adam has no AMSGrad variant)', where)
             kwargs.setdefault('weight_decay', 0.0)
-            opt = (Nadam if kind == 'nadam' else Adam)(learning_rate=lr, name=_NAMES[kind], caution=True, **kwargs)
+            opt = (Nadam if kind == 'nadam' else Adam)(learning_rate=lr, name=_NAMES[kind],
+                                                       caution=True, **kwargs)
         else:
-            cls = dict(adam=keras.optimizers.Adam, adamw=keras.optimizers.AdamW, rmsprop=keras.optimizers.RMSprop,
-                       adadelta=keras.optimizers.Adadelta, nadam=keras.optimizers.Nadam, sgd=keras.optimizers.SGD)[kind]
-            if 'exclude_from_weight_decay' in kwargs:   # Keras's class plus the saved exclusions (no filter switched on)
+            cls = dict(
+                adam=keras.optimizers.Adam,
+                adamw=keras.optimizers.AdamW,
+                rmsprop=keras.optimizers.RMSprop,
+                adadelta=keras.optimizers.Adadelta,
+                nadam=keras.optimizers.Nadam,
+                sgd=keras.optimizers.SGD,
+            )[kind]
+            # Keras's class plus the saved exclusions (no filter switched on)
+            if 'exclude_from_weight_decay' in kwargs:
                 from dl_optim.grokking_keras import with_gradient_filters
                 cls = with_gradient_filters(cls)
             opt = cls(learning_rate=lr, name=_NAMES[kind], **kwargs)

@@ -19,28 +19,40 @@ __all__ = ['BACKENDS', 'TRAINING_PRESETS', 'create_muon_optimizer', 'build_prese
 BACKENDS = {'newtonschulz5': ('polar_express', 5), 'newtonschulz10': ('polar_express', 10)}
 
 def create_muon_optimizer(model:nn.Module,              # The model (routing reads its layer types)
-                          lr:float=3e-3,                 # Muon learning rate; the AdamW side gets lr / 10
+                          # Muon learning rate; the AdamW side gets lr / 10
+                          lr:float=3e-3,
                           momentum:float=0.95,           # Muon momentum
                           weight_decay:float=0.01,       # Decoupled weight decay, both sides
                           nesterov:bool=True,            # Nesterov momentum
-                          backend:str='newtonschulz5',   # 'newtonschulz5' or 'newtonschulz10' ('cayley' is refused)
-                          decoupled_wd:bool=True,        # Must be True: Muon's weight decay is decoupled
+                          # 'newtonschulz5' or 'newtonschulz10' ('cayley' is refused)
+                          backend:str='newtonschulz5',
+                          # Must be True: Muon's weight decay is decoupled
+                          decoupled_wd:bool=True,
                           **kwargs) -> Muon:             # Any other `Muon` argument
     "A `Muon` for `model` from the factory arguments of Mamba-trainer-style scripts"
     w = 'create_muon_optimizer'
     if backend == 'cayley':
-        raise ConfigError('backend', backend, "'newtonschulz5' or 'newtonschulz10'", w,
-                          'a Cayley transform of the skew part of the Gram matrix is the identity (the update would be the raw '
-                          'momentum), and of the gradient itself it is orthogonal but ~1 away from the polar factor: not Muon')
+        raise ConfigError(
+            'backend',
+            backend,
+            "'newtonschulz5' or 'newtonschulz10'",
+            w,
+            'a Cayley transform of the skew part of the Gram matrix is the identity (the update'
+            ' would be the raw momentum), and of the gradient itself it is orthogonal but ~1 away'
+            ' from the polar factor: not Muon',
+        )
     coefficients, steps = BACKENDS[Choice(*BACKENDS)(backend, 'backend', w)]
     if not Boolean()(decoupled_wd, 'decoupled_wd', w):
-        raise ConfigError('decoupled_wd', False, 'True', w, 'coupled (L2) decay would be orthogonalized away with the gradient')
+        raise ConfigError('decoupled_wd', False, 'True', w,
+                          'coupled (L2) decay would be orthogonalized away with the gradient')
     lr = Number(0, low_open=True)(lr, 'lr', w)
-    return Muon(model, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, coefficients=coefficients,
-                ns_steps=steps, adam_lr=lr / 10, adam_weight_decay=weight_decay, **kwargs)
+    return Muon(model, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                coefficients=coefficients, ns_steps=steps, adam_lr=lr / 10,
+                adam_weight_decay=weight_decay, **kwargs)
 
 # %% ../nbs/03a_muon_recipes.ipynb #4cbf9e57
-_COMMON = dict(weight_decay=0.1, warmup_steps=2000, adam_beta1=0.9, adam_beta2=0.95, adam_epsilon=1e-8, max_grad_norm=1.0)
+_COMMON = dict(weight_decay=0.1, warmup_steps=2000, adam_beta1=0.9, adam_beta2=0.95,
+               adam_epsilon=1e-8, max_grad_norm=1.0)
 TRAINING_PRESETS = {
     'fast': dict(optimizer='adamw', learning_rate=5e-4, max_steps=50_000, **_COMMON),
     'default': dict(optimizer='adamw', learning_rate=3e-4, max_steps=100_000, **_COMMON),
@@ -52,8 +64,10 @@ TRAINING_PRESETS = {
 
 def build_preset(name:str,                  # A key of `TRAINING_PRESETS`
                  model:nn.Module,           # The model to train
-                 max_steps:int|None=None):  # Override the preset's step budget (the schedule follows)
-    "(optimizer, scheduler, preset) for a named preset: call `scheduler.step()` after each `optimizer.step()`"
+                 # Override the preset's step budget (the schedule follows)
+                 max_steps:int|None=None):
+    """(optimizer, scheduler, preset) for a named preset: call `scheduler.step()` after each
+    `optimizer.step()`"""
     from dl_optim.schedules import to_torch_scheduler
     w = 'build_preset'
     p = dict(TRAINING_PRESETS[Choice(*TRAINING_PRESETS)(name, 'name', w)])
@@ -61,9 +75,17 @@ def build_preset(name:str,                  # A key of `TRAINING_PRESETS`
     warmup = min(p['warmup_steps'], p['max_steps'] // 10)
     betas = (p['adam_beta1'], p['adam_beta2'])
     if p['optimizer'] == 'muon':
-        opt = create_muon_optimizer(model, lr=p['learning_rate'], weight_decay=p['weight_decay'], adam_betas=betas, adam_eps=p['adam_epsilon'])
+        opt = create_muon_optimizer(model, lr=p['learning_rate'], weight_decay=p['weight_decay'],
+                                    adam_betas=betas, adam_eps=p['adam_epsilon'])
     else:
-        opt = torch.optim.AdamW(model.parameters(), lr=p['learning_rate'], betas=betas, eps=p['adam_epsilon'], weight_decay=p['weight_decay'])
-    schedule = {'type': 'cosine_decay', 'learning_rate': p['learning_rate'], 'decay_steps': p['max_steps'] - warmup,
-                'alpha': 0.1, 'warmup_steps': warmup, 'warmup_start_lr': p['learning_rate'] / 100}
+        opt = torch.optim.AdamW(model.parameters(), lr=p['learning_rate'], betas=betas,
+                                eps=p['adam_epsilon'], weight_decay=p['weight_decay'])
+    schedule = {
+        'type': 'cosine_decay',
+        'learning_rate': p['learning_rate'],
+        'decay_steps': p['max_steps'] - warmup,
+        'alpha': 0.1,
+        'warmup_steps': warmup,
+        'warmup_start_lr': p['learning_rate'] / 100,
+    }
     return opt, to_torch_scheduler(schedule, opt), {**p, 'warmup_steps': warmup}

@@ -16,12 +16,25 @@ __all__ = ['DEFAULT_EMBEDDING_NAMES', 'EMBEDDING_COMPONENTS', 'DEFAULT_HEAD_NAME
            'lr_scale', 'check_adjust_lr', 'Route', 'route_parameter', 'row_blocks_for', 'RoutingReport']
 
 # %% ../nbs/02_routing.ipynb #8fa91d98
-DEFAULT_EMBEDDING_NAMES = ('embedding', 'token_emb', 'embed')   # substrings: the dl_techniques guide's three
-EMBEDDING_COMPONENTS = ('wte', 'wpe', 'tok_emb', 'pos_emb', 'shared', 'cls_token', 'dist_token', 'mask_token',
-                        'register_tokens')   # whole components: GPT-2/nanoGPT, minGPT, T5, ViT/DeiT
-DEFAULT_HEAD_NAMES = ('head', 'lm_head', 'classifier', 'logits', 'score', 'qa_outputs')   # whole components
-STATE_SPACE_NAMES = ('a_log', 'd', 'dt_bias')   # Mamba's state-space parameters: the parameter's own name
-STATE_SPACE_MODULES = ('dt_proj',)   # Mamba's Δ projection (rank → channels, then softplus): a time-scale map
+# substrings: the dl_techniques guide's three
+DEFAULT_EMBEDDING_NAMES = ('embedding', 'token_emb', 'embed')
+EMBEDDING_COMPONENTS = (
+    'wte',
+    'wpe',
+    'tok_emb',
+    'pos_emb',
+    'shared',
+    'cls_token',
+    'dist_token',
+    'mask_token',
+    'register_tokens',
+)  # whole components: GPT-2/nanoGPT, minGPT, T5, ViT/DeiT
+# whole components
+DEFAULT_HEAD_NAMES = ('head', 'lm_head', 'classifier', 'logits', 'score', 'qa_outputs')
+# Mamba's state-space parameters: the parameter's own name
+STATE_SPACE_NAMES = ('a_log', 'd', 'dt_bias')
+# Mamba's Δ projection (rank → channels, then softplus): a time-scale map
+STATE_SPACE_MODULES = ('dt_proj',)
 
 def _components(name:str) -> list[str]: return name.lower().replace('/', '.').split('.')
 
@@ -42,47 +55,61 @@ def component_match(name:str, # A dotted or slashed name
 # %% ../nbs/02_routing.ipynb #b5957ce2
 @dataclass(frozen=True)
 class MatrixView:
-    "How Muon sees a parameter: `batch` matrices of `rows` (outputs) × `cols` (inputs); `transposed`: stored (in, out)"
+    """How Muon sees a parameter: `batch` matrices of `rows` (outputs) × `cols` (inputs);
+    `transposed`: stored (in, out)"""
     batch: int                # Matrices (1 for a plain matrix)
     rows: int                 # Outputs
     cols: int                 # Inputs
     transposed: bool = False  # Stored (in, out), as Keras kernels are
     @property
-    def shape(self) -> tuple: return (self.batch, self.rows, self.cols) if self.batch > 1 else (self.rows, self.cols)
+    def shape(self) -> tuple:
+        return (self.batch, self.rows, self.cols) if self.batch > 1 else (self.rows, self.cols)
 
-LAYOUTS = ('torch', 'in_out', 'keras')   # torch: (out, in…); in_out (= keras, transformers' Conv1D): (in…, out…)
+# torch: (out, in…); in_out (= keras, transformers' Conv1D): (in…, out…)
+LAYOUTS = ('torch', 'in_out', 'keras')
 
 def matrix_view(shape:tuple,             # The parameter's shape
                 kind:str|None=None,      # 'linear', 'conv', 'embedding', 'norm' or None (unknown)
                 layout:str='torch',      # Storage convention, one of `LAYOUTS`
-                in_axes:tuple|None=None, # Kernel axes that are inputs (Keras `EinsumDense`, from its equation)
-                groups:int=1,            # Convolution groups: a grouped kernel is a stack of `groups` matrices
-                row_blocks:int=1         # Split the output rows into this many equal blocks (fused QKV, heads)
+                # Kernel axes that are inputs (Keras `EinsumDense`, from its equation)
+                in_axes:tuple|None=None,
+                # Convolution groups: a grouped kernel is a stack of `groups` matrices
+                groups:int=1,
+                # Split the output rows into this many equal blocks (fused QKV, heads)
+                row_blocks:int=1
                ) -> MatrixView|None:
     "The (batch, out, in) matrix view of a parameter, or None for 0-D/1-D parameters"
     shape = tuple(int(d) for d in shape)
     if len(shape) < 2: return None
     if layout not in LAYOUTS: raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    if in_axes is not None:   # input axes lead the kernel in every equation Keras's MultiHeadAttention builds
+    # input axes lead the kernel in every equation Keras's MultiHeadAttention builds
+    if in_axes is not None:
         k = len(in_axes)
         if tuple(in_axes) != tuple(range(k)) or not 0 < k < len(shape):
-            raise ValueError(f'kernel {shape}: input axes {tuple(in_axes)} are not a leading block; no matrix view')
+            raise ValueError(
+                f'kernel {shape}: input axes {tuple(in_axes)} are not a leading block; no matrix'
+                ' view'
+            )
         v = MatrixView(1, math.prod(shape[k:]), math.prod(shape[:k]), True)
     else:
         if kind != 'conv':
-            while len(shape) > 2 and shape[0] == 1: shape = shape[1:]   # leading unit dims: (1, out, in) is one matrix
+            # leading unit dims: (1, out, in) is one matrix
+            while len(shape) > 2 and shape[0] == 1: shape = shape[1:]
         conv = kind == 'conv' or (kind is None and len(shape) >= 4)
         if layout == 'torch':
             if conv: v = MatrixView(groups, shape[0] // groups, math.prod(shape[1:]))
             else: v = MatrixView(math.prod(shape[:-2]), shape[-2], shape[-1])
         elif conv: v = MatrixView(1, shape[-1], math.prod(shape[:-1]), True)
         elif len(shape) == 2: v = MatrixView(1, shape[1], shape[0], True)
-        else:   # a multi-axis kernel whose equation is unknown: the split closest to square (a guess; see `guessed_split`)
+        # a multi-axis kernel whose equation is unknown: the split closest to square (a guess; see
+        # `guessed_split`)
+        else:
             splits = [(math.prod(shape[:k]), math.prod(shape[k:])) for k in range(1, len(shape))]
             inp, out = min(splits, key=lambda io: abs(math.log(io[0] / io[1])))
             v = MatrixView(1, out, inp, True)
     if row_blocks > 1:
-        if v.rows % row_blocks: raise ValueError(f'{v.rows} output rows do not split into {row_blocks} equal blocks')
+        if v.rows % row_blocks:
+            raise ValueError(f'{v.rows} output rows do not split into {row_blocks} equal blocks')
         v = MatrixView(v.batch * row_blocks, v.rows // row_blocks, v.cols, v.transposed)
     return v
 
@@ -115,7 +142,8 @@ def check_adjust_lr(value,               # The value to check
                     where:str='config'): # The caller, for the error
     "The config check both Muon optimizers use for `adjust_lr`"
     if value not in ADJUST_LR:
-        raise ConfigError(key, value, 'one of ' + ', '.join(map(repr, ADJUST_LR)), where, did_you_mean(value, [a for a in ADJUST_LR if a]))
+        raise ConfigError(key, value, 'one of ' + ', '.join(map(repr, ADJUST_LR)), where,
+                          did_you_mean(value, [a for a in ADJUST_LR if a]))
     return value
 
 # %% ../nbs/02_routing.ipynb #396d11a1
@@ -127,71 +155,125 @@ class Route:
     route: str      # 'muon' or 'adamw'
     reason: str     # Why, in words
     view: MatrixView|None = None   # how Muon sees it (None on the AdamW route)
-    by_shape: bool = False         # decided by its shape alone: no layer type, name rule or explicit choice
+    # decided by its shape alone: no layer type, name rule or explicit choice
+    by_shape: bool = False
     def as_dict(self) -> dict: return asdict(self)
 
 def route_parameter(name:str,                          # Full parameter name/path ('' if unknown)
                     shape:tuple,                       # Parameter shape
-                    kind:str|None=None,                # 'linear', 'conv', 'embedding', 'norm', 'bias' or None
-                    is_head:bool=False,                # Detected as the output head (e.g. the model's last Linear)
+                    # 'linear', 'conv', 'embedding', 'norm', 'bias' or None
+                    kind:str|None=None,
+                    # Detected as the output head (e.g. the model's last Linear)
+                    is_head:bool=False,
                     tied_to_embedding:bool=False,      # The same tensor is also an embedding table
                     layout:str='torch',                # Storage convention for `matrix_view`
                     embedding_names=DEFAULT_EMBEDDING_NAMES, # Substrings marking embeddings
                     head_names=DEFAULT_HEAD_NAMES,     # Path components marking output heads
                     muon_names=(),                     # Substrings forcing Muon
-                    adamw_names=(),                    # Substrings forcing AdamW (`exclude_layers` in the Keras Muon)
-                    in_axes:tuple|None=None,           # Kernel input axes (Keras `EinsumDense`), see `matrix_view`
+                    # Substrings forcing AdamW (`exclude_layers` in the Keras Muon)
+                    adamw_names=(),
+                    # Kernel input axes (Keras `EinsumDense`), see `matrix_view`
+                    in_axes:tuple|None=None,
                     groups:int=1,                      # Convolution groups
-                    row_blocks:int=1,                  # Opt-in split of the output rows (fused QKV, attention heads)
+                    # Opt-in split of the output rows (fused QKV, attention heads)
+                    row_blocks:int=1,
                     embedding_components=EMBEDDING_COMPONENTS): # Path components marking embeddings
     "Decide whether Muon or AdamW trains this parameter, and say why"
     shape = tuple(int(d) for d in shape)
-    def r(route, reason, view=None, by_shape=False): return Route(name, shape, route, reason, view, by_shape)
-    if (p := substring_match(name, adamw_names)): return r('adamw', f'override: name contains {p!r}')
+    def r(route, reason, view=None, by_shape=False):
+        return Route(name, shape, route, reason, view, by_shape)
+    if (p := substring_match(name, adamw_names)):
+        return r('adamw', f'override: name contains {p!r}')
     if 0 in shape: return r('adamw', 'empty (a dimension of 0): nothing to orthogonalize')
     view = matrix_view(shape, kind, layout, in_axes, groups, row_blocks)
     if (p := substring_match(name, muon_names)):
-        if view is None: raise ValueError(f"{name!r} has shape {shape}: Muon needs a matrix, so it cannot be forced onto Muon (muon_names pattern {p!r})")
+        if view is None:
+            raise ValueError(
+                f"{name!r} has shape {shape}: Muon needs a matrix, so it cannot be forced onto Muon"
+                f" (muon_names pattern {p!r})"
+            )
         return r('muon', f'override: name contains {p!r}', view)
     if view is None: return r('adamw', f'{len(shape)}-D (bias, norm gain or scalar)')
     if kind == 'bias': return r('adamw', 'bias')
     if kind == 'embedding': return r('adamw', 'embedding layer')
     if tied_to_embedding: return r('adamw', 'tied to an embedding')
-    if (p := substring_match(name, embedding_names)): return r('adamw', f'embedding: name contains {p!r}')
-    if (p := component_match(name, embedding_components)): return r('adamw', f'embedding: name has {p!r}')
+    if (p := substring_match(name, embedding_names)):
+        return r('adamw', f'embedding: name contains {p!r}')
+    if (p := component_match(name, embedding_components)):
+        return r('adamw', f'embedding: name has {p!r}')
     if is_head: return r('adamw', 'output head (last linear layer)')
     if (p := component_match(name, head_names)): return r('adamw', f'output head: name has {p!r}')
     if kind == 'norm': return r('adamw', 'normalization layer')
     if _components(name)[-1] in STATE_SPACE_NAMES:
-        return r('adamw', f'state-space parameter {_components(name)[-1]!r} (a decay rate or skip gain, not a linear map)')
+        return r(
+            'adamw',
+            f'state-space parameter {_components(name)[-1]!r} (a decay rate or skip gain, not a'
+            ' linear map)',
+        )
     if (p := component_match(name, STATE_SPACE_MODULES)):
-        return r('adamw', f'state-space time-scale projection {p!r} (its output sets each channel\'s Δ through softplus)')
-    if kind == 'conv' and groups > 1 and view.rows == 1: return r('adamw', f'depthwise convolution ({groups} one-row filters)')
-    if view.rows == 1 or view.cols == 1: return r('adamw', f'matrix view {view.shape} has a dimension of 1')
+        return r(
+            'adamw',
+            f'state-space time-scale projection {p!r} (its output sets each channel\'s Δ through'
+            ' softplus)',
+        )
+    if kind == 'conv' and groups > 1 and view.rows == 1:
+        return r('adamw', f'depthwise convolution ({groups} one-row filters)')
+    if view.rows == 1 or view.cols == 1:
+        return r('adamw', f'matrix view {view.shape} has a dimension of 1')
     guessed = guessed_split(shape, kind, layout, in_axes)
-    what = ('grouped conv kernel as ' if kind == 'conv' and groups > 1 else
-            'conv kernel as ' if kind == 'conv' or (kind is None and len(shape) >= 4) else
-            f'{view.batch} blocks of ' if row_blocks > 1 else f'stack of {view.batch} ' if view.batch > 1 else '')
-    size = f'{view.batch}×{view.rows}×{view.cols}' if kind == 'conv' and groups > 1 else f'{view.rows}×{view.cols}'
-    return r('muon', f'hidden matrix: {what}{size}' + (' (split of the kernel guessed)' if guessed else ''), view,
-             by_shape=kind is None or guessed)
+    what = (
+        'grouped conv kernel as '
+        if kind == 'conv' and groups > 1
+        else (
+            'conv kernel as '
+            if kind == 'conv' or (kind is None and len(shape) >= 4)
+            else (
+                f'{view.batch} blocks of '
+                if row_blocks > 1
+                else f'stack of {view.batch} ' if view.batch > 1 else ''
+            )
+        )
+    )
+    size = (
+        f'{view.batch}×{view.rows}×{view.cols}'
+        if kind == 'conv' and groups > 1
+        else f'{view.rows}×{view.cols}'
+    )
+    return r('muon',
+             f'hidden matrix: {what}{size}' + (' (split of the kernel guessed)' if guessed else ''),
+             view, by_shape=kind is None or guessed)
 
 # %% ../nbs/02_routing.ipynb #20ae98b6
 def row_blocks_for(name:str,               # The parameter's name
                    view:MatrixView|None,   # Its matrix view before any split
-                   qkv_names=(),           # Substrings marking fused QKV projections: split into Q, K and V
-                   per_head_names=(),      # Substrings marking attention projections to split per head
+                   # Substrings marking fused QKV projections: split into Q, K and V
+                   qkv_names=(),
+                   # Substrings marking attention projections to split per head
+                   per_head_names=(),
                    head_dim:int|None=None, # Rows per head, for `per_head_names`
                    where:str='Muon'        # The caller, for the error
                   ) -> int:
-    "The opt-in split of a matrix's output rows: `rows // head_dim` per attention head, 3 for a fused QKV, else 1"
+    """The opt-in split of a matrix's output rows: `rows // head_dim` per attention head, 3 for a
+    fused QKV, else 1"""
     if view is None: return 1
     if (p := substring_match(name, per_head_names)):
-        if head_dim is None: raise ConfigError('head_dim', None, 'the size of one attention head when per_head_names is set', where)
-        if view.rows % head_dim: raise ConfigError('head_dim', head_dim, f'a divisor of the {view.rows} output rows of {name!r} (matched {p!r})', where)
+        if head_dim is None:
+            raise ConfigError('head_dim', None,
+                              'the size of one attention head when per_head_names is set', where)
+        if view.rows % head_dim:
+            raise ConfigError(
+                'head_dim', head_dim,
+                f'a divisor of the {view.rows} output rows of {name!r} (matched {p!r})', where)
         return view.rows // head_dim
     if (p := substring_match(name, qkv_names)):
-        if view.rows % 3: raise ConfigError('qkv_names', p, f'names of fused QKV projections, whose output rows divide by 3; {name!r} has {view.rows}', where)
+        if view.rows % 3:
+            raise ConfigError(
+                'qkv_names',
+                p,
+                f'names of fused QKV projections, whose output rows divide by 3; {name!r} has'
+                f' {view.rows}',
+                where,
+            )
         return 3
     return 1
 
@@ -207,17 +289,32 @@ class RoutingReport(list):
             c['tensors'] += 1; c['elements'] += math.prod(r.shape)
         return out
     def by_shape(self) -> list:
-        "The routes decided by shape alone (no layer type, name rule or explicit choice): check these"
+        """The routes decided by shape alone (no layer type, name rule or explicit choice): check
+        these"""
         return [r for r in self if r.by_shape]
     def __str__(self):
-        cells = [('name', 'shape', 'route', 'reason')] + [(r.name, 'x'.join(map(str, r.shape)) or 'scalar', r.route,
-                                                           r.reason + (' [by shape alone]' if r.by_shape else '')) for r in self]
+        cells = [('name', 'shape', 'route', 'reason')] + [
+            (
+                r.name,
+                'x'.join(map(str, r.shape)) or 'scalar',
+                r.route,
+                r.reason + (' [by shape alone]' if r.by_shape else ''),
+            )
+            for r in self
+        ]
         widths = [max(len(row[i]) for row in cells) for i in range(4)]
         lines = ['  '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
         lines.insert(1, '  '.join('-' * w for w in widths))
-        tot = ', '.join(f"{k}: {v['tensors']} tensors, {v['elements']:,} elements" for k, v in self.counts().items())
+        tot = ', '.join(
+            f"{k}: {v['tensors']} tensors, {v['elements']:,} elements"
+            for k, v in self.counts().items()
+        )
         return '\n'.join(lines + ['', tot])
     __repr__ = __str__
     def _repr_markdown_(self):
-        body = '\n'.join(f"| `{r.name}` | {tuple(r.shape)} | **{r.route}** | {r.reason}{' *(by shape alone)*' if r.by_shape else ''} |" for r in self)
+        body = '\n'.join(
+            f"| `{r.name}` | {tuple(r.shape)} | **{r.route}** |"
+            f" {r.reason}{' *(by shape alone)*' if r.by_shape else ''} |"
+            for r in self
+        )
         return '| name | shape | route | reason |\n|---|---|---|---|\n' + body

@@ -8,8 +8,10 @@ Docs: https://dl-optim.github.io/dl_optim/schedules.html.md"""
 from __future__ import annotations
 import math
 import torch
-from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config, check_mapping, config_type, nested_config, DEFAULTS
-import keras   # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
+from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config
+from .config import check_mapping, config_type, nested_config, DEFAULTS
+# after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
+import keras
 from keras import ops
 
 # %% auto #0
@@ -25,31 +27,40 @@ class ConstantSchedule(keras.optimizers.schedules.LearningRateSchedule):
     "A constant learning rate, as a schedule (so it can be warmed up and serialized)"
     def __init__(self, learning_rate:float): # The rate at every step
         self.learning_rate = learning_rate
-    def __call__(self, step): return ops.cast(ops.zeros_like(ops.cast(step, 'float32')) + self.learning_rate, 'float32')
+    def __call__(self, step):
+        return ops.cast(ops.zeros_like(ops.cast(step, 'float32')) + self.learning_rate, 'float32')
     def get_config(self): return dict(learning_rate=self.learning_rate)
 
 @_register
 class StableDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
-    "Hold `learning_rate` for `stable_steps`, then decay to `alpha·learning_rate` over `decay_steps` (linear or cosine)"
+    """Hold `learning_rate` for `stable_steps`, then decay to `alpha·learning_rate` over
+    `decay_steps` (linear or cosine)"""
     def __init__(self,
                  learning_rate:float,       # The rate of the stable phase
                  stable_steps:int,          # Steps at `learning_rate`
                  decay_steps:int,           # Steps of the decay that follows
                  alpha:float=0.0,           # Final rate, as a fraction of `learning_rate`
                  decay_shape:str='linear'): # 'linear' or 'cosine'
-        self.learning_rate, self.stable_steps, self.decay_steps = learning_rate, stable_steps, decay_steps
+        self.learning_rate, self.stable_steps, self.decay_steps = (
+            learning_rate,
+            stable_steps,
+            decay_steps,
+        )
         self.alpha, self.decay_shape = alpha, decay_shape
     def __call__(self, step):
-        frac = ops.clip((ops.cast(step, 'float32') - self.stable_steps) / self.decay_steps, 0.0, 1.0)
+        frac = ops.clip((ops.cast(step, 'float32') - self.stable_steps) / self.decay_steps, 0.0,
+                        1.0)
         left = 0.5 * (1.0 + ops.cos(math.pi * frac)) if self.decay_shape == 'cosine' else 1.0 - frac
         return self.learning_rate * (self.alpha + (1.0 - self.alpha) * left)
-    def get_config(self): return dict(learning_rate=self.learning_rate, stable_steps=self.stable_steps,
-                                      decay_steps=self.decay_steps, alpha=self.alpha, decay_shape=self.decay_shape)
+    def get_config(self):
+        return dict(learning_rate=self.learning_rate, stable_steps=self.stable_steps,
+                    decay_steps=self.decay_steps, alpha=self.alpha, decay_shape=self.decay_shape)
 
 # %% ../nbs/04_schedules.ipynb #c3eed3b9
 @_register
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    "Linear warmup from `warmup_start_lr` to `primary(0)` over `warmup_steps`, then `primary(step − warmup_steps)`"
+    """Linear warmup from `warmup_start_lr` to `primary(0)` over `warmup_steps`, then `primary(step
+    − warmup_steps)`"""
     def __init__(self,
                  primary,                   # The Keras schedule that runs after the warmup
                  warmup_steps:int=0,        # Steps of linear warmup
@@ -68,14 +79,17 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         after = ops.cast(self.primary(ops.maximum(step - self.warmup_steps, 0.0)), 'float32')
         return ops.where(step < self.warmup_steps, warm, after)
     def get_config(self):
-        return dict(primary=keras.optimizers.schedules.serialize(self.primary), warmup_steps=self.warmup_steps,
-                    warmup_start_lr=self.warmup_start_lr)
+        return dict(primary=keras.optimizers.schedules.serialize(self.primary),
+                    warmup_steps=self.warmup_steps, warmup_start_lr=self.warmup_start_lr)
     @classmethod
     def from_config(cls, config):
         config = dict(config)   # never mutate the caller's dict
         return cls(keras.optimizers.schedules.deserialize(config.pop('primary')), **config)
     def __repr__(self):
-        return f'WarmupSchedule({type(self.primary).__name__}, warmup_steps={self.warmup_steps}, warmup_start_lr={self.warmup_start_lr:g})'
+        return (
+            f'WarmupSchedule({type(self.primary).__name__}, warmup_steps={self.warmup_steps},'
+            f' warmup_start_lr={self.warmup_start_lr:g})'
+        )
 
 # %% ../nbs/04_schedules.ipynb #a276d2d9
 _lr, _steps = Number(0, low_open=True), Number(0, integer=True, low_open=True)
@@ -84,37 +98,51 @@ _SD = DEFAULTS['schedule']
 _WARMUP = dict(warmup_steps=Param(Number(0, integer=True), DEFAULTS['warmup']['warmup_steps']),
                warmup_start_lr=Param(Number(0), DEFAULTS['warmup']['warmup_start_lr']))
 SCHEDULE_SCHEMAS = {
-    'cosine_decay': dict(learning_rate=Param(_lr), decay_steps=Param(_steps), alpha=Param(_fraction, _SD['cosine_decay']['alpha'])),
-    'exponential_decay': dict(learning_rate=Param(_lr), decay_steps=Param(_steps), decay_rate=Param(Number(0, 1, low_open=True)),
+    'cosine_decay': dict(learning_rate=Param(_lr), decay_steps=Param(_steps),
+                         alpha=Param(_fraction, _SD['cosine_decay']['alpha'])),
+    'exponential_decay': dict(learning_rate=Param(_lr), decay_steps=Param(_steps),
+                              decay_rate=Param(Number(0, 1, low_open=True)),
                               staircase=Param(Boolean(), False)),
-    'cosine_decay_restarts': dict(learning_rate=Param(_lr), decay_steps=Param(_steps),
-                                  t_mul=Param(Number(0, low_open=True), _SD['cosine_decay_restarts']['t_mul']),
-                                  m_mul=Param(Number(0, 1, low_open=True), _SD['cosine_decay_restarts']['m_mul']),
-                                  alpha=Param(_fraction, _SD['cosine_decay_restarts']['alpha'])),
-    'wsd': dict(learning_rate=Param(_lr), stable_steps=Param(Number(0, integer=True)), decay_steps=Param(_steps),
-                alpha=Param(_fraction, 0.0), decay_shape=Param(Choice('linear', 'cosine'), 'linear')),
+    'cosine_decay_restarts': dict(
+        learning_rate=Param(_lr), decay_steps=Param(_steps),
+        t_mul=Param(Number(0, low_open=True), _SD['cosine_decay_restarts']['t_mul']),
+        m_mul=Param(Number(0, 1, low_open=True), _SD['cosine_decay_restarts']['m_mul']),
+        alpha=Param(_fraction, _SD['cosine_decay_restarts']['alpha'])),
+    'wsd': dict(learning_rate=Param(_lr), stable_steps=Param(Number(0, integer=True)),
+                decay_steps=Param(_steps), alpha=Param(_fraction, 0.0),
+                decay_shape=Param(Choice('linear', 'cosine'), 'linear')),
     'constant': dict(learning_rate=Param(_lr)),
 }
 SCHEDULE_TYPES = tuple(SCHEDULE_SCHEMAS)
 
 def _primary(kind:str, c:dict):
     S = keras.optimizers.schedules
-    if kind == 'cosine_decay': return S.CosineDecay(c['learning_rate'], c['decay_steps'], alpha=c['alpha'])
-    if kind == 'exponential_decay': return S.ExponentialDecay(c['learning_rate'], c['decay_steps'], c['decay_rate'], staircase=c['staircase'])
-    if kind == 'cosine_decay_restarts': return S.CosineDecayRestarts(c['learning_rate'], c['decay_steps'], t_mul=c['t_mul'], m_mul=c['m_mul'], alpha=c['alpha'])
-    if kind == 'wsd': return StableDecaySchedule(c['learning_rate'], c['stable_steps'], c['decay_steps'], c['alpha'], c['decay_shape'])
+    if kind == 'cosine_decay':
+        return S.CosineDecay(c['learning_rate'], c['decay_steps'], alpha=c['alpha'])
+    if kind == 'exponential_decay':
+        return S.ExponentialDecay(c['learning_rate'], c['decay_steps'], c['decay_rate'],
+                                  staircase=c['staircase'])
+    if kind == 'cosine_decay_restarts':
+        return S.CosineDecayRestarts(c['learning_rate'], c['decay_steps'], t_mul=c['t_mul'],
+                                     m_mul=c['m_mul'], alpha=c['alpha'])
+    if kind == 'wsd':
+        return StableDecaySchedule(c['learning_rate'], c['stable_steps'], c['decay_steps'],
+                                   c['alpha'], c['decay_shape'])
     return ConstantSchedule(c['learning_rate'])
 
 def parse_schedule_config(config # A schedule config dict in the dl_techniques guide's format
                           ) -> tuple[str, dict]:
-    "Validate a learning-rate schedule config; return its type and the complete, canonical parameters"
+    """Validate a learning-rate schedule config; return its type and the complete, canonical
+    parameters"""
     where = 'learning-rate schedule config'
     kind = config_type(config, SCHEDULE_TYPES, where)
-    return kind, parse_config(config, {**SCHEDULE_SCHEMAS[kind], **_WARMUP}, f'{where} ({kind})', ignore=('type',))
+    return kind, parse_config(config, {**SCHEDULE_SCHEMAS[kind], **_WARMUP}, f'{where} ({kind})',
+                              ignore=('type',))
 
 def learning_rate_schedule_builder(config:dict # `type` plus that type's keys and the warmup keys
                                    ) -> WarmupSchedule:
-    "Build a warmed-up Keras learning-rate schedule from a flat config dict in the dl_techniques guide's format"
+    """Build a warmed-up Keras learning-rate schedule from a flat config dict in the dl_techniques
+    guide's format"""
     kind, c = parse_schedule_config(config)
     return WarmupSchedule(_primary(kind, c), c['warmup_steps'], c['warmup_start_lr'])
 
@@ -123,37 +151,55 @@ PLOT_POINTS = 4000   # most steps a plot evaluates, however long the schedule
 
 def schedule_values(config_or_schedule, # A config dict or a built schedule
                     steps):             # The steps to evaluate at
-    "The schedule's learning rate at steps 0..steps−1 (`steps` an int) or at the given steps (an array), as a NumPy array"
+    """The schedule's learning rate at steps 0..steps−1 (`steps` an int) or at the given steps (an
+    array), as a NumPy array"""
     import numpy as np
-    s = learning_rate_schedule_builder(config_or_schedule) if isinstance(config_or_schedule, dict) else config_or_schedule
-    at = ops.arange(steps, dtype='float32') if isinstance(steps, int) else ops.convert_to_tensor(np.asarray(steps, 'float32'))
+    s = (
+        learning_rate_schedule_builder(config_or_schedule)
+        if isinstance(config_or_schedule, dict)
+        else config_or_schedule
+    )
+    at = ops.arange(steps, dtype='float32') if isinstance(steps, int) else ops.convert_to_tensor(
+        np.asarray(steps, 'float32'))
     return np.asarray(ops.convert_to_numpy(s(at)), dtype='float64')
 
 def plot_steps(steps:int,                # The schedule's length
                points:int=PLOT_POINTS): # At most this many evenly spaced steps
     "At most `points` integer steps spread evenly over 0..steps−1 (every step when there are fewer)"
     import numpy as np
-    return np.arange(steps) if steps <= points else np.unique(np.linspace(0, steps - 1, points).round())
+    return np.arange(steps) if steps <= points else np.unique(
+        np.linspace(0, steps - 1, points).round())
 
 def _default_steps(kind:str, c:dict) -> int:
     "Steps that show the whole schedule (`c` is the parsed config)"
     w = c['warmup_steps']
     if kind == 'wsd': return int(1.15 * (w + c['stable_steps'] + c['decay_steps'])) + 1
-    if kind == 'cosine_decay_restarts': return w + int(c['decay_steps'] * (1 + c['t_mul'] + c['t_mul'] ** 2)) + 1
+    if kind == 'cosine_decay_restarts':
+        return w + int(c['decay_steps'] * (1 + c['t_mul'] + c['t_mul']**2)) + 1
     if kind == 'constant': return max(2 * w, 100)
     if kind == 'exponential_decay':   # until the rate has fallen to a tenth
         r = c['decay_rate']
-        return w + int(c['decay_steps'] * (min(math.log(0.1) / math.log(r), 20) if 0 < r < 1 else 3)) + 1
+        return (
+            w
+            + int(c['decay_steps'] * (min(math.log(0.1) / math.log(r), 20) if 0 < r < 1 else 3))
+            + 1
+        )
     return int(1.2 * (w + c['decay_steps'])) + 1
 
 def plot_schedule(config:dict,           # A schedule config dict
-                  steps:int|None=None,   # Steps to plot (default: warmup + the schedule's natural length)
+                  # Steps to plot (default: warmup + the schedule's natural length)
+                  steps:int|None=None,
                   ax=None,               # A matplotlib axis to draw on (default: a new figure)
                   title:str|None=None):  # The title (default: the schedule type)
-    "Plot the learning rate of a schedule config over `steps` (default: the whole schedule plus a margin), phases shaded"
+    """Plot the learning rate of a schedule config over `steps` (default: the whole schedule plus a
+    margin), phases shaded"""
     import matplotlib.pyplot as plt
     kind, c = parse_schedule_config(config)
-    steps = _default_steps(kind, c) if steps is None else Number(1, integer=True)(steps, 'steps', 'plot_schedule')
+    steps = (
+        _default_steps(kind, c)
+        if steps is None
+        else Number(1, integer=True)(steps, 'steps', 'plot_schedule')
+    )
     x = plot_steps(steps)
     y = schedule_values(config, x)
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3))
@@ -162,7 +208,8 @@ def plot_schedule(config:dict,           # A schedule config dict
     if w: ax.axvspan(0, w, color='tab:orange', alpha=0.15, label='warmup')
     if kind == 'wsd':
         ax.axvspan(w, w + c['stable_steps'], color='tab:green', alpha=0.12, label='stable')
-        ax.axvspan(w + c['stable_steps'], w + c['stable_steps'] + c['decay_steps'], color='tab:purple', alpha=0.12, label='decay')
+        ax.axvspan(w + c['stable_steps'], w + c['stable_steps'] + c['decay_steps'],
+                   color='tab:purple', alpha=0.12, label='decay')
     ax.xaxis.set_major_locator(plt.MaxNLocator(5, integer=True))
     ax.set_xlabel('step'); ax.set_ylabel('learning rate'); ax.set_title(title or kind)
     ax.set_ylim(bottom=0)
@@ -171,19 +218,24 @@ def plot_schedule(config:dict,           # A schedule config dict
 
 # %% ../nbs/04_schedules.ipynb #0054a06a
 def _peak(schedule) -> float:
-    "The reference learning rate η0 of a built schedule (the primary's `learning_rate`/`initial_learning_rate`)"
+    """The reference learning rate η0 of a built schedule (the primary's
+    `learning_rate`/`initial_learning_rate`)"""
     p = schedule.primary if isinstance(schedule, WarmupSchedule) else schedule
     for attr in ('learning_rate', 'initial_learning_rate'):
         if hasattr(p, attr): return float(getattr(p, attr))
     return float(ops.convert_to_numpy(p(0)))
 
 class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
-    "A torch LR scheduler driven by a Keras learning-rate schedule: group lr = base lr · schedule(step) / η0"
-    block = 1024   # steps evaluated per call of the schedule (one vectorized call instead of 1024 scalar ones)
+    """A torch LR scheduler driven by a Keras learning-rate schedule: group lr = base lr ·
+    schedule(step) / η0"""
+    # steps evaluated per call of the schedule (one vectorized call instead of 1024 scalar ones)
+    block = 1024
     def __init__(self,
                  optimizer,              # The torch optimizer whose `lr` the schedule drives
-                 schedule,               # A built schedule (a `WarmupSchedule` or any Keras schedule)
-                 last_epoch:int=-1):     # torch's resume convention: the index of the last step taken
+                 # A built schedule (a `WarmupSchedule` or any Keras schedule)
+                 schedule,
+                 # torch's resume convention: the index of the last step taken
+                 last_epoch:int=-1):
         self.schedule, self.peak, self._cached = schedule, _peak(schedule), (None, None)
         super().__init__(optimizer, last_epoch)
     def factor(self, step:int) -> float:
@@ -191,17 +243,28 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
         b, values = self._cached
         if b != step // self.block:
             b = step // self.block
-            values = ops.convert_to_numpy(self.schedule(ops.arange(b * self.block, (b + 1) * self.block, dtype='float32')))
+            values = ops.convert_to_numpy(
+                self.schedule(ops.arange(b * self.block, (b + 1) * self.block, dtype='float32')))
             self._cached = (b, values)
         return float(values[step - b * self.block]) / self.peak
     def get_lr(self): return [base * self.factor(self.last_epoch) for base in self.base_lrs]
-    def state_dict(self): return {k: v for k, v in self.__dict__.items() if k not in ('optimizer', 'schedule', '_cached')}
+    def state_dict(self):
+        return {
+            k: v for k, v in self.__dict__.items() if k not in ('optimizer', 'schedule', '_cached')
+        }
 
 def to_torch_scheduler(config_or_schedule, # A schedule config dict or a built schedule
                        optimizer           # The torch optimizer to drive
                       ) -> ScheduleLR:
-    "A torch LR scheduler that makes `optimizer` follow a schedule config (or a built Keras schedule), step by step"
-    s = learning_rate_schedule_builder(config_or_schedule) if isinstance(config_or_schedule, dict) else config_or_schedule
+    """A torch LR scheduler that makes `optimizer` follow a schedule config (or a built Keras
+    schedule), step by step"""
+    s = (
+        learning_rate_schedule_builder(config_or_schedule)
+        if isinstance(config_or_schedule, dict)
+        else config_or_schedule
+    )
     if not isinstance(s, keras.optimizers.schedules.LearningRateSchedule):
-        raise ConfigError('config_or_schedule', config_or_schedule, 'a schedule config dict or a keras LearningRateSchedule', 'to_torch_scheduler')
+        raise ConfigError('config_or_schedule', config_or_schedule,
+                          'a schedule config dict or a keras LearningRateSchedule',
+                          'to_torch_scheduler')
     return ScheduleLR(optimizer, s)

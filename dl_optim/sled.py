@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import numpy as np
 import torch
-from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config, check_mapping, config_type, nested_config, DEFAULTS
+from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_config
+from .config import check_mapping, config_type, nested_config, DEFAULTS
 from .ops import TORCH, ops_for
 
 # %% auto #0
@@ -22,14 +23,17 @@ def _softmax_np(x):
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
 
-def sled_reference(layer_logits,                 # [L+1, V]: early layers first, the final layer last (one position)
-                   evolution_rate:float=0.5,     # α, the step size
-                   evolution_scale:int=10,       # k, the number of candidate tokens
-                   temperature:float=1.0,        # τ
-                   use_tau_in_update:bool=True,  # divide the step by τ
-                   inactive_logit_value:float=-1e9,  # η, written outside the top-k
-                   num_steps:int=1):             # T, evolution steps with rate α(1 − t/T)
-    "SLED for one position, written literally in NumPy float64 (slow; the yardstick for the fast processor)"
+def sled_reference(
+        # [L+1, V]: early layers first, the final layer last (one position)
+        layer_logits,
+        evolution_rate:float=0.5,     # α, the step size
+        evolution_scale:int=10,       # k, the number of candidate tokens
+        temperature:float=1.0,        # τ
+        use_tau_in_update:bool=True,  # divide the step by τ
+        inactive_logit_value:float=-1e9,  # η, written outside the top-k
+        num_steps:int=1):             # T, evolution steps with rate α(1 − t/T)
+    """SLED for one position, written literally in NumPy float64 (slow; the yardstick for the fast
+    processor)"""
     z = np.asarray(layer_logits, dtype=np.float64)
     early, final = z[:-1], z[-1]
     V = z.shape[-1]; k = min(evolution_scale, V)
@@ -45,7 +49,9 @@ def sled_reference(layer_logits,                 # [L+1, V]: early layers first,
     if m.sum() > 0: latent[top] = m.sum(0) / m.sum()
     h, tau_u = final.copy(), temperature if use_tau_in_update else 1.0
     for t in range(num_steps):
-        h = h - evolution_rate * (1 - t / num_steps) / tau_u * (_softmax_np(h / temperature) - latent)
+        h = h - evolution_rate * (1 - t / num_steps) / tau_u * (
+            _softmax_np(h / temperature) - latent
+        )
     out = np.full(V, float(inactive_logit_value)); out[top] = h[top]
     return out
 
@@ -67,12 +73,14 @@ def sled_layer_scores(xp,                 # `TORCH` or a `KerasOps`
                       final,              # Final-layer logits
                       top,                # Candidate token ids [batch, k]
                       temperature:float): # Softmax temperature
-    "Phase 1 for one early layer: m = max(cos(z_n − z_N, p_n − e_i), 0)² on the candidates, `[B, k]`, by the O(V) closed form"
+    """Phase 1 for one early layer: m = max(cos(z_n − z_N, p_n − e_i), 0)² on the candidates, `[B,
+    k]`, by the O(V) closed form"""
     p = tempered_softmax(xp, early, temperature)
     d = early - final
     dp, dd, pp = xp.rowsum(d * p), xp.rowsum(d * d), xp.rowsum(p * p)
     d_k, p_k = xp.take(d, top), xp.take(p, top)
-    # the layer's own top token j: 1 − p_j and ⟨d, p − e_j⟩ as sums over the other tokens (no cancellation)
+    # the layer's own top token j: 1 − p_j and ⟨d, p − e_j⟩ as sums over the other tokens (no
+    # cancellation)
     star = xp.argmax_mask(early)
     p_rest = p * (1 - star)
     d_star = xp.rowsum(d * star)
@@ -92,21 +100,26 @@ def sled_evolve(xp,                     # `TORCH` or a `KerasOps`
                 temperature:float,      # Softmax temperature
                 tau_update:float,       # Temperature of the evolved distribution
                 num_steps:int):         # Evolution steps
-    "Phase 3: T gradient steps of KL(P_latent ‖ softmax(h/τ)) from h = z_N over the full vocabulary, rate α(1 − t/T)"
+    """Phase 3: T gradient steps of KL(P_latent ‖ softmax(h/τ)) from h = z_N over the full
+    vocabulary, rate α(1 − t/T)"""
     target = xp.scatter(top, latent, final)
     h = final
     for t in range(num_steps):
-        h = h - (evolution_rate * (1 - t / num_steps) / tau_update) * (tempered_softmax(xp, h, temperature) - target)
+        h = h - (evolution_rate * (1 - t / num_steps) / tau_update) * (
+            tempered_softmax(xp, h, temperature) - target
+        )
     return h
 
 # %% ../nbs/09_sled.ipynb #9e4a34b7
 def sled_latent(xp,           # `TORCH` or a `KerasOps`
                 scores:list): # Per-early-layer scores on the candidates
-    "Phase 2: P_latent on the candidates, `[B, k]`: per-layer scores summed and normalised per row (0 where no layer scores)"
+    """Phase 2: P_latent on the candidates, `[B, k]`: per-layer scores summed and normalised per
+    row (0 where no layer scores)"""
     total = scores[0]
     for s in scores[1:]: total = total + s
     norm = xp.rowsum(total)
-    return total / (norm + xp.cast(norm == 0, xp.dtype_name(norm)))   # 0/1 = 0 for a no-signal row, no branch
+    # 0/1 = 0 for a no-signal row, no branch
+    return total / (norm + xp.cast(norm == 0, xp.dtype_name(norm)))
 
 # %% ../nbs/09_sled.ipynb #691848c4
 SLED_TYPES = ('sled_v1',)
@@ -123,58 +136,105 @@ SLED_SCHEMA = dict(
 _FINITE_MIN = {'float16': -65504.0}
 
 def _parse_sled(config:dict, where:str):
-    "Validate SLED parameters; `evolution_lower_bound` (the official name) is accepted for `inactive_logit_value`"
+    """Validate SLED parameters; `evolution_lower_bound` (the official name) is accepted for
+    `inactive_logit_value`"""
     config = dict(check_mapping(config, where))
     if 'evolution_lower_bound' in config:
         if 'inactive_logit_value' in config:
-            raise ConfigError('evolution_lower_bound', config['evolution_lower_bound'],
-                              'only one of evolution_lower_bound and inactive_logit_value (they are the same parameter)', where)
-        config['inactive_logit_value'] = SLED_SCHEMA['inactive_logit_value'].check(config.pop('evolution_lower_bound'), 'evolution_lower_bound', where)
+            raise ConfigError(
+                'evolution_lower_bound',
+                config['evolution_lower_bound'],
+                'only one of evolution_lower_bound and inactive_logit_value (they are the same'
+                ' parameter)',
+                where,
+            )
+        config['inactive_logit_value'] = SLED_SCHEMA['inactive_logit_value'].check(
+            config.pop('evolution_lower_bound'), 'evolution_lower_bound', where
+        )
     c = parse_config(config, SLED_SCHEMA, where)
-    total = c['evolution_rate'] * (c['num_steps'] + 1) / 2 / (c['temperature'] if c['use_tau_in_update'] else 1.0)
+    total = (
+        c['evolution_rate']
+        * (c['num_steps'] + 1)
+        / 2
+        / (c['temperature'] if c['use_tau_in_update'] else 1.0)
+    )
     if total > MAX_TOTAL_STEP:
-        raise ConfigError('evolution_rate', c['evolution_rate'], f'a rate with evolution_rate·(num_steps + 1)/2/temperature '
-                          f'<= {MAX_TOTAL_STEP:g} (here {total:g}), so that the evolved logits stay finite in float32', where)
+        raise ConfigError(
+            'evolution_rate',
+            c['evolution_rate'],
+            f'a rate with evolution_rate·(num_steps + 1)/2/temperature <= {MAX_TOTAL_STEP:g} (here'
+            f' {total:g}), so that the evolved logits stay finite in float32',
+            where,
+        )
     return c
 
 # %% ../nbs/09_sled.ipynb #81cdfd42
 class SledLogitsProcessor:
-    "SLED: evolve the final logits towards what the early layers point at; `__call__(layer_logits) -> [B, V]`"
+    """SLED: evolve the final logits towards what the early layers point at;
+    `__call__(layer_logits) -> [B, V]`"""
     def __init__(self,
-                 evolution_rate:float=0.5,        # α: size of the evolution step (official experiments: 1.75–2.5)
+                 # α: size of the evolution step (official experiments: 1.75–2.5)
+                 evolution_rate:float=0.5,
                  evolution_scale:int=10,          # k: candidates = the top-k final logits
-                 temperature:float=1.0,           # τ in softmax(z/τ) (the official code has none: τ = 1)
-                 use_tau_in_update:bool=True,     # divide the step by τ, as the gradient of the KL does
-                 inactive_logit_value:float=-1e9, # η: logit for every token outside the top-k (clipped to the dtype's finite range)
+                 # τ in softmax(z/τ) (the official code has none: τ = 1)
+                 temperature:float=1.0,
+                 # divide the step by τ, as the gradient of the KL does
+                 use_tau_in_update:bool=True,
+                 # η: logit for every token outside the top-k (clipped to the dtype's finite range)
+                 inactive_logit_value:float=-1e9,
                  num_steps:int=1):                # T: evolution steps with rate α(1 − t/T)
-        p = _parse_sled(dict(evolution_rate=evolution_rate, evolution_scale=evolution_scale, temperature=temperature,
-                             use_tau_in_update=use_tau_in_update, inactive_logit_value=inactive_logit_value,
-                             num_steps=num_steps), 'SledLogitsProcessor')
+        p = _parse_sled(
+            dict(evolution_rate=evolution_rate, evolution_scale=evolution_scale,
+                 temperature=temperature, use_tau_in_update=use_tau_in_update,
+                 inactive_logit_value=inactive_logit_value, num_steps=num_steps),
+            'SledLogitsProcessor')
         for k, v in p.items(): setattr(self, k, v)
 
     def get_config(self): return {k: getattr(self, k) for k in SLED_SCHEMA}
     @classmethod
     def from_config(cls, config): return cls(**config)
-    def __repr__(self): return f"SledLogitsProcessor({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+    def __repr__(self):
+        return (
+            f"SledLogitsProcessor({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+        )
 
     def _layers(self, layer_logits):
-        "Split the input into (ops namespace, list of [B, V] arrays), with clear errors for the wrong structure"
+        """Split the input into (ops namespace, list of [B, V] arrays), with clear errors for the
+        wrong structure"""
         if isinstance(layer_logits, (list, tuple)):
             layers = list(layer_logits)
-            if not layers: raise ValueError('SLED needs the logits of at least two layers (early layers first, final last); got an empty list')
+            if not layers:
+                raise ValueError(
+                    'SLED needs the logits of at least two layers (early layers first, final last);'
+                    ' got an empty list'
+                )
             xp = ops_for(layers[-1])
             layers = [xp.convert(x, layers[-1]) for x in layers]
         else:
             xp = ops_for(layer_logits)
             layer_logits = xp.convert(layer_logits, layer_logits)
             if len(xp.shape(layer_logits)) != 3:
-                raise ValueError(f'SLED takes a list of [batch, vocab] logits or one [layers, batch, vocab] array; got shape {xp.shape(layer_logits)}')
+                raise ValueError(
+                    'SLED takes a list of [batch, vocab] logits or one [layers, batch, vocab]'
+                    f' array; got shape {xp.shape(layer_logits)}'
+                )
             layers = xp.unstack(layer_logits)
-        if len(layers) < 2: raise ValueError(f'SLED needs the logits of at least two layers (early layers first, final last); got {len(layers)}')
+        if len(layers) < 2:
+            raise ValueError(
+                'SLED needs the logits of at least two layers (early layers first, final last);'
+                f' got {len(layers)}'
+            )
         shapes = [xp.shape(x) for x in layers]
-        if len(shapes[-1]) != 2: raise ValueError(f'each layer\'s logits must be [batch, vocab]; the final layer has shape {shapes[-1]}')
+        if len(shapes[-1]) != 2:
+            raise ValueError(
+                'each layer\'s logits must be [batch, vocab]; the final layer has shape'
+                f' {shapes[-1]}'
+            )
         if any(s != shapes[-1] for s in shapes):
-            raise ValueError(f'every layer\'s logits must have the final layer\'s shape {shapes[-1]}; got {shapes}')
+            raise ValueError(
+                f'every layer\'s logits must have the final layer\'s shape {shapes[-1]}; got'
+                f' {shapes}'
+            )
         return xp, layers
 
     def __call__(self, layer_logits):
@@ -188,23 +248,33 @@ class SledLogitsProcessor:
         for x in early: finite = finite & xp.finite_rows(x)
         if not xp.tracing(final) and not xp.all_true(finite):
             bad = [i for i, x in enumerate(layers) if not xp.all_true(xp.finite_rows(x))]
-            raise ValueError(f'SLED needs finite logits (apply masking processors such as top-p or bad-words after SLED); '
-                             f'layers {bad} (0 = earliest, {len(layers) - 1} = final) contain inf or NaN')
+            raise ValueError(
+                'SLED needs finite logits (apply masking processors such as top-p or bad-words'
+                f' after SLED); layers {bad} (0 = earliest, {len(layers) - 1} = final) contain inf'
+                ' or NaN'
+            )
         k = min(self.evolution_scale, xp.shape(final)[-1])
         top = sled_candidates(xp, final, k)
-        latent = sled_latent(xp, [sled_layer_scores(xp, z, final, top, self.temperature) for z in early])
+        latent = sled_latent(
+            xp, [sled_layer_scores(xp, z, final, top, self.temperature) for z in early]
+        )
         tau_u = self.temperature if self.use_tau_in_update else 1.0
-        h = sled_evolve(xp, final, top, latent, self.evolution_rate, self.temperature, tau_u, self.num_steps)
+        h = sled_evolve(xp, final, top, latent, self.evolution_rate, self.temperature, tau_u,
+                        self.num_steps)
         keep = xp.scatter(top, xp.ones_like(latent), final) > 0
         eta = max(self.inactive_logit_value, _FINITE_MIN.get(out_dtype, -math.inf))
         kept_min = xp.rowmin(xp.where(keep, h, math.inf))
-        inactive = xp.clamp_min(xp.where(kept_min - 1 < eta, kept_min - 1, eta), _FINITE_MIN.get(out_dtype, -math.inf))
+        inactive = xp.clamp_min(xp.where(kept_min - 1 < eta, kept_min - 1, eta),
+                                _FINITE_MIN.get(out_dtype, -math.inf))
         out = xp.where(keep, h, inactive)
         out = xp.where(xp.column(finite), out, math.nan)
         return xp.cast(out, out_dtype)
 
 # %% ../nbs/09_sled.ipynb #fdcd26db
-def sled_builder(config:dict):  # {"type": "sled_v1", "config": {evolution_rate, evolution_scale, temperature, use_tau_in_update, inactive_logit_value | evolution_lower_bound, num_steps}}
+def sled_builder(
+        # {"type": "sled_v1", "config": {evolution_rate, evolution_scale, temperature,
+        # use_tau_in_update, inactive_logit_value | evolution_lower_bound, num_steps}}
+        config:dict):
     "Build a `SledLogitsProcessor` from the dl_techniques guide's config dict"
     where = 'sled_builder'
     config_type(config, SLED_TYPES, where)
@@ -214,27 +284,43 @@ def sled_builder(config:dict):  # {"type": "sled_v1", "config": {evolution_rate,
 _FINAL_NORM_NAMES = ('norm', 'ln_f', 'final_layernorm', 'final_layer_norm', 'norm_f')
 
 def final_norm_of(model): # A Hugging Face causal LM
-    "The final normalisation module of a transformers causal LM (Llama/Mistral/Qwen `norm`, GPT-2 `ln_f`, ...)"
+    """The final normalisation module of a transformers causal LM (Llama/Mistral/Qwen `norm`, GPT-2
+    `ln_f`, ...)"""
     decoder = model.get_decoder() if hasattr(model, 'get_decoder') else model
     for name in _FINAL_NORM_NAMES:
         if isinstance(getattr(decoder, name, None), torch.nn.Module): return getattr(decoder, name)
-    raise ValueError(f'cannot find the final norm of {type(model).__name__} (looked for {", ".join(_FINAL_NORM_NAMES)} on '
-                     f'{type(decoder).__name__}); pass normalize_early=False or the module as `final_norm`')
+    raise ValueError(
+        f'cannot find the final norm of {type(model).__name__} (looked for'
+        f' {", ".join(_FINAL_NORM_NAMES)} on {type(decoder).__name__}); pass normalize_early=False'
+        ' or the module as `final_norm`'
+    )
 
 def transformers_layer_logits(model,                 # A transformers causal LM (`*ForCausalLM`)
-                              outputs,               # Its output for the same inputs, run with `output_hidden_states=True`
-                              position=-1,           # Position whose next-token logits are wanted (every row), or (rows, cols) index lists
-                              layers=None,           # Early layer indices to use (0 = embeddings); None = all
-                              normalize_early:bool=False,  # Apply the final norm to early states (not the official convention)
-                              final_norm=None):      # The norm module, when `final_norm_of` cannot find it
-    "Logits `[L+1, B, V]` (or `[L+1, P, V]` for P (row, col) positions) for SLED: the LM head on the early states, then the final logits"
+                              # Its output for the same inputs, run with `output_hidden_states=True`
+                              outputs,
+                              # Position whose next-token logits are wanted (every row), or (rows,
+                              # cols) index lists
+                              position=-1,
+                              # Early layer indices to use (0 = embeddings); None = all
+                              layers=None,
+                              # Apply the final norm to early states (not the official convention)
+                              normalize_early:bool=False,
+                              # The norm module, when `final_norm_of` cannot find it
+                              final_norm=None):
+    """Logits `[L+1, B, V]` (or `[L+1, P, V]` for P (row, col) positions) for SLED: the LM head on
+    the early states, then the final logits"""
     normalize_early = Boolean()(normalize_early, 'normalize_early', 'transformers_layer_logits')
     hidden = outputs.hidden_states
     if hidden is None: raise ValueError('run the model with output_hidden_states=True')
     n = len(hidden) - 1
     idx = list(range(n)) if layers is None else list(layers)
-    if not idx or any(not 0 <= i < n for i in idx): raise ValueError(f'layers must be a non-empty list of indices in [0, {n}); got {layers}')
-    pick = (lambda h: h[:, position]) if isinstance(position, int) else (lambda h: h[position[0], position[1]])
+    if not idx or any(not 0 <= i < n for i in idx):
+        raise ValueError(f'layers must be a non-empty list of indices in [0, {n}); got {layers}')
+    pick = (
+        (lambda h: h[:, position])
+        if isinstance(position, int)
+        else (lambda h: h[position[0], position[1]])
+    )
     early = torch.stack([pick(hidden[i]) for i in idx])
     if normalize_early: early = (final_norm or final_norm_of(model))(early)
     head = model.get_output_embeddings()
@@ -243,7 +329,8 @@ def transformers_layer_logits(model,                 # A transformers causal LM 
 
 # %% ../nbs/09_sled.ipynb #b5b136e5
 def _cache_argument(model) -> str:
-    "What `model.forward` calls its KV cache: `cache` (transformers 5.x) or `past_key_values` (4.x, deprecated in 5.x)"
+    """What `model.forward` calls its KV cache: `cache` (transformers 5.x) or `past_key_values`
+    (4.x, deprecated in 5.x)"""
     import inspect
     return 'cache' if 'cache' in inspect.signature(model.forward).parameters else 'past_key_values'
 
@@ -253,7 +340,8 @@ def _new_cache():
 
 @torch.no_grad()
 def sled_generate(model,                    # A transformers causal LM
-                  input_ids,                # `[B, S]` prompt token ids (left-padded for B > 1, with `attention_mask`)
+                  # `[B, S]` prompt token ids (left-padded for B > 1, with `attention_mask`)
+                  input_ids,
                   processor=None,           # A `SledLogitsProcessor`; None = plain greedy decoding
                   max_new_tokens:int=20,    # Tokens to generate
                   attention_mask=None,      # `[B, S]` mask for padded batches
@@ -267,7 +355,8 @@ def sled_generate(model,                    # A transformers causal LM
     out, step_ids = input_ids, input_ids
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     for _ in range(max_new_tokens):
-        o = model(input_ids=step_ids, attention_mask=mask, use_cache=True, output_hidden_states=processor is not None, **cache)
+        o = model(input_ids=step_ids, attention_mask=mask, use_cache=True,
+                  output_hidden_states=processor is not None, **cache)
         logits = o.logits[:, -1] if processor is None else processor(
             transformers_layer_logits(model, o, layers=layers, normalize_early=normalize_early))
         nxt = logits.argmax(-1)

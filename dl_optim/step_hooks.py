@@ -13,7 +13,8 @@ __all__ = ['StepHook', 'StepHookHandle', 'attach_step_hooks']
 
 # %% ../nbs/03b_step_hooks.ipynb #62a19abe
 class StepHook:
-    "Something done around an optimizer step: `before_step` may rewrite gradients, `after_step` weights; state saved with the optimizer"
+    """Something done around an optimizer step: `before_step` may rewrite gradients, `after_step`
+    weights; state saved with the optimizer"""
     def before_step(self, indexed_params:list):
         "Called before each step with `[(index, param), ...]`; may rewrite `param.grad` in place"
     def after_step(self, indexed_params:list):
@@ -36,15 +37,26 @@ def _indexed(optimizer) -> list:
     return list(enumerate(p for g in optimizer.param_groups for p in g['params']))
 
 def attach_step_hooks(optimizer:torch.optim.Optimizer, # Any torch optimizer
-                      *hooks:StepHook,                  # Run in order, before and after every `optimizer.step()`
-                      key:str='step_hooks'):            # Where their state goes in the optimizer's `state_dict`
-    "Run `hooks` around every `optimizer.step()`; their state is saved and loaded with the optimizer's"
+                      # Run in order, before and after every `optimizer.step()`
+                      *hooks:StepHook,
+                      # Where their state goes in the optimizer's `state_dict`
+                      key:str='step_hooks'):
+    """Run `hooks` around every `optimizer.step()`; their state is saved and loaded with the
+    optimizer's"""
     if not hooks: raise ValueError('attach_step_hooks needs at least one hook')
     for h in hooks:
-        if not all(callable(getattr(h, m, None)) for m in ('before_step', 'after_step', 'state_dict', 'load_state_dict')):
-            raise TypeError(f'{h!r} is not a step hook (a StepHook: before_step, after_step, state_dict, load_state_dict)')
+        if not all(
+            callable(getattr(h, m, None))
+            for m in ('before_step', 'after_step', 'state_dict', 'load_state_dict')
+        ):
+            raise TypeError(
+                f'{h!r} is not a step hook (a StepHook: before_step, after_step, state_dict,'
+                ' load_state_dict)'
+            )
     keys = optimizer.__dict__.setdefault('_step_hook_keys', set())
-    if key in keys: raise ValueError(f'this optimizer already has step hooks saved under {key!r}; attach them in one call')
+    if key in keys:
+        raise ValueError(
+            f'this optimizer already has step hooks saved under {key!r}; attach them in one call')
     keys.add(key)
     def before(opt, args, kwargs):
         ps = _indexed(opt)
@@ -60,9 +72,16 @@ def attach_step_hooks(optimizer:torch.optim.Optimizer, # Any torch optimizer
         saved = sd.pop(key, None)
         if saved is not None:
             if len(saved) != len(hooks):
-                raise ValueError(f'the checkpoint has {len(saved)} state(s) under {key!r}, this optimizer has {len(hooks)} hook(s) attached')
+                raise ValueError(
+                    f'the checkpoint has {len(saved)} state(s) under {key!r}, this optimizer has'
+                    f' {len(hooks)} hook(s) attached'
+                )
             for h, s in zip(hooks, saved): h.load_state_dict(s)
         return sd
-    handles = [optimizer.register_step_pre_hook(before), optimizer.register_step_post_hook(after),
-               optimizer.register_state_dict_post_hook(save), optimizer.register_load_state_dict_pre_hook(load)]
+    handles = [
+        optimizer.register_step_pre_hook(before),
+        optimizer.register_step_post_hook(after),
+        optimizer.register_state_dict_post_hook(save),
+        optimizer.register_load_state_dict_pre_hook(load),
+    ]
     return StepHookHandle(hooks, handles, lambda: keys.discard(key))

@@ -14,7 +14,8 @@ __all__ = ['KerasStepHook', 'StepHooksMixin']
 
 # %% ../nbs/03c_step_hooks_keras.ipynb #aeb76b06
 class KerasStepHook:
-    "A step hook for Keras optimizers: `build` adds its state, `before_step` returns gradients, `after_step` assigns weights"
+    """A step hook for Keras optimizers: `build` adds its state, `before_step` returns gradients,
+    `after_step` assigns weights"""
     def build(self, optimizer, variables:list): pass
     def before_step(self, optimizer, grads:list, variables:list) -> list: return grads
     def after_step(self, optimizer, variables:list): pass
@@ -24,9 +25,14 @@ class KerasStepHook:
 
 class StepHooksMixin(WeightDecayExclusions):
     "Mixin for a Keras optimizer: `step_hooks=[...]` run around its update, saved in `get_config`"
-    def __init__(self, *args, step_hooks=None, **kwargs): # step_hooks: hooks run around every update
+    def __init__(self, *args,
+                 step_hooks=None, # Hooks run around every update (`KerasStepHook`s or configs)
+                 **kwargs):
         super().__init__(*args, **kwargs)
-        hooks = [keras.saving.deserialize_keras_object(h) if isinstance(h, dict) else h for h in (step_hooks or [])]
+        hooks = [
+            keras.saving.deserialize_keras_object(h) if isinstance(h, dict) else h
+            for h in step_hooks or []
+        ]
         for h in hooks:
             if not isinstance(h, KerasStepHook): raise TypeError(f'{h!r} is not a KerasStepHook')
         self.step_hooks = hooks
@@ -42,7 +48,8 @@ class StepHooksMixin(WeightDecayExclusions):
 
     def apply(self, grads, trainable_variables=None):
         if trainable_variables is not None and not self.built: self.build(list(trainable_variables))
-        variables = self._trainable_variables if trainable_variables is None else list(trainable_variables)
+        variables = self._trainable_variables if trainable_variables is None else list(
+            trainable_variables)
         hooks = self._all_step_hooks()
         for h in hooks: grads = h.before_step(self, list(grads), variables)
         out = super().apply(grads, trainable_variables)
@@ -50,4 +57,7 @@ class StepHooksMixin(WeightDecayExclusions):
         return out
 
     def get_config(self):
-        return {**super().get_config(), 'step_hooks': [keras.saving.serialize_keras_object(h) for h in self.step_hooks]}
+        return {
+            **super().get_config(),
+            'step_hooks': [keras.saving.serialize_keras_object(h) for h in self.step_hooks],
+        }

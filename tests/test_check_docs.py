@@ -5,7 +5,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools'))
-from check_docs import page_problems, outside_refs, small_fonts, undocumented_params, MAX_FIGURE_INCHES   # noqa: E402
+from check_docs import page_problems, outside_refs, small_fonts, undocumented_params, long_lines   # noqa: E402
+from check_docs import MAX_FIGURE_INCHES   # noqa: E402
 from offline_site import offline_page, page_names                        # noqa: E402
 
 def png(width_in, dpi=100):
@@ -33,6 +34,7 @@ DEFECTS = {   # defect class -> (planted HTML fragment, words the problem must c
     'broken anchor': ('<a href="other.html#nowhere">NS</a>', 'broken anchor'),
     'missing alt text': ('<img src="{narrow}">', 'alt text'),
     'plot too wide to read': ('<img alt="a wide grid" src="{wide}">', 'shows 10-pt text'),
+    'long code line': ('<pre><code>x = ' + '1 + ' * 30 + '1</code></pre>', 'longer than 100'),
     'seed reference': ('<p>as seed 002 says</p>', 'outside the repository'),
     'issue reference': ('<p>see issue #19</p>', 'outside the repository'),
     'shared path': ('<p>from ../shared/research/muon_family.md</p>', 'outside the repository'),
@@ -83,6 +85,10 @@ def repo_texts():
 def test_no_repository_file_refers_outside_it():
     found = {str(f): refs for f, text in repo_texts() if (refs := outside_refs(text))}
     assert found == {}, found
+
+def test_long_lines():
+    assert long_lines('x = 1\n' + 'y' * 101 + '\n' + 'z' * 100) == ['y' * 101]
+    assert long_lines('#| fig-alt: "' + 'w' * 120 + '"') == []   # cell directives are not shown
 
 def test_small_fonts():
     assert small_fonts("ax.legend(fontsize=8); ax.set_title('t', fontsize='small')") == ["fontsize='small'", 'fontsize=8']

@@ -4,12 +4,14 @@
 Site-wide: every notebook became a page and is in the sidebar, every function and class in each module's `__all__`
 has its anchor on its page and its own docstring (not one inherited from torch or Keras), every saved plot is
 embedded, every parameter of an exported function or class has its docment (the comment after it, shown in the
-API entry), and no plot asks for a font below 9 pt. Per page (`page_problems`, also run on planted pages by the tests):
+API entry), no plot asks for a font below 9 pt, and no notebook code line (cell directives aside) is longer than
+100 characters. Per page (`page_problems`, also run on planted pages by the tests):
 - raw TeX in the rendered text (`\\(`, `\\[`, `$…\\cmd…$` outside code), or TeX left for a CDN script;
 - Markdown pipe tables printed as plain text in a code output;
 - an API entry showing a docstring inherited from torch or Keras;
 - an internal link to a missing page or anchor;
 - an image without alt text, or a plot so wide that its 10-pt text would show below 9 pt;
+- a code line longer than 100 characters (it would scroll sideways at a 1280-px window);
 - a reference to material outside the repository (the project's seed documents, issue numbers, `shared/` paths).
 """
 import base64, functools, importlib, inspect, json, re, struct, subprocess, sys
@@ -30,6 +32,12 @@ OUTSIDE = re.compile(r'\bseeds?\s*0\d\d\b|\bseed (?:guide|document)s?\b|\bseeds/
 RAW_TEX = re.compile(r'\\[(\[]|\\[)\]]|\$[^$\n]*\\[A-Za-z]+[^$\n]*\$')
 PIPE_RULE = re.compile(r'^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$', re.M)
 
+MAX_CODE_LINE = 100       # characters; a code block at the body column shows about 100 before it scrolls
+
+def long_lines(code: str) -> list:
+    "Lines of `code` longer than `MAX_CODE_LINE` characters (cell directives `#|` aside)"
+    return [l for l in code.split('\n') if len(l) > MAX_CODE_LINE and not l.lstrip().startswith('#|')]
+
 SMALL_FONT = re.compile(r"fontsize\s*=\s*(?:[0-8](?:\.\d+)?\b|'(?:xx-small|x-small|small)')")
 
 def small_fonts(source: str) -> list:
@@ -46,7 +54,8 @@ class Page(HTMLParser):
     def __init__(self, text: str):
         super().__init__(convert_charrefs=True)
         self.text, self.outputs, self.links, self.ids, self.images, self.scripts = [], [], [], set(), [], []
-        self._stack, self._output_depth, self._pre = [], None, None
+        self.code = []   # code blocks (not outputs)
+        self._stack, self._output_depth, self._pre, self._code = [], None, None, None
         self.feed(text)
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -60,15 +69,18 @@ class Page(HTMLParser):
         self._stack.append(tag)
         if 'cell-output' in (a.get('class') or '') and self._output_depth is None: self._output_depth = len(self._stack)
         if tag == 'pre' and self._output_depth is not None: self._pre = []
+        elif tag == 'pre': self._code = []
     def handle_endtag(self, tag):
         if tag not in self._stack: return
         while self._stack:
             t = self._stack.pop()
             if t == 'pre' and self._pre is not None: self.outputs.append(''.join(self._pre)); self._pre = None
+            elif t == 'pre' and self._code is not None: self.code.append(''.join(self._code)); self._code = None
             if self._output_depth is not None and len(self._stack) < self._output_depth: self._output_depth = None
             if t == tag: break
     def handle_data(self, data):
         if self._pre is not None: self._pre.append(data)
+        if self._code is not None: self._code.append(data)
         if not self.SKIP.intersection(self._stack): self.text.append(data)
 
 @functools.lru_cache(maxsize=None)
@@ -116,6 +128,8 @@ def page_problems(html: str, name: str, site: Path) -> list:
         if size and shown_font_pt(*size) < MIN_SHOWN_PT:
             problems.append(f'{name}: a plot {size[0]} px wide at {size[1]:.0f} dpi shows {FIGURE_PT}-pt text at '
                             f'{shown_font_pt(*size):.1f} pt ({size[0] / size[1]:.1f} in wide; at most {MAX_FIGURE_INCHES:.1f} in)')
+    long = [l for c in page.code for l in long_lines(c)]
+    if long: problems.append(f'{name}: {len(long)} code lines longer than {MAX_CODE_LINE} characters: {long[0].strip()[:60]!r}')
     for ref in outside_refs(text): problems.append(f'{name}: refers outside the repository: {ref!r}')
     return problems
 
@@ -171,6 +185,9 @@ def main() -> int:
         problems += page_problems(html, page.name, SITE)
         code = '\n'.join(''.join(c['source']) for c in cells if c['cell_type'] == 'code')
         for f in small_fonts(code): problems.append(f'{nb.name}: a plot font below 9 pt: {f}')
+        long = long_lines(code)
+        if long: problems.append(f'{nb.name}: {len(long)} code lines longer than {MAX_CODE_LINE} characters, '
+                                 f'e.g. {long[0].strip()[:60]!r}')
     api, undocumented, n_syms = api_problems(page_of)
     problems += api + [f'{u.split(":")[0]}: parameters without a docment:{u.split(":", 1)[1]}' for u in undocumented]
     check = subprocess.run(['smalldocs', 'check', str(PROC)], capture_output=True, text=True).stdout

@@ -13,15 +13,20 @@ from ..config import ConfigError, Number, Boolean
 from ..muon import Muon
 from ..distributed import DistMuon
 
-def _bench_worker(rank:int, world:int, init_file:str, shapes, rounds:int, threads:int, mode:str, out):
-    "One rank of the step-time benchmark on random gradients; mode 'dist' (DistMuon) or 'ddp' (all-reduce + Muon)"
+def _bench_worker(rank: int, world: int, init_file: str, shapes, rounds: int, threads: int,
+                  mode: str, out):
+    """One rank of the step-time benchmark on random gradients; mode 'dist' (DistMuon) or 'ddp'
+    (all-reduce + Muon)"""
     import time, statistics
     torch.set_num_threads(threads)
-    if world > 1: dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world)
+    if world > 1:
+        dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
+                                world_size=world)
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(s) * 0.02) for s, k in shapes for _ in range(k)]
     named = [(f'layers.{i}.weight', p) for i, p in enumerate(params)]
-    opt = DistMuon(named, ns_dtype=torch.float32) if mode == 'dist' else Muon(named, ns_dtype=torch.float32)
+    opt = DistMuon(named, ns_dtype=torch.float32) if mode == 'dist' else Muon(
+        named, ns_dtype=torch.float32)
     times = []
     for r in range(rounds + 1):
         for p in params: p.grad = torch.randn_like(p) * 1e-3
@@ -32,7 +37,8 @@ def _bench_worker(rank:int, world:int, init_file:str, shapes, rounds:int, thread
         opt.step()
         if world > 1: dist.barrier()
         if r: times.append(time.perf_counter() - t)
-    if rank == 0: out.put((statistics.median(times), dict(getattr(opt, 'comm_bytes', {})), rounds + 1))
+    if rank == 0:
+        out.put((statistics.median(times), dict(getattr(opt, 'comm_bytes', {})), rounds + 1))
     if world > 1: dist.destroy_process_group()
 
 def step_time(world:int,               # Processes
@@ -40,16 +46,21 @@ def step_time(world:int,               # Processes
               mode:str='dist',         # 'dist' (DistMuon) or 'ddp' (all-reduce + Muon)
               rounds:int=3,            # Timed steps (the median is returned)
               threads:int|None=None):  # Threads per process (None: cores / world)
-    "Median step time (s) and per-step collective input bytes of one rank, on `world` local gloo processes"
+    """Median step time (s) and per-step collective input bytes of one rank, on `world` local gloo
+    processes"""
     import tempfile, importlib, torch.multiprocessing as mp
     threads = threads or max(1, (os.cpu_count() or 1) // world)
     ctx = mp.get_context('spawn'); out = ctx.SimpleQueue()
     fd, init = tempfile.mkstemp(); os.close(fd); os.remove(init)
     worker = importlib.import_module('dl_optim.experiments.distributed')._bench_worker
-    procs = [ctx.Process(target=worker, args=(r, world, init, shapes, rounds, threads, mode, out)) for r in range(world)]
+    procs = [
+        ctx.Process(target=worker, args=(r, world, init, shapes, rounds, threads, mode, out))
+        for r in range(world)
+    ]
     for p in procs: p.start()
     for p in procs: p.join()
-    if any(p.exitcode for p in procs): raise RuntimeError(f'a benchmark rank failed: exit codes {[p.exitcode for p in procs]}')
+    if any(p.exitcode for p in procs):
+        raise RuntimeError(f'a benchmark rank failed: exit codes {[p.exitcode for p in procs]}')
     t, comm, steps = out.get()
     return t, {k: v / steps for k, v in comm.items()}
 
@@ -57,8 +68,10 @@ def step_time(world:int,               # Processes
 __all__ = ['step_time', 'run_race_distributed']
 
 # %% ../../nbs/15_distributed_experiments.ipynb #94012fe1
-def _race_rank(rank:int, world:int, init_file:str, name:str, cfg:dict, train:bytes, val:bytes, queue):
-    "One rank of a distributed race entrant: the race's own `train_one` on this rank's share; rank 0 reports and returns the curve"
+def _race_rank(rank: int, world: int, init_file: str, name: str, cfg: dict, train: bytes,
+               val: bytes, queue):
+    """One rank of a distributed race entrant: the race's own `train_one` on this rank's share;
+    rank 0 reports and returns the curve"""
     from dl_optim.experiments import race as R
     cfg = R.RaceConfig(**cfg)
     torch.set_num_threads(cfg.threads)
@@ -74,7 +87,8 @@ def _race_rank(rank:int, world:int, init_file:str, name:str, cfg:dict, train:byt
         dist.destroy_process_group()
 
 def _wait_for_ranks(procs, queue, on_progress) -> dict:
-    "Rank 0's curve; if any rank fails or dies, every rank is stopped and `ChildProcessError` says which, never a hang"
+    """Rank 0's curve; if any rank fails or dies, every rank is stopped and `ChildProcessError`
+    says which, never a hang"""
     import time
     while True:
         if not queue.empty():
@@ -92,42 +106,57 @@ def _wait_for_ranks(procs, queue, on_progress) -> dict:
 
 def run_race_distributed(cfg,                          # A `RaceConfig`
                          optimizers=('adamw', 'muon'), # Entrants
-                         corpus:str|None=None,         # A text file (None: the standard library's sources)
+                         # A text file (None: the standard library's sources)
+                         corpus:str|None=None,
                          nproc:int=2,                  # Data-parallel processes per entrant
                          progress:bool=True            # Progress bars
                         ) -> dict:
-    "`run_race` with every entrant trained data-parallel on `nproc` local gloo processes (Muon as `DistMuon`)"
+    """`run_race` with every entrant trained data-parallel on `nproc` local gloo processes (Muon as
+    `DistMuon`)"""
     import tempfile, time, sys, importlib
     from dataclasses import asdict
     import torch.multiprocessing as mp
     from dl_optim.experiments import race as R
     nproc = Number(1, integer=True)(nproc, 'nproc', 'dl-optim race')
     progress = Boolean()(progress, 'progress', 'run_race_distributed')
-    if cfg.batch % nproc: raise ConfigError('nproc', nproc, f'a divisor of the batch size {cfg.batch}', 'dl-optim race')
+    if cfg.batch % nproc:
+        raise ConfigError('nproc', nproc, f'a divisor of the batch size {cfg.batch}',
+                          'dl-optim race')
     for o in optimizers:
-        if o not in ('adamw', 'muon'): raise ConfigError('optimizers', o, "adamw or muon when --nproc is given", 'dl-optim race')
+        if o not in ('adamw', 'muon'):
+            raise ConfigError('optimizers', o, "adamw or muon when --nproc is given",
+                              'dl-optim race')
     train, val, sha = R.file_corpus(corpus) if corpus else R.stdlib_corpus()
     ctx = mp.get_context('spawn'); queue = ctx.SimpleQueue()
     worker = importlib.import_module('dl_optim.experiments.distributed')._race_rank
     curves, t_all = {}, time.perf_counter()
     for name in optimizers:
         fd, init = tempfile.mkstemp(); os.close(fd); os.remove(init)
-        procs = [ctx.Process(target=worker, args=(r, nproc, init, name, asdict(cfg), train, val, queue)) for r in range(nproc)]
+        procs = [
+            ctx.Process(target=worker, args=(r, nproc, init, name, asdict(cfg), train, val, queue))
+            for r in range(nproc)
+        ]
         for p in procs: p.start()
         bar = None
         if progress:
             from rich.progress import Progress
-            bar = Progress(transient=False); bar.start(); task = bar.add_task(f'{name} ({nproc} processes)', total=cfg.steps)
+            bar = Progress(transient=False)
+            bar.start()
+            task = bar.add_task(f'{name} ({nproc} processes)', total=cfg.steps)
         def progress_(msg):
-            if bar: bar.update(task, completed=msg[1], description=f'{name} ({nproc} processes) val {msg[2]:.3f}')
+            if bar:
+                bar.update(task, completed=msg[1],
+                           description=f'{name} ({nproc} processes) val {msg[2]:.3f}')
         try: curves[name] = _wait_for_ranks(procs, queue, progress_)
         finally:
             if bar: bar.stop()
         for p in procs: p.join()
-        if any(p.exitcode for p in procs): raise RuntimeError(f'a race rank failed: exit codes {[p.exitcode for p in procs]}')
-    result = dict(config=dict(asdict(cfg), corpus=corpus or 'python-stdlib', corpus_sha256=sha, train_bytes=len(train),
-                              val_bytes=len(val), optimizers=list(optimizers), nproc=nproc, torch=torch.__version__,
-                              python=sys.version.split()[0]),
-                  curves=curves, wall_seconds=time.perf_counter() - t_all)
+        if any(p.exitcode for p in procs):
+            raise RuntimeError(f'a race rank failed: exit codes {[p.exitcode for p in procs]}')
+    result = dict(
+        config=dict(asdict(cfg), corpus=corpus or 'python-stdlib', corpus_sha256=sha,
+                    train_bytes=len(train), val_bytes=len(val), optimizers=list(optimizers),
+                    nproc=nproc, torch=torch.__version__, python=sys.version.split()[0]),
+        curves=curves, wall_seconds=time.perf_counter() - t_all)
     result.update(R.summarize(curves))
     return result

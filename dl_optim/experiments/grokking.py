@@ -29,21 +29,30 @@ class ModularMLP(nn.Module):
                  d:int=64,           # Embedding width
                  hidden:int=128):    # Hidden layer width
         super().__init__()
-        self.embed, self.hidden, self.head = nn.Embedding(p, d), nn.Linear(2 * d, hidden), nn.Linear(hidden, p)
+        self.embed, self.hidden, self.head = (
+            nn.Embedding(p, d),
+            nn.Linear(2 * d, hidden),
+            nn.Linear(hidden, p),
+        )
     def forward(self, x): return self.head(torch.relu(self.hidden(self.embed(x).flatten(1))))
 
-GROKKING_METHODS = ('adamw', 'adamw+grokfast', 'adamw+orthograd', 'adamw, no wd', 'adamw+orthograd, wd 1', 'muon')
+GROKKING_METHODS = ('adamw', 'adamw+grokfast', 'adamw+orthograd', 'adamw, no wd',
+                    'adamw+orthograd, wd 1', 'muon')
 
 def grokking_optimizer(method:str,             # One of `GROKKING_METHODS`
                        model:nn.Module,        # The model
                        lr:float=3e-3,          # Learning rate
                        weight_decay:float=1.0):# AdamW's decoupled weight decay
     "The optimizer (with its filters attached) for one of `GROKKING_METHODS`"
-    if method not in GROKKING_METHODS: raise ConfigError('method', method, 'one of ' + ', '.join(GROKKING_METHODS), 'grokking_optimizer')
+    if method not in GROKKING_METHODS:
+        raise ConfigError('method', method, 'one of ' + ', '.join(GROKKING_METHODS),
+                          'grokking_optimizer')
     if method == 'muon':
         from dl_optim.muon import Muon
-        return Muon(model, lr=0.02, weight_decay=0.1, adam_lr=lr, adam_betas=(0.9, 0.98), adam_eps=1e-8, adam_weight_decay=weight_decay)
-    wd = 0.0 if method in ('adamw+orthograd', 'adamw, no wd') else weight_decay   # OrthoGrad's paper trains without decay
+        return Muon(model, lr=0.02, weight_decay=0.1, adam_lr=lr, adam_betas=(0.9, 0.98),
+                    adam_eps=1e-8, adam_weight_decay=weight_decay)
+    # OrthoGrad's paper trains without decay
+    wd = 0.0 if method in ('adamw+orthograd', 'adamw, no wd') else weight_decay
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=wd)
     if method == 'adamw+grokfast': attach_gradient_filters(opt, GrokFast(0.98, 2.0))
     if method.startswith('adamw+orthograd'): attach_gradient_filters(opt, OrthoGrad())
@@ -58,7 +67,8 @@ def grokking_run(method:str,               # One of `GROKKING_METHODS`
                  target:float=0.95,        # Validation accuracy that counts as generalised
                  threads:int=1             # torch threads
                 ) -> dict:
-    "Train (full batch, the race's `train_loop`) until validation accuracy passes `target`; the curves and the step it first did (None if never)"
+    """Train (full batch, the race's `train_loop`) until validation accuracy passes `target`; the
+    curves and the step it first did (None if never)"""
     torch.set_num_threads(threads)
     (xt, yt), (xv, yv) = modular_addition(p, train_fraction, seed)
     torch.manual_seed(seed)
@@ -68,7 +78,9 @@ def grokking_run(method:str,               # One of `GROKKING_METHODS`
     accuracy = lambda x, y: float((model(x).argmax(-1) == y).float().mean())
     def record(step, seconds, train_loss):
         with torch.no_grad():
-            curve['steps'].append(step); curve['train_acc'].append(accuracy(xt, yt)); curve['val_acc'].append(accuracy(xv, yv))
+            curve['steps'].append(step)
+            curve['train_acc'].append(accuracy(xt, yt))
+            curve['val_acc'].append(accuracy(xv, yv))
         return curve['val_acc'][-1] >= target
     full_batch = itertools.repeat((xt, yt))
     loss = lambda model, batch: nn.functional.cross_entropy(model(batch[0]), batch[1])
@@ -85,7 +97,8 @@ def _grokking_worker(job): return grokking_run(job[0], job[1], **job[2])
 
 def grokking_experiment(seeds=(0, 1, 2),           # Seeds
                         methods=GROKKING_METHODS,  # Set-ups
-                        processes:int|None=None,   # Parallel processes (None: one per job, up to the cores)
+                        # Parallel processes (None: one per job, up to the cores)
+                        processes:int|None=None,
                         **kw) -> list[dict]:       # `grokking_run` arguments
     "Every method × seed, in parallel processes; a list of `grokking_run` results"
     import importlib, multiprocessing as mp, os
@@ -100,27 +113,42 @@ def grokking_table(results # `grokking_experiment`'s list
     import statistics
     methods = list(dict.fromkeys(r['method'] for r in results))
     seeds = sorted({r['seed'] for r in results})
-    rows = ['| method | ' + ' | '.join(f'seed {s}' for s in seeds) + ' | median |', '|---' * (len(seeds) + 2) + '|']
+    rows = [
+        '| method | ' + ' | '.join(f'seed {s}' for s in seeds) + ' | median |',
+        '|---' * (len(seeds) + 2) + '|',
+    ]
     for m in methods:
-        got = [next(r['reached'] for r in results if r['method'] == m and r['seed'] == s) for s in seeds]
+        got = [
+            next(r['reached'] for r in results if r['method'] == m and r['seed'] == s)
+            for s in seeds
+        ]
         ok = [g for g in got if g is not None]
-        med = f'{statistics.median(ok):.0f}' if len(ok) == len(got) else f'{len(got) - len(ok)} never'
-        rows.append(f'| {m} | ' + ' | '.join('never' if g is None else str(g) for g in got) + f' | {med} |')
+        med = (
+            f'{statistics.median(ok):.0f}' if len(ok) == len(got) else f'{len(got) - len(ok)} never'
+        )
+        rows.append(
+            f'| {m} | ' + ' | '.join('never' if g is None else str(g) for g in got) + f' | {med} |'
+        )
     return '\n'.join(rows)
 
 def plot_grokking(results,     # `grokking_experiment`'s list
                   cols:int=2):  # Panels per row
-    "One panel per method: train (dashed) and validation (solid) accuracy over steps, one line per seed"
+    """One panel per method: train (dashed) and validation (solid) accuracy over steps, one line
+    per seed"""
     import matplotlib.pyplot as plt
     methods = list(dict.fromkeys(r['method'] for r in results))
     rows = math.ceil(len(methods) / cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(7.5, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
+    fig, axs = plt.subplots(rows, cols, figsize=(7.5, 2.6 * rows), sharex=True, sharey=True,
+                            squeeze=False)
     for ax, m in zip(axs.flat, methods):
         for r in results:
             if r['method'] != m: continue
             ax.plot(r['steps'], r['train_acc'], '--', color='grey', lw=0.8)
-            ax.plot(r['steps'], r['val_acc'], lw=1.2, label=f"seed {r['seed']}: {r['reached'] or 'never'}")
-        ax.axhline(0.95, color='k', lw=0.4); ax.set_title(m, fontsize=10); ax.legend(fontsize=9, loc='lower right')
+            ax.plot(r['steps'], r['val_acc'], lw=1.2,
+                    label=f"seed {r['seed']}: {r['reached'] or 'never'}")
+        ax.axhline(0.95, color='k', lw=0.4)
+        ax.set_title(m, fontsize=10)
+        ax.legend(fontsize=9, loc='lower right')
     for ax in axs.flat[len(methods):]: ax.axis('off')
     for ax in axs[-1]: ax.set_xlabel('step')
     for ax in axs[:, 0]: ax.set_ylabel('accuracy')

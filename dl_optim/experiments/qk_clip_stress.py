@@ -14,14 +14,17 @@ import torch
 from ..config import Choice, Number
 from ..muon import Muon
 from ..muonclip import MuonClip, attach_qk_clip
-from .race import CharGPT, RaceConfig, stdlib_corpus, _batches, _lm_loss, evaluate, train_loop
+from .race import CharGPT, RaceConfig, stdlib_corpus, _batches, _lm_loss
+from .race import evaluate, train_loop
 
 # %% auto #0
 __all__ = ['STRESS', 'STRESS_LR', 'STRESS_TAU', 'stress_run', 'stress_experiment', 'plot_stress', 'stress_table']
 
 # %% ../../nbs/16_qk_clip_stress.ipynb #4532c20d
-STRESS = dict(layers=2, d=128, heads=4, ctx=128, batch=16, steps=500, warmup=20, eval_every=50, eval_batches=4)
-STRESS_LR, STRESS_TAU = 0.06, 20.0   # Muon lr 6× the race's; tau far below where plain Muon's max logit goes (600+ by step 300)
+STRESS = dict(layers=2, d=128, heads=4, ctx=128, batch=16, steps=500, warmup=20, eval_every=50,
+              eval_batches=4)
+# Muon lr 6× the race's; tau far below where plain Muon's max logit goes (600+ by step 300)
+STRESS_LR, STRESS_TAU = 0.06, 20.0
 
 def stress_run(name:str,              # 'muon' (measured, never clipped) or 'muonclip'
                lr:float=STRESS_LR,    # Muon learning rate
@@ -29,29 +32,35 @@ def stress_run(name:str,              # 'muon' (measured, never clipped) or 'muo
                seed:int=0,            # Seed
                data=None,             # (train, val) bytes (None: the standard library's sources)
                **overrides) -> dict:  # `RaceConfig` fields
-    "Train the race model with Muon or MuonClip; per step: max attention logit (forward pass) and training loss"
+    """Train the race model with Muon or MuonClip; per step: max attention logit (forward pass) and
+    training loss"""
     name = Choice('muon', 'muonclip')(name, 'name', 'stress_run')
     cfg = RaceConfig(**{**STRESS, 'seed': seed, **overrides})
     torch.manual_seed(seed); torch.set_num_threads(cfg.threads)
     train, val, _ = data or stdlib_corpus()
     model = CharGPT(cfg.layers, cfg.d, cfg.heads, cfg.ctx)
-    kw = dict(lr=Number(0, low_open=True)(lr, 'lr', 'stress_run'), adam_lr=3e-3, adam_betas=(0.9, 0.95), adam_eps=1e-8)
+    kw = dict(lr=Number(0, low_open=True)(lr, 'lr', 'stress_run'), adam_lr=3e-3,
+              adam_betas=(0.9, 0.95), adam_eps=1e-8)
     if name == 'muonclip': opt = MuonClip(model, qk_clip_tau=tau, **kw); clip = opt.qk_clip
     else: opt = Muon(model, **kw); clip = attach_qk_clip(opt, model, tau=None)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
     tr, va = np.frombuffer(train, dtype=np.uint8), np.frombuffer(val, dtype=np.uint8)
     val_batches = list(_batches(va, cfg, cfg.eval_batches, seed=12345))
-    out = dict(name=name, lr=lr, tau=tau if name == 'muonclip' else None, seed=seed, config=dict(cfg.__dict__),
-               step=[], max_logit=[], train_loss=[], eval_step=[], val_loss=[], clipped=0)
+    out = dict(name=name, lr=lr, tau=tau if name == 'muonclip' else None, seed=seed,
+               config=dict(cfg.__dict__), step=[], max_logit=[], train_loss=[], eval_step=[],
+               val_loss=[], clipped=0)
     losses = []
     def loss_fn(m, batch):
         loss = _lm_loss(m, batch); losses.append(loss.item()); return loss
     def report(step):
-        out['step'].append(step); out['max_logit'].append(clip.metrics()['qk_clip/max_logit']); out['train_loss'].append(losses[-1])
+        out['step'].append(step)
+        out['max_logit'].append(clip.metrics()['qk_clip/max_logit'])
+        out['train_loss'].append(losses[-1])
     def record(step, seconds, train_loss):
         out['eval_step'].append(step); out['val_loss'].append(evaluate(model, val_batches))
     t = time.perf_counter()
-    train_loop(model, opt, _batches(tr, cfg, cfg.steps, seed=seed + 1), loss_fn, cfg.steps, cfg.eval_every, record, [sched], report=report)
+    train_loop(model, opt, _batches(tr, cfg, cfg.steps, seed=seed + 1), loss_fn, cfg.steps,
+               cfg.eval_every, record, [sched], report=report)
     out['clipped'], out['seconds'] = sum(clip.clipped.values()), time.perf_counter() - t
     return out
 
@@ -65,31 +74,53 @@ def stress_experiment(seeds=(0, 1, 2),         # Seeds
                       **overrides) -> list:    # `RaceConfig` fields
     "Muon and MuonClip on every seed, in parallel processes; a list of `stress_run` results"
     data = stdlib_corpus()
-    jobs = [(n, lr, dict(tau=tau, seed=s, data=data, **overrides)) for s in seeds for n in ('muon', 'muonclip')]
-    with ProcessPoolExecutor(processes, mp_context=mp.get_context('spawn')) as ex: return list(ex.map(_stress_worker, jobs))
+    jobs = [
+        (n, lr, dict(tau=tau, seed=s, data=data, **overrides))
+        for s in seeds
+        for n in ('muon', 'muonclip')
+    ]
+    with ProcessPoolExecutor(processes, mp_context=mp.get_context('spawn')) as ex:
+        return list(ex.map(_stress_worker, jobs))
 
-def plot_stress(results:list,          # `stress_experiment`'s list
-                tau:float|None=None):  # The cap to draw (None: the runs')
+def plot_stress(
+        results: list,  # `stress_experiment`'s list
+        tau: float | None = None):  # The cap to draw (None: the runs')
     "Max attention logit and training loss per step, Muon against MuonClip (one line per seed)"
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(7.5, 3.6))
     colors = {'muon': 'tab:red', 'muonclip': 'tab:blue'}
     for r in results:
-        label = r['name'] if r['seed'] == min(q['seed'] for q in results) else None   # one entry per optimizer
-        axs[0].plot(r['step'], r['max_logit'], color=colors[r['name']], lw=0.8, alpha=0.8, label=label)
+        # one entry per optimizer
+        label = r['name'] if r['seed'] == min(q['seed'] for q in results) else None
+        axs[0].plot(r['step'], r['max_logit'], color=colors[r['name']], lw=0.8, alpha=0.8,
+                    label=label)
         loss = np.convolve(r['train_loss'], np.ones(10) / 10, mode='valid')
         axs[1].plot(r['step'][9:], loss, color=colors[r['name']], lw=0.8, alpha=0.8, label=label)
     tau = tau or next((r['tau'] for r in results if r['tau']), None)
     if tau: axs[0].axhline(tau, color='k', ls=':', lw=0.8, label=f'τ = {tau:g}')
-    axs[0].set_yscale('log'); axs[0].set_ylabel('max attention logit'); axs[1].set_ylabel('training loss (10-step mean)')
-    for ax in axs: ax.set_xlabel('step'); ax.legend(fontsize=9)
+    axs[0].set_yscale('log')
+    axs[0].set_ylabel('max attention logit')
+    axs[1].set_ylabel('training loss (10-step mean)')
+    for ax in axs:
+        ax.set_xlabel('step')
+        ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
 def stress_table(results:list # `stress_experiment`'s list
                 ) -> str:
-    "Per optimizer and seed: the largest and the final max logit, the final validation loss, heads clipped"
-    lines = ['| optimizer | seed | max logit (peak) | max logit (last 50 steps) | final val loss | head clips |', '|---|---|---|---|---|---|']
+    """Per optimizer and seed: the largest and the final max logit, the final validation loss,
+    heads clipped"""
+    lines = [
+        (
+            '| optimizer | seed | max logit (peak) | max logit (last 50 steps) | final val loss |'
+            ' head clips |'
+        ),
+        '|---|---|---|---|---|---|',
+    ]
     for r in results:
-        lines.append(f"| {r['name']} | {r['seed']} | {max(r['max_logit']):.1f} | {max(r['max_logit'][-50:]):.1f} | {r['val_loss'][-1]:.3f} | {r['clipped']} |")
+        lines.append(
+            f"| {r['name']} | {r['seed']} | {max(r['max_logit']):.1f} |"
+            f" {max(r['max_logit'][-50:]):.1f} | {r['val_loss'][-1]:.3f} | {r['clipped']} |"
+        )
     return '\n'.join(lines)

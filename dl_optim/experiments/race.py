@@ -26,7 +26,8 @@ __all__ = ['RACE_LRS', 'RACE_OPTIMIZERS', 'stdlib_corpus', 'file_corpus', 'Block
 _SKIP = {'site-packages', 'test', 'tests', 'idlelib', 'lib2to3', 'turtledemo', '__pycache__'}
 
 def stdlib_corpus() -> tuple[bytes, bytes, str]:
-    "The running Python's standard-library sources as bytes: (train, validation, sha256 prefix); every 10th file validates"
+    """The running Python's standard-library sources as bytes: (train, validation, sha256 prefix);
+    every 10th file validates"""
     import sysconfig
     root = Path(sysconfig.get_paths()['stdlib'])
     files = sorted(p for p in root.rglob('*.py') if not (_SKIP & set(p.relative_to(root).parts)))
@@ -39,29 +40,40 @@ def file_corpus(path # A text file
                ) -> tuple[bytes, bytes, str]:
     "Any file as a corpus: (first 90 % train, last 10 % validation, sha256 prefix)"
     data = input_file(path, 'corpus', 'dl-optim race').read_bytes()
-    if len(data) < 20_000: raise ConfigError('corpus', str(path), 'a text file of at least 20 kB', 'dl-optim race')
+    if len(data) < 20_000:
+        raise ConfigError('corpus', str(path), 'a text file of at least 20 kB', 'dl-optim race')
     cut = int(len(data) * 0.9)
     return data[:cut], data[cut:], hashlib.sha256(data).hexdigest()[:16]
 
 # %% ../../nbs/08_race.ipynb #d08ae7c9
 class Block(nn.Module):
-    "Pre-LN transformer block: causal self-attention (its logits reported to QK-clip) and a GELU MLP, no biases"
+    """Pre-LN transformer block: causal self-attention (its logits reported to QK-clip) and a GELU
+    MLP, no biases"""
     def __init__(self, d:int, # Width
                  heads:int):  # Attention heads
         super().__init__()
         self.heads = heads
-        self.ln1, self.qkv, self.proj = nn.LayerNorm(d), nn.Linear(d, 3 * d, bias=False), nn.Linear(d, d, bias=False)
-        self.ln2, self.fc, self.out = nn.LayerNorm(d), nn.Linear(d, 4 * d, bias=False), nn.Linear(4 * d, d, bias=False)
+        self.ln1, self.qkv, self.proj = nn.LayerNorm(
+            d), nn.Linear(d, 3 * d, bias=False), nn.Linear(d, d, bias=False)
+        self.ln2, self.fc, self.out = nn.LayerNorm(
+            d), nn.Linear(d, 4 * d, bias=False), nn.Linear(4 * d, d, bias=False)
     def forward(self, x):
         B, T, C = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        q, k = record_qk(self, q, k, (C // self.heads) ** -0.5, causal=True)   # a no-op unless QK-clip is attached
-        x = x + self.proj(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C))
+        q, k, v = (
+            self.qkv(self.ln1(x)).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        )
+        # a no-op unless QK-clip is attached
+        q, k = record_qk(self, q, k, (C // self.heads) ** -0.5, causal=True)
+        x = x + self.proj(
+            F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(
+                B, T, C))
         return x + self.out(F.gelu(self.fc(self.ln2(x))))
     def qk_block(self, name:str) -> QKBlock:
-        "Where QK-clip finds this block's query and key rows: the first two thirds of the fused `qkv`"
+        """Where QK-clip finds this block's query and key rows: the first two thirds of the fused
+        `qkv`"""
         d = self.qkv.in_features
-        return QKBlock(name, self.qkv.weight, self.qkv.weight, self.heads, self.heads, d // self.heads, q_start=0, k_start=d)
+        return QKBlock(name, self.qkv.weight, self.qkv.weight, self.heads, self.heads,
+                       d // self.heads, q_start=0, k_start=d)
 
 class CharGPT(nn.Module):
     "A small GPT over bytes: token and position embeddings, pre-LN blocks, final norm, untied head"
@@ -80,8 +92,10 @@ class CharGPT(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 # %% ../../nbs/08_race.ipynb #1091e5fb
-RACE_LRS = {'adamw': 1e-3, 'muon': 0.01, 'muon_adam': 1e-3}   # tuned once; see the sweep in the notebook
-RACE_OPTIMIZERS = ('adamw', 'muon', 'torch_muon', 'muon_jordan', 'normuon', 'muonclip', 'muon_standard_ns', 'muon_aol')
+# tuned once; see the sweep in the notebook
+RACE_LRS = {'adamw': 1e-3, 'muon': 0.01, 'muon_adam': 1e-3}
+RACE_OPTIMIZERS = ('adamw', 'muon', 'torch_muon', 'muon_jordan', 'normuon', 'muonclip',
+                   'muon_standard_ns', 'muon_aol')
 
 @dataclass
 class RaceConfig:
@@ -100,38 +114,71 @@ class RaceConfig:
     qk_clip_tau:float=100.0  # MuonClip's cap, for the `muonclip` entrant
     lrs:dict=field(default_factory=lambda: dict(RACE_LRS))   # Learning rates per entrant
     def __post_init__(self):   # every count is checked here, before any process starts
-        for k in ('layers', 'd', 'heads', 'ctx', 'batch', 'steps', 'warmup', 'eval_every', 'eval_batches', 'threads'):
+        for k in ('layers', 'd', 'heads', 'ctx', 'batch', 'steps', 'warmup', 'eval_every',
+                  'eval_batches', 'threads'):
             setattr(self, k, Number(1, integer=True)(getattr(self, k), k, 'dl-optim race'))
         self.seed = Number(0, 2**32 - 1, integer=True)(self.seed, 'seed', 'dl-optim race')
-        self.qk_clip_tau = Number(0, low_open=True)(self.qk_clip_tau, 'qk_clip_tau', 'dl-optim race')
+        self.qk_clip_tau = Number(0, low_open=True)(self.qk_clip_tau, 'qk_clip_tau',
+                                                    'dl-optim race')
 
 def make_optimizer(name:str,          # The entrant
                    model:nn.Module,    # The model
                    cfg:RaceConfig,     # The race's settings
                    world:int=1):       # Data-parallel processes
-    "The optimizer of a race entrant (Muon as `DistMuon` on `world` > 1 processes), and its warmup scheduler (linear over `cfg.warmup` steps)"
+    """The optimizer of a race entrant (Muon as `DistMuon` on `world` > 1 processes), and its
+    warmup scheduler (linear over `cfg.warmup` steps)"""
     lr, mlr, alr = cfg.lrs['adamw'], cfg.lrs['muon'], cfg.lrs['muon_adam']
-    if world > 1 and name not in ('adamw', 'muon'): raise ConfigError('optimizers', name, 'adamw or muon when --nproc is given', 'dl-optim race')
-    if name == 'adamw': opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    if world > 1 and name not in ('adamw', 'muon'):
+        raise ConfigError('optimizers', name, 'adamw or muon when --nproc is given',
+                          'dl-optim race')
+    if name == 'adamw':
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     elif name in ('muon', 'muon_jordan', 'normuon', 'muonclip', 'muon_standard_ns', 'muon_aol'):
         from dl_optim.distributed import DistMuon
-        extra = ({'variant': 'normuon'} if name == 'normuon' else {'coefficients': 'jordan'} if name == 'muon_jordan' else
-                 {'qk_clip_tau': cfg.qk_clip_tau} if name == 'muonclip' else {'ns_method': 'standard'} if name == 'muon_standard_ns' else
-                 {'ns_precondition': 'aol', 'ns_steps': 4} if name == 'muon_aol' else {})
+
+        extra = (
+            {'variant': 'normuon'}
+            if name == 'normuon'
+            else (
+                {'coefficients': 'jordan'}
+                if name == 'muon_jordan'
+                else (
+                    {'qk_clip_tau': cfg.qk_clip_tau}
+                    if name == 'muonclip'
+                    else (
+                        {'ns_method': 'standard'}
+                        if name == 'muon_standard_ns'
+                        else {'ns_precondition': 'aol', 'ns_steps': 4} if name == 'muon_aol' else {}
+                    )
+                )
+            )
+        )
         cls = DistMuon if world > 1 else MuonClip if name == 'muonclip' else Muon
         opt = cls(model, lr=mlr, adam_lr=alr, adam_betas=(0.9, 0.95), adam_eps=1e-8, **extra)
     elif name == 'torch_muon':
         hidden = [p for n, p in model.named_parameters() if p.ndim == 2 and n.startswith('blocks')]
-        rest = [p for n, p in model.named_parameters() if not (p.ndim == 2 and n.startswith('blocks'))]
-        opt = _Chain(torch.optim.Muon(hidden, lr=mlr, weight_decay=0.0), torch.optim.AdamW(rest, lr=alr, betas=(0.9, 0.95), weight_decay=0.0))
-    else: raise ConfigError('optimizers', name, 'one of ' + ', '.join(map(repr, RACE_OPTIMIZERS)), 'dl-optim race')
-    return opt, [torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, (s + 1) / cfg.warmup)) for o in getattr(opt, 'parts', [opt])]
+        rest = [
+            p for n, p in model.named_parameters() if not (p.ndim == 2 and n.startswith('blocks'))
+        ]
+        opt = _Chain(
+            torch.optim.Muon(hidden, lr=mlr, weight_decay=0.0),
+            torch.optim.AdamW(rest, lr=alr, betas=(0.9, 0.95), weight_decay=0.0),
+        )
+    else:
+        raise ConfigError(
+            'optimizers', name, 'one of ' + ', '.join(map(repr, RACE_OPTIMIZERS)), 'dl-optim race'
+        )
+    return opt, [
+        torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, (s + 1) / cfg.warmup))
+        for o in getattr(opt, 'parts', [opt])
+    ]
 
 class _Chain:
     "Two torch optimizers stepped together (the usual way to pair torch.optim.Muon with AdamW)"
     def __init__(self, *parts): self.parts = parts
     def step(self): [p.step() for p in self.parts]
-    def zero_grad(self, set_to_none=True): [p.zero_grad(set_to_none=set_to_none) for p in self.parts]
+    def zero_grad(self, set_to_none=True):
+        [p.zero_grad(set_to_none=set_to_none) for p in self.parts]
 
 # %% ../../nbs/08_race.ipynb #cd7f22ce
 def _batches(data:np.ndarray, cfg:RaceConfig, n:int, seed:int):
@@ -148,7 +195,8 @@ def evaluate(model,        # The model
             ) -> float:
     "Mean cross-entropy over fixed validation batches"
     model.eval()
-    loss = np.mean([F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item() for x, y in val_batches])
+    loss = np.mean(
+        [F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item() for x, y in val_batches])
     model.train()
     return float(loss)
 
@@ -158,12 +206,15 @@ def train_loop(model,                          # The model
                loss_fn,                        # `loss_fn(model, batch)` → scalar loss
                steps:int,                      # Steps at most
                eval_every:int,                 # Evaluate every this many steps
-               evaluate,                      # `evaluate(step, seconds, mean train loss)`; returns True to stop early
+               # `evaluate(step, seconds, mean train loss)`; returns True to stop early
+               evaluate,
                schedulers=(),                 # LR schedulers stepped after each optimizer step
-               sync_grads=None,               # Called between backward and step (data-parallel gradient averaging)
+               # Called between backward and step (data-parallel gradient averaging)
+               sync_grads=None,
                report=None                    # `report(step)` after every step (progress bars)
               ) -> int:
-    "The experiments' one training loop; evaluates every `eval_every` steps and at the last; returns the last step run"
+    """The experiments' one training loop; evaluates every `eval_every` steps and at the last;
+    returns the last step run"""
     seconds, acc = 0.0, []
     for step, batch in zip(range(1, steps + 1), batches):
         t0 = time.perf_counter()
@@ -174,7 +225,9 @@ def train_loop(model,                          # The model
         for s in schedulers: s.step()
         acc.append(loss.item())
         seconds += time.perf_counter() - t0   # training time only: evaluation is not counted
-        if (step % eval_every == 0 or step == steps) and evaluate(step, seconds, float(np.mean(acc))): return step
+        if (step % eval_every == 0 or step == steps) and evaluate(step, seconds, float(
+                np.mean(acc))):
+            return step
         if step % eval_every == 0: acc = []
         if report: report(step)
     return step
@@ -188,10 +241,12 @@ def train_one(name:str,          # The entrant
               train:bytes,        # Training text
               val:bytes,          # Validation text
               report=None,        # `report(name, step, val_loss)` for progress bars
-              rank:int=0,         # This process's rank among `world` data-parallel processes (gloo, initialised)
+              # This process's rank among `world` data-parallel processes (gloo, initialised)
+              rank:int=0,
               world:int=1         # Data-parallel processes
              ) -> dict:
-    "Train one entrant with `train_loop`; returns its curve (rank 0's): steps, validation losses, seconds, mean train loss per interval"
+    """Train one entrant with `train_loop`; returns its curve (rank 0's): steps, validation losses,
+    seconds, mean train loss per interval"""
     import torch.distributed as dist
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -200,10 +255,12 @@ def train_one(name:str,          # The entrant
     tr, va = np.frombuffer(train, dtype=np.uint8), np.frombuffer(val, dtype=np.uint8)
     val_batches = list(_batches(va, cfg, cfg.eval_batches, seed=12345))
     lead = rank == 0   # validation and the curve are rank 0's
-    curve = dict(step=[0], val_loss=[evaluate(model, val_batches) if lead else float('nan')], seconds=[0.0], train_loss=[float('nan')])
+    curve = dict(step=[0], val_loss=[evaluate(model, val_batches) if lead else float('nan')],
+                 seconds=[0.0], train_loss=[float('nan')])
     if report: report(name, 0, curve['val_loss'][-1])
     batches = _batches(tr, cfg, cfg.steps, seed=cfg.seed + 1)
-    if world > 1: batches = ((x.chunk(world)[rank], y.chunk(world)[rank]) for x, y in batches)   # this rank's share
+    # this rank's share
+    if world > 1: batches = ((x.chunk(world)[rank], y.chunk(world)[rank]) for x, y in batches)
     def sync():   # plain data parallelism for AdamW (DistMuon reduces its own gradients)
         for p in model.parameters(): dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
     def record(step, seconds, train_loss):
@@ -232,8 +289,11 @@ def run_race(cfg:RaceConfig,                 # The race's settings
     "Train every entrant on the same data and initialisation; returns curves, summary and config"
     optimizers = [Choice(*RACE_OPTIMIZERS)(o, 'optimizers', 'dl-optim race') for o in optimizers]
     progress = Boolean()(progress, 'progress', 'run_race')
-    if processes is not None: processes = Number(1, integer=True)(processes, 'processes', 'dl-optim race')
-    if 'adamw' not in optimizers: raise ConfigError('optimizers', optimizers, "a list that includes 'adamw' (the reference)", 'dl-optim race')
+    if processes is not None:
+        processes = Number(1, integer=True)(processes, 'processes', 'dl-optim race')
+    if 'adamw' not in optimizers:
+        raise ConfigError('optimizers', optimizers, "a list that includes 'adamw' (the reference)",
+                          'dl-optim race')
     train, val, sha = file_corpus(corpus) if corpus else stdlib_corpus()
     processes = processes or max(1, min(len(optimizers), (os.cpu_count() or 1) // cfg.threads))
     t0 = time.perf_counter()
@@ -245,21 +305,30 @@ def run_race(cfg:RaceConfig,                 # The race's settings
         ctx = mp.get_context('spawn')
         with ctx.Manager() as manager, ProcessPoolExecutor(processes, mp_context=ctx) as pool:
             queue = manager.Queue() if progress else None
-            worker = importlib.import_module('dl_optim.experiments.race')._worker   # by module, so it pickles from a notebook too
+            # by module, so it pickles from a notebook too
+            worker = importlib.import_module('dl_optim.experiments.race')._worker
             futures = [pool.submit(worker, (n, asdict(cfg), train, val, queue)) for n in optimizers]
             if progress: _show_progress(futures, queue, optimizers, cfg.steps)
             curves = dict(f.result() for f in futures)
-    result = dict(config=dict(asdict(cfg), corpus=corpus or 'python-stdlib', corpus_sha256=sha, train_bytes=len(train),
-                              val_bytes=len(val), optimizers=list(optimizers), torch=torch.__version__, python=sys.version.split()[0]),
-                  curves=curves, wall_seconds=time.perf_counter() - t0)
+    result = dict(
+        config=dict(asdict(cfg), corpus=corpus or 'python-stdlib', corpus_sha256=sha,
+                    train_bytes=len(train), val_bytes=len(val), optimizers=list(optimizers),
+                    torch=torch.__version__, python=sys.version.split()[0]), curves=curves,
+        wall_seconds=time.perf_counter() - t0)
     result.update(summarize(curves))
     return result
 
 def _show_progress(futures, queue, names, steps):
-    from rich.progress import Progress, BarColumn, TextColumn, TimeRemainingColumn, MofNCompleteColumn
+    from rich.progress import Progress, BarColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import MofNCompleteColumn
     import queue as q
-    with Progress(TextColumn('{task.description:<12}'), BarColumn(), MofNCompleteColumn(), TextColumn('val {task.fields[val]:.3f}'),
-                  TimeRemainingColumn()) as bar:
+    with Progress(
+        TextColumn('{task.description:<12}'),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn('val {task.fields[val]:.3f}'),
+        TimeRemainingColumn(),
+    ) as bar:
         tasks = {n: bar.add_task(n, total=steps, val=float('nan')) for n in names}
         while not all(f.done() for f in futures) or not queue.empty():
             try: n, s, v = queue.get(timeout=0.2)
@@ -274,7 +343,8 @@ def _first_reach(curve, target):
 
 def summarize(curves:dict # Entrant -> its curve
              ) -> dict:
-    "Final losses, steps/seconds to AdamW's final loss, speedups (AdamW ÷ entrant) and tokens/s per entrant"
+    """Final losses, steps/seconds to AdamW's final loss, speedups (AdamW ÷ entrant) and tokens/s
+    per entrant"""
     ref = curves['adamw']
     target = ref['val_loss'][-1]
     ref_steps, ref_secs = _first_reach(ref, target)
@@ -282,25 +352,37 @@ def summarize(curves:dict # Entrant -> its curve
     for n, c in curves.items():
         s, t = _first_reach(c, target)
         table[n] = dict(final_val_loss=c['val_loss'][-1], steps_to_target=s, seconds_to_target=t,
-                        speedup_steps=ref_steps / s if s else None, speedup_seconds=ref_secs / t if t else None,
+                        speedup_steps=ref_steps / s if s else None,
+                        speedup_seconds=ref_secs / t if t else None,
                         seconds_per_step=c['seconds'][-1] / c['step'][-1])
     other = next((n for n in curves if n != 'adamw'), None)
-    return dict(target_val_loss=target, table=table, final_val_loss={n: c['val_loss'][-1] for n, c in curves.items()},
-                speedup=table[other]['speedup_steps'] if other else None)
+    return dict(
+        target_val_loss=target,
+        table=table,
+        final_val_loss={n: c['val_loss'][-1] for n, c in curves.items()},
+        speedup=table[other]['speedup_steps'] if other else None,
+    )
 
 # %% ../../nbs/08_race.ipynb #857de695
 def plot_race(result:dict): # `run_race`'s result
-    "Validation loss against steps and against seconds, one line per entrant, AdamW's final loss marked"
+    """Validation loss against steps and against seconds, one line per entrant, AdamW's final loss
+    marked"""
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(7.5, 3.4))
     for n, c in result['curves'].items():
-        axs[0].plot(c['step'], c['val_loss'], label=n); axs[1].plot(c['seconds'], c['val_loss'], label=n)
+        axs[0].plot(c['step'], c['val_loss'], label=n)
+        axs[1].plot(c['seconds'], c['val_loss'], label=n)
     for ax, xl in zip(axs, ('step', 'training seconds')):
         ax.axhline(result['target_val_loss'], color='k', ls=':', lw=0.8, label="AdamW's final")
-        ax.set_xlabel(xl); ax.set_ylabel('validation loss (nats/byte)'); ax.set_ylim(top=min(3.5, ax.get_ylim()[1])); ax.legend(fontsize=9)
+        ax.set_xlabel(xl)
+        ax.set_ylabel('validation loss (nats/byte)')
+        ax.set_ylim(top=min(3.5,
+                            ax.get_ylim()[1]))
+        ax.legend(fontsize=9)
     sp = result.get('speedup')
     corpus = result['config']['corpus']
-    corpus = Path(corpus).name if os.sep in corpus else corpus   # a file: its name, not its whole path
+    # a file: its name, not its whole path
+    corpus = Path(corpus).name if os.sep in corpus else corpus
     fig.suptitle(f"{corpus}: speedup in steps {sp:.2f}×" if sp else corpus)
     fig.tight_layout()
     return fig
@@ -309,21 +391,27 @@ def race_table(result:dict): # `run_race`'s result
     "The summary as a rich Table"
     from rich.table import Table
     t = Table(title=f"target: AdamW's final validation loss {result['target_val_loss']:.4f}")
-    for col in ('optimizer', 'final val loss', 'steps to target', 'seconds to target', 'speedup (steps)', 'speedup (time)', 'tokens/s'):
+    for col in ('optimizer', 'final val loss', 'steps to target', 'seconds to target',
+                'speedup (steps)', 'speedup (time)', 'tokens/s'):
         t.add_column(col, justify='right')
     tokens = result['config']['batch'] * result['config']['ctx']
     fmt = lambda v, f: '—' if v is None else format(v, f)
     for n, r in result['table'].items():
-        t.add_row(n, f"{r['final_val_loss']:.4f}", fmt(r['steps_to_target'], 'd'), fmt(r['seconds_to_target'], '.1f'),
-                  fmt(r['speedup_steps'], '.2f'), fmt(r['speedup_seconds'], '.2f'), f"{tokens / r['seconds_per_step']:,.0f}")
+        t.add_row(n, f"{r['final_val_loss']:.4f}", fmt(r['steps_to_target'], 'd'),
+                  fmt(r['seconds_to_target'], '.1f'), fmt(r['speedup_steps'], '.2f'),
+                  fmt(r['speedup_seconds'], '.2f'), f"{tokens / r['seconds_per_step']:,.0f}")
     return t
 
 def prepare_out(out # The output directory
                ) -> Path:
-    "Create the output folder now, before any training, so that a bad `--out` fails in a second, not after minutes"
+    """Create the output folder now, before any training, so that a bad `--out` fails in a second,
+    not after minutes"""
     out = output_dir(out, 'out', 'dl-optim race')
     for f in ('race.json', 'race.png'):
-        if (out / f).is_dir(): raise ConfigError('out', str(out), f'a folder where {f} can be written (it is a folder there)', 'dl-optim race')
+        if (out / f).is_dir():
+            raise ConfigError('out', str(out),
+                              f'a folder where {f} can be written (it is a folder there)',
+                              'dl-optim race')
     return out
 
 def write_race(result:dict, # `run_race`'s result

