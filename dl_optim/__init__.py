@@ -33,6 +33,7 @@ def _keras_json_backend() -> str|None:
     try: return json.loads(Path(home, 'keras.json').read_text()).get('backend')
     except (OSError, ValueError, AttributeError): return None
 
+# %% ../nbs/98_package.ipynb #5c41714f
 def choose_keras_backend() -> str:
     """Apply `keras_backend_rule` to this process (unless Keras is already imported) and return the
     backend Keras uses"""
@@ -60,4 +61,5 @@ def __getattr__(name):
     if name in _LAZY: return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+# %% ../nbs/98_package.ipynb #cbc40123
 def __dir__(): return sorted(set(globals()) | set(_LAZY))

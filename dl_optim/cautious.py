@@ -38,6 +38,7 @@ def _fusable(params) -> bool:
         for p in params
     )
 
+# %% ../nbs/10_cautious.ipynb #41e4ef86
 def init_adamw_state(p,          # The parameter (or shard)
                      state:dict  # Its state, filled in place
                     ) -> dict:
@@ -48,6 +49,7 @@ def init_adamw_state(p,          # The parameter (or shard)
         state['exp_avg_sq'] = torch.zeros_like(p, memory_format=torch.preserve_format)
     return state
 
+# %% ../nbs/10_cautious.ipynb #3c47e14e
 @torch.no_grad()
 def adamw_update(params:list,         # Tensors: whole parameters or shards
                  grads:list,          # Their gradients

@@ -108,10 +108,12 @@ class _CautiousAdamBase(WeightDecayExclusions, keras.optimizers.Optimizer):
             'caution': self.caution,
         }
 
+# %% ../nbs/10a_cautious_keras.ipynb #8b65bd36
 @keras.saving.register_keras_serializable(package='dl_optim')
 class Adam(_CautiousAdamBase):
     "Adam with decoupled weight decay and cautious updates (subtotechnoblade/Optimizers' defaults)"
 
+# %% ../nbs/10a_cautious_keras.ipynb #3f3f6f68
 @keras.saving.register_keras_serializable(package='dl_optim')
 class Nadam(_CautiousAdamBase):
     """Nadam (Nesterov Adam) with decoupled weight decay and cautious updates

@@ -91,12 +91,14 @@ def _read_config(path) -> dict:
         raise ConfigError('CONFIG', str(path), 'a JSON object ({...})', 'dl-optim plot')
     return cfg
 
+# %% ../nbs/99_cli.ipynb #31c21fa0
 def _image_path(path, key:str, where:str):
     "An image file to write, in a format matplotlib can save"
     from matplotlib.figure import Figure
     from dl_optim.config import output_file
     return output_file(path, set(Figure().canvas.get_supported_filetypes()), key, where)
 
+# %% ../nbs/99_cli.ipynb #3e10dcd4
 def _plot(args) -> dict:
     import matplotlib
     matplotlib.use('Agg')
@@ -278,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_info)
     return p
 
+# %% ../nbs/99_cli.ipynb #a3b5f34a
 def main(argv:list[str]|None=None # Arguments (None: `sys.argv[1:]`)
         ) -> int:
     "Entry point of the `dl-optim` console script; returns the exit status"

@@ -37,6 +37,7 @@ class ConfigError(ValueError):
         msg = f"{where}: key {key!r} is {shown}; allowed: {allowed}"
         super().__init__(msg + (f". {hint}" if hint else ""))
 
+# %% ../nbs/00_config.ipynb #f4605204
 class _Missing:
     "Marker for an absent key"
     def __repr__(self): return 'MISSING'
@@ -55,6 +56,7 @@ def did_you_mean(word:str, # What the user wrote
 # %% ../nbs/00_config.ipynb #39fe1784
 def _is_bool(v): return isinstance(v, (bool, np.bool_))
 
+# %% ../nbs/00_config.ipynb #448a49da
 def _fmt(x): return 'inf' if x == math.inf else ('-inf' if x == -math.inf else f'{x:g}')
 
 # %% ../nbs/00_config.ipynb #9c2bf7d8
@@ -185,6 +187,7 @@ def learning_rate(v,                  # The value: a positive number or 0-D tens
         return v
     return Number(0)(v, key, where)
 
+# %% ../nbs/00_config.ipynb #a9c55e58
 def keras_learning_rate(
         v,                       # A positive number or a Keras `LearningRateSchedule`
         key:str='learning_rate', # The config key, for the error
@@ -205,6 +208,7 @@ def input_file(path,               # A path to an existing, readable file
                           'it is a folder' if p.is_dir() else 'no such file')
     return p
 
+# %% ../nbs/00_config.ipynb #7b58a05d
 def output_dir(path,               # A directory to create or reuse
                key:str='out',      # The config key, for the error
                where:str='config'  # The caller, for the error
@@ -217,6 +221,7 @@ def output_dir(path,               # A directory to create or reuse
                           e.strerror or str(e)) from None
     return p
 
+# %% ../nbs/00_config.ipynb #321b6c46
 def output_file(path,               # A file to write
                 suffixes,           # Its allowed suffixes ('.png', …)
                 key:str='output',   # The config key, for the error
@@ -255,6 +260,7 @@ def check_mapping(config,            # The value that should be a dict
         if not isinstance(k, str): raise ConfigError(k, config[k], 'string keys only', where)
     return config
 
+# %% ../nbs/00_config.ipynb #a0c9f258
 def check_known_keys(config:Mapping,     # The config
                      allowed,            # Its allowed keys
                      where:str='config'):# The caller, for the error
@@ -266,6 +272,7 @@ def check_known_keys(config:Mapping,     # The config
             raise ConfigError(k, config[k], 'known keys are ' + ', '.join(sorted(allowed)), where,
                               did_you_mean(k, allowed))
 
+# %% ../nbs/00_config.ipynb #79f1d81f
 def check_required_keys(config:Mapping,     # The config
                         required,           # Keys it must have
                         where:str='config'):# The caller, for the error
@@ -300,6 +307,7 @@ def config_type(config,            # The config
         raise ConfigError('type', MISSING, 'one of ' + ', '.join(map(repr, types)), where)
     return Choice(*types)(config['type'], 'type', where)
 
+# %% ../nbs/00_config.ipynb #94c5285b
 def nested_config(config:Mapping,    # A config with an optional inner `config` dict
                   where:str='config'  # The caller, for the error
                  ) -> Mapping:
@@ -356,6 +364,7 @@ class Hyper:
         return self.keras if framework == 'keras' else self.torch
     def __repr__(self): return f'Hyper({self.name!r}, default={self.default!r})'
 
+# %% ../nbs/00_config.ipynb #a4c1e814
 class Spec:
     """An optimizer's hyper-parameters, in order; `check` validates one framework's arguments
     against them"""

@@ -22,6 +22,7 @@ def normalise(w:np.ndarray # Non-negative weights
     s = w.sum()
     return np.full(len(w), 1.0 / len(w)) if s <= 1e-8 else w / s
 
+# %% ../nbs/07_deep_supervision.ipynb #eadd1456
 def mix(f:float, # 0: deep-heavy, 1: final-heavy
         n:int    # Outputs
        ) -> np.ndarray:
@@ -29,6 +30,7 @@ def mix(f:float, # 0: deep-heavy, 1: final-heavy
     up, down = np.arange(1, n + 1, dtype=np.float64), np.arange(n, 0, -1, dtype=np.float64)
     return normalise((1 - f) * up + f * down)
 
+# %% ../nbs/07_deep_supervision.ipynb #4550c368
 def one_hot(i:int, # The output that gets all the weight
             n:int  # Outputs
            ) -> np.ndarray:
@@ -43,6 +45,7 @@ def _sigmoid(z:float) -> float:
     e = math.exp(z)
     return e / (1.0 + e)
 
+# %% ../nbs/07_deep_supervision.ipynb #88300d55
 def _sigmoid_fraction(p, k, x0, transition_point, rescale):
     if p < transition_point or transition_point >= 1: return 0.0
     u = (p - transition_point) / (1 - transition_point)
@@ -61,6 +64,7 @@ def _sigmoid_fraction(p, k, x0, transition_point, rescale):
     )
     return min(max(f, 0.0), 1.0)   # rounding can leave it 1 ulp outside
 
+# %% ../nbs/07_deep_supervision.ipynb #01337e17
 def _cosine(p, n, frequency, final_ratio, drift):
     c = (n - 1) / 2 - np.arange(n)
     amplitude = (1 - (1 - final_ratio) * p) / n
@@ -68,6 +72,7 @@ def _cosine(p, n, frequency, final_ratio, drift):
     return normalise(np.maximum(0.0,
                                 center + c * math.cos(2 * math.pi * frequency * p) * amplitude))
 
+# %% ../nbs/07_deep_supervision.ipynb #567eaaab
 def _curriculum(p, n, max_active_outputs, activation_strategy):
     m = n if (max_active_outputs is None or max_active_outputs <= 0) else min(max_active_outputs, n)
     g = p if activation_strategy == 'linear' else p * p
@@ -162,6 +167,7 @@ class DeepSupervisionSchedule:
             f" invert_order={self.invert_order})"
         )
 
+# %% ../nbs/07_deep_supervision.ipynb #cd11cb1b
 def _check_progress(progress) -> float:
     "Progress as a float; infinities clip later, NaN and non-numbers are errors"
     bad = ConfigError('progress', progress, 'a number (training progress, clipped to [0, 1])',
@@ -176,6 +182,7 @@ def _check_progress(progress) -> float:
         raise ConfigError('progress', progress, 'a number, not NaN', 'deep supervision schedule')
     return p
 
+# %% ../nbs/07_deep_supervision.ipynb #837cdc9a
 def deep_supervision_schedule_builder(
         config:dict,            # {"type": ..., "config": {...}} as in the dl_techniques guide
         no_outputs:int,         # Number of supervised outputs

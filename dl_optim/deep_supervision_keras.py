@@ -28,6 +28,7 @@ class SupervisionWeights(keras.layers.Layer):
     def call(self, x): return x
     def get_config(self): return {**super().get_config(), 'no_outputs': self.no_outputs}
 
+# %% ../nbs/07a_deep_supervision_keras.ipynb #c8ea96ab
 @keras.saving.register_keras_serializable(package='dl_optim')
 class WeightedOutputLoss(keras.losses.Loss):
     """`weight[index] · base(y_true, y_pred)`, the weight read from a `SupervisionWeights` holder
@@ -88,6 +89,7 @@ class DeepSupervisionCallback(keras.callbacks.Callback):
         if self.update == 'step': self._set(self._step / max(1, self._total - 1), self._epoch)
         self._step += 1
 
+# %% ../nbs/07a_deep_supervision_keras.ipynb #2a56fb66
 class KerasDeepSupervision:
     """Wire a deep-supervision schedule into a multi-output Keras model: weighted losses plus the
     callback that moves them"""

@@ -30,9 +30,11 @@ def ownership(count:int, # Matrices of one shape
     c = max(1, math.ceil(count / world))
     return c, c * world
 
+# %% ../nbs/12_distributed.ipynb #4e2aa6b3
 def _is_dtensor(p) -> bool:
     return type(p).__name__ == 'DTensor'
 
+# %% ../nbs/12_distributed.ipynb #80f74547
 class _Bucket:
     "Same-shape Muon matrices of one param group, in order"
     def __init__(self, group_index, params): self.group_index, self.params = group_index, params
@@ -93,6 +95,7 @@ class ShardedComms:
             lambda: dist.all_reduce(t, op=op or dist.ReduceOp.AVG, group=self.process_group), t)
         return t
 
+# %% ../nbs/12_distributed.ipynb #1d9bebe2
 class DistMuon(ShardedComms, Muon):
     """Muon on torch.distributed: each rank orthogonalizes its share of the matrices; state_dict is
     the single-process one"""
@@ -135,11 +138,13 @@ def _has_grad_flags(self, params):
     flags = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
     return self._all_reduce(flags, dist.ReduceOp.MAX) > 0
 
+# %% ../nbs/12_distributed.ipynb #02610607
 def _owned(self, b:_Bucket, flags) -> list[int]:
     "The indices of the bucket's matrices this rank updates (those some rank has a gradient for)"
     c = ownership(len(b.params), self.world)[0]
     return [i for i in range(self.rank * c, min((self.rank + 1) * c, len(b.params))) if flags[i]]
 
+# %% ../nbs/12_distributed.ipynb #417ea6cb
 @patch
 @torch.no_grad()
 def _muon_bucket(self:DistMuon, b:_Bucket):
@@ -204,6 +209,7 @@ def _shard(self, t):
     n = t.shape[0] // self.world
     return t[self.rank * n:(self.rank + 1) * n]
 
+# %% ../nbs/12_distributed.ipynb #50940f18
 @patch
 @torch.no_grad()
 def _adamw_group(self:ShardedComms, group):
@@ -232,6 +238,7 @@ def _adamw_group(self:ShardedComms, group):
                  group['eps'], group['weight_decay'], group['caution'])
     for p, local in zip(sharded, shards): self._all_gather(p, local.clone())
 
+# %% ../nbs/12_distributed.ipynb #a6b7e8ba
 @patch
 @torch.no_grad()
 def step(self:DistMuon, closure=None):
@@ -261,6 +268,7 @@ def _full_muon_state(self, b:_Bucket) -> list[dict]:
         for st, t in zip(out, full[:len(b.params)]): st[key] = t.clone()
     return out
 
+# %% ../nbs/12_distributed.ipynb #bdb112b6
 def _adam_full_state(self, groups) -> dict:
     """Every AdamW parameter's complete state (step, exp_avg, exp_avg_sq), gathered from the
     shards: a collective"""
@@ -290,6 +298,7 @@ def _adam_full_state(self, groups) -> dict:
                 )
     return full
 
+# %% ../nbs/12_distributed.ipynb #4b3adfe3
 def _adam_keep_shards(self):
     "After loading complete AdamW states: keep this rank's slice of each sharded tensor's moments"
     for p in self._adam_sharded:
@@ -298,6 +307,7 @@ def _adam_keep_shards(self):
             for k in ('exp_avg', 'exp_avg_sq'):
                 if k in st: st[k] = _shard(self, st[k]).clone()
 
+# %% ../nbs/12_distributed.ipynb #4468be6c
 @patch
 def state_dict(self:DistMuon):
     "The complete, rank-symmetric state (a collective: call it on every rank)"
@@ -308,6 +318,7 @@ def state_dict(self:DistMuon):
     try: return torch.optim.Optimizer.state_dict(self)
     finally: self.state = saved
 
+# %% ../nbs/12_distributed.ipynb #821f5c4c
 @patch
 def load_state_dict(self:DistMuon, state_dict):
     """Load a complete state (from any world size, or from a single-process `Muon`) and keep this
@@ -384,6 +395,7 @@ def ownership_table(shapes_counts, # ((rows, cols), count) pairs, one per shape
     "Per bucket (shape, count): the owner rank of each matrix index"
     return {shape: [i // ownership(k, world)[0] for i in range(k)] for shape, k in shapes_counts}
 
+# %% ../nbs/12_distributed.ipynb #47ea8188
 def ns_flops(shape,          # (rows, cols) of one matrix
              steps:int=5     # Quintic Newton–Schulz steps
             ) -> float:

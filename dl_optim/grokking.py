@@ -25,17 +25,20 @@ def grokfast_ema(ema,          # The slow gradient EMA
     "The EMA filter's next state: α·ema + (1 − α)·grad; unchanged when `grad` has a NaN or inf"
     return ops_for(grad).finite_or(ema * alpha + grad * (1 - alpha), ema)
 
+# %% ../nbs/11_grokking.ipynb #1a5b444d
 def grokfast_init(grad): # The first gradient
     "The EMA filter's first state: the first gradient, or zeros if it has a NaN or inf"
     xp = ops_for(grad)
     return xp.finite_or(grad, xp.zeros_like(grad))
 
+# %% ../nbs/11_grokking.ipynb #e1b747b3
 def grokfast_amplify(grad,         # The current gradient
                      ema,          # The slow gradient EMA
                      lamb:float):  # Amplification of the slow part
     "GrokFast's output: grad + λ·ema"
     return grad + ema * lamb
 
+# %% ../nbs/11_grokking.ipynb #0d0639ea
 def orthograd(weight, # The weight
               grad):  # Its gradient
     """The gradient without its component along `weight` (whole tensor, flattened), rescaled to the
@@ -51,6 +54,7 @@ def orthograd(weight, # The weight
     return xp.cast_like(
         g_perp * ((xp.sum(g * g)**0.5) / (xp.sum(g_perp * g_perp)**0.5 + ORTHOGRAD_EPS)) * sg, grad)
 
+# %% ../nbs/11_grokking.ipynb #5ba17ff3
 GROKFAST_SCHEMA = dict(alpha=Param(Number(0, 1, high_open=True), 0.98), lamb=Param(Number(0), 2.0),
                        warmup_steps=Param(Number(0, integer=True), 0))
 
@@ -91,6 +95,7 @@ class GrokFast(StepHook):
     def __repr__(self):
         return f'GrokFast(alpha={self.alpha}, lamb={self.lamb}, warmup_steps={self.warmup_steps})'
 
+# %% ../nbs/11_grokking.ipynb #dc37c89b
 class OrthoGrad(StepHook):
     "OrthoGrad: remove each gradient's component along its parameter, keep its norm; no state"
     @torch.no_grad()
@@ -102,11 +107,13 @@ class OrthoGrad(StepHook):
     def load_state_dict(self, sd): pass
     def __repr__(self): return 'OrthoGrad()'
 
+# %% ../nbs/11_grokking.ipynb #ff262878
 class GradientFilterHandle(StepHookHandle):
     "What `attach_gradient_filters` returns: `.filters`, and `.remove()` to detach them"
     @property
     def filters(self) -> tuple: return self.hooks
 
+# %% ../nbs/11_grokking.ipynb #c0de7ebe
 def attach_gradient_filters(optimizer:torch.optim.Optimizer, # Any torch optimizer
                             *filters                        # `GrokFast()`, `OrthoGrad()`
                            ) -> GradientFilterHandle:

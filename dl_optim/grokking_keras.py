@@ -25,6 +25,7 @@ class OrthoGradHook(KerasStepHook):
             g if g is None else orthograd(ops.cast(v, g.dtype), g) for g, v in zip(grads, variables)
         ]
 
+# %% ../nbs/11a_grokking_keras.ipynb #443ebd5c
 @keras.saving.register_keras_serializable(package='dl_optim')
 class GrokFastHook(KerasStepHook):
     """GrokFast (EMA) on every gradient, before the update; its buffers are optimizer variables
@@ -51,6 +52,7 @@ class GrokFastHook(KerasStepHook):
         return out
     def get_config(self): return dict(self.config)
 
+# %% ../nbs/11a_grokking_keras.ipynb #0a530d01
 class GradientFiltersMixin(StepHooksMixin):
     """Mixin for a Keras optimizer: `grokfast=` and `orthograd=` arguments, run as step hooks
     before any others"""
@@ -72,6 +74,7 @@ class GradientFiltersMixin(StepHooksMixin):
     def get_config(self):
         return {**super().get_config(), 'grokfast': self.grokfast, 'orthograd': self.orthograd}
 
+# %% ../nbs/11a_grokking_keras.ipynb #e2a0359c
 _FILTERED = {}
 
 def _filtered_name(optimizer_class:type) -> str:
@@ -80,6 +83,7 @@ def _filtered_name(optimizer_class:type) -> str:
     package, _, name = keras.saving.get_registered_name(optimizer_class).rpartition('>')
     return 'Filtered' + ''.join(w.capitalize() for w in package.replace('.', '_').split('_')) + name
 
+# %% ../nbs/11a_grokking_keras.ipynb #5871d9cb
 def with_gradient_filters(optimizer_class:type # A Keras optimizer class
                          ) -> type:
     """The Keras optimizer class `optimizer_class` with `grokfast=` and `orthograd=` arguments
@@ -109,6 +113,7 @@ def with_gradient_filters(optimizer_class:type # A Keras optimizer class
         )(cls)
     return _FILTERED[optimizer_class]
 
+# %% ../nbs/11a_grokking_keras.ipynb #d18a1335
 def gradient_filters(
         optimizer:keras.optimizers.Optimizer,  # A configured (not yet built) Keras optimizer
         # True or a dict with `alpha` (0.98), `lamb` (2.0), `warmup_steps` (0)
@@ -135,6 +140,7 @@ def gradient_filters(
     filtered._exclude_from_weight_decay = set(getattr(optimizer, '_exclude_from_weight_decay', ()))
     return filtered
 
+# %% ../nbs/11a_grokking_keras.ipynb #28c17299
 def _register_known():
     from dl_optim.cautious_keras import Adam, Nadam
     from dl_optim.keras_muon import Muon

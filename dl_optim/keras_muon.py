@@ -54,6 +54,7 @@ def einsum_in_axes(equation:str # An `EinsumDense` equation ('abc,cde->abde')
     inp, kernel = inp.replace('...', ''), kernel.replace('...', '')
     return tuple(i for i, c in enumerate(kernel) if c in inp)
 
+# %% ../nbs/05_keras_muon.ipynb #18f9ce8a
 _MHA_IN_AXES = {'query': (0,), 'key': (0,), 'value': (0,), 'attention_output': (0, 1)}
 
 def mha_in_axes(path:str, # A `MultiHeadAttention` kernel's path
@@ -98,6 +99,7 @@ def _legacy_aliases(kwargs:dict, momentum, coefficients, adam_epsilon, caution):
         )
     return momentum, coefficients, adam_epsilon, caution
 
+# %% ../nbs/05_keras_muon.ipynb #216959bd
 def model_layer_info(model # A built Keras model
                     ) -> dict:
     """What the routing needs from a built Keras model: the `EinsumDense` kernels' input axes and
@@ -113,6 +115,7 @@ def model_layer_info(model # A built Keras model
         info.setdefault(layer.kernel.path, {})['is_head'] = True
     return info
 
+# %% ../nbs/05_keras_muon.ipynb #184b8f75
 def output_layers(model # A built Keras model
                  ) -> list:
     """The layers with a kernel that produce the model's outputs, looking back through layers

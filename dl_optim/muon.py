@@ -30,6 +30,7 @@ def _is_hf_conv1d(m) -> bool:
     "transformers' `Conv1D` (GPT-2 and relatives): a linear layer whose weight is stored (in, out)"
     return type(m).__name__ == 'Conv1D' and type(m).__module__.startswith('transformers')
 
+# %% ../nbs/03_muon.ipynb #fa14ac55
 def module_kind(m:nn.Module # A module
                ) -> str|None:
     "'embedding', 'linear', 'conv' or 'norm' for the layer types the routing rules know, else None"
@@ -39,6 +40,7 @@ def module_kind(m:nn.Module # A module
     if isinstance(m, _NORMS): return 'norm'
     return None
 
+# %% ../nbs/03_muon.ipynb #a60330df
 def param_kind(m:nn.Module, # The module that owns the parameter
                pname:str    # The parameter's name in it ('weight')
               ) -> str|None:
@@ -47,6 +49,7 @@ def param_kind(m:nn.Module, # The module that owns the parameter
     if isinstance(m, nn.MultiheadAttention): return 'linear' if pname.endswith('weight') else 'bias'
     return module_kind(m)
 
+# %% ../nbs/03_muon.ipynb #324c7a5d
 def module_layout(m:nn.Module, # The module that owns the parameter
                   pname:str    # The parameter's name in it
                  ) -> dict:
@@ -56,6 +59,7 @@ def module_layout(m:nn.Module, # The module that owns the parameter
         return dict(layout='torch', groups=m.groups)
     return dict(layout='torch', groups=1)
 
+# %% ../nbs/03_muon.ipynb #4d35e43d
 def describe_module(model:nn.Module # Any torch model
                    ) -> list[dict]:
     """One dict per trainable parameter: name (aliases for tied ones), tensor, kind, is_head,
@@ -240,6 +244,7 @@ def initial_lr(lr): # A learning rate: a number or a 0-D tensor
     tensor is copied)"""
     return lr.clone() if isinstance(lr, torch.Tensor) else lr
 
+# %% ../nbs/03_muon.ipynb #412080cd
 def _entries(params, model) -> list[dict]:
     """Normalise a module, named parameters or plain tensors into dicts with name, param, kind,
     is_head, tied_to_embedding, layout, groups"""
@@ -264,6 +269,7 @@ def _entries(params, model) -> list[dict]:
                                      tied_to_embedding=False, layout='torch', groups=1))
     return out
 
+# %% ../nbs/03_muon.ipynb #0316024a
 def _warn_by_shape(report):
     """One warning per optimizer when tensors reached Muon by their shape alone (an embedding or a
     head among them would be missed)"""
@@ -278,6 +284,7 @@ def _warn_by_shape(report):
             stacklevel=4,
         )
 
+# %% ../nbs/03_muon.ipynb #70c4f7a0
 def _route_one(e, rules:dict, forced, gi:int, where:str) -> Route:
     "The route of one parameter entry: the routing rules, or the group's `use_muon`"
     p = e['param']
@@ -307,6 +314,7 @@ def _route_one(e, rules:dict, forced, gi:int, where:str) -> Route:
                      matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups']))
     return Route(e['name'], tuple(p.shape), 'adamw', f'param group {gi}: use_muon=False')
 
+# %% ../nbs/03_muon.ipynb #c6fead23
 def _route_groups(params, spec, hyper:dict, rules:dict, model, name:str='Muon'):
     """Whatever the user passed, as internal groups marked `use_muon` with their route's
     hyper-parameters (torch names)"""
@@ -371,6 +379,7 @@ def muon_momentum(step:int,             # The optimizer step
     frac = min(step / warmup_steps, 1.0) if warmup_steps > 0 else 1.0
     return (1 - frac) * start + frac * end
 
+# %% ../nbs/03_muon.ipynb #d9df2a50
 class MomentumWarmup:
     """Drive the momentum of an optimizer's Muon groups by `muon_momentum`; call `.step()` after
     each `optimizer.step()`"""

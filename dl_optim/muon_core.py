@@ -35,6 +35,7 @@ def check_ns_dtype(v,      # The value: a torch dtype, its name, or None
                           where)
     return v
 
+# %% ../nbs/02b_muon_core.ipynb #cfbd57d2
 def check_ns_dtype_name(v,      # The value: a dtype name or None
                         key,    # The config key, for the error
                         where): # The caller, for the error
@@ -43,6 +44,7 @@ def check_ns_dtype_name(v,      # The value: a dtype name or None
         raise ConfigError(key, v, "None, 'float32', 'bfloat16', 'float16' or 'float64'", where)
     return v
 
+# %% ../nbs/02b_muon_core.ipynb #4bd89fc9
 def check_coefficients(
         v,      # A schedule name, an (a, b, c) triple, a list of them or a `Schedule`
         key,    # The config key, for the error
@@ -52,6 +54,7 @@ def check_coefficients(
     resolve_schedule(v, where=where)   # raises ConfigError for unknown names or malformed tuples
     return v.as_dict() if isinstance(v, Schedule) else v
 
+# %% ../nbs/02b_muon_core.ipynb #3792fe16
 def check_layer_info(info,             # Per-variable-path facts, as `model_layer_info` writes them
                      key='layer_info', # The config key, for the error
                      where='Muon'      # The caller, for the error
@@ -145,6 +148,7 @@ def as_matrices(xp,   # `TORCH` or a `KerasOps`
     )
     return xp.reshape(m, (view.batch, view.rows, view.cols))
 
+# %% ../nbs/02b_muon_core.ipynb #2ce17c64
 def from_matrices(xp,    # `TORCH` or a `KerasOps`
                   o,     # The (batch, rows, cols) matrices
                   view,  # The `MatrixView` they came from
@@ -175,6 +179,7 @@ class MuonVariant:
 
 PLAIN_MUON = MuonVariant()
 
+# %% ../nbs/02b_muon_core.ipynb #52e6e7a5
 def muon_state_shapes(shape:tuple,                    # The parameter's shape
                       view,                            # Its `MatrixView`
                       variant:MuonVariant=PLAIN_MUON   # The variant, which may add state
@@ -183,6 +188,7 @@ def muon_state_shapes(shape:tuple,                    # The parameter's shape
     own"""
     return {'momentum_buffer': tuple(shape), **variant.state_shapes(tuple(shape), view)}
 
+# %% ../nbs/02b_muon_core.ipynb #231864b6
 def init_muon_state(xp,                              # `TORCH` or a `KerasOps`
                     state:dict,                      # The parameter's state, filled in place
                     p,                               # The parameter
@@ -203,6 +209,7 @@ def register_variant(variant:MuonVariant # The variant, found by its name afterw
     MUON_VARIANTS[variant.name] = variant
     return variant
 
+# %% ../nbs/02b_muon_core.ipynb #d44be31f
 def muon_variant(variant,            # A `MuonVariant` or a registered name
                  key:str='variant',  # The config key, for the error
                  where:str='Muon'    # The caller, for the error
@@ -255,6 +262,7 @@ def apply_update(xp,                               # `TORCH` or a `KerasOps`
 # %% ../nbs/02b_muon_core.ipynb #737b13c5
 def _bucket_key(view, u) -> tuple: return (view, str(u.dtype), str(getattr(u, 'device', '')))
 
+# %% ../nbs/02b_muon_core.ipynb #91d667e4
 def muon_update(xp,                          # `TORCH` or a `KerasOps`
                 params:list,                 # Parameters (whole tensors, or a rank's owned ones)
                 grads:list,                  # Their gradients

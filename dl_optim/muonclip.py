@@ -63,6 +63,7 @@ def _has_qk_norm(m) -> bool:
         for a in ('q_norm', 'k_norm', 'q_layernorm', 'k_layernorm')
     )
 
+# %% ../nbs/05c_muonclip.ipynb #1e0eb6f6
 def qk_block(m:nn.Module,  # An attention module
              name:str=''   # Its name in the model, for messages
             ) -> QKBlock|None:
@@ -145,6 +146,7 @@ def _attention_function(impl:str):
         return inner(module, query, key, value, attention_mask, *args, scaling=scaling, **kwargs)
     return attention
 
+# %% ../nbs/05c_muonclip.ipynb #c34da421
 def _measure_transformers(model:nn.Module) -> str|None:
     """Switch a transformers model to the measuring attention of its implementation; returns that
     implementation (None: not one)"""
@@ -161,6 +163,7 @@ def _measure_transformers(model:nn.Module) -> str|None:
     model.set_attn_implementation(name)
     return impl
 
+# %% ../nbs/05c_muonclip.ipynb #7cd013f1
 def record_qk(
         # The attention module (its `QKBlock` is registered with the clip)
         module:nn.Module,
@@ -235,6 +238,7 @@ def max_logit_metrics(max_logits:dict,    # Layer name -> per-head max logits
             out.update({f'qk_clip/max_logit/{name}/head{h}': float(x) for h, x in enumerate(v)})
     return out
 
+# %% ../nbs/05c_muonclip.ipynb #b413234b
 class QKClip(StepHook):
     """QK-clip (MuonClip): measure each head's max attention logit in the forward pass and cap it
     at `tau` after each step"""

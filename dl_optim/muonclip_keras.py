@@ -54,6 +54,7 @@ def _attention_layers(model) -> list:
         )
     return found
 
+# %% ../nbs/05d_muonclip_keras.ipynb #49737424
 def _scale_head(dense, head:int, factor:float):
     """Multiply one head's slice of an EinsumDense kernel (…, heads, head_dim) and bias (heads,
     head_dim) by `factor`"""
@@ -62,6 +63,7 @@ def _scale_head(dense, head:int, factor:float):
         a[..., head, :] *= factor
         v.assign(a)
 
+# %% ../nbs/05d_muonclip_keras.ipynb #351e3409
 @keras.saving.register_keras_serializable(package='dl_optim')
 class KerasQKClip(KerasStepHook):
     """QK-clip for Keras `MultiHeadAttention` layers: a step hook of the Keras Muon, or

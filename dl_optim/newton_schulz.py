@@ -30,6 +30,7 @@ def quintic(x,        # Scalars or an array
     x2 = x * x
     return x * (a + x2 * (b + c * x2))
 
+# %% ../nbs/01_newton_schulz.ipynb #122c17cc
 def compose(x,                      # Scalars or an array
             coefficients,           # The (a, b, c) triples, in order
             input_scale:float=1.0): # x is divided by it first
@@ -181,12 +182,14 @@ def _named_schedule(name:str, steps:int) -> Schedule:
         )
     return _NAMED_CACHE[name, steps]
 
+# %% ../nbs/01_newton_schulz.ipynb #706822e1
 def _as_triple(t, where):
     if not (isinstance(t, (tuple, list)) and len(t) == 3):
         raise ConfigError('coefficients', t,
                           'a name, an (a, b, c) tuple, or a list of (a, b, c) tuples', where)
     return tuple(Number()(v, 'coefficients', where) for v in t)
 
+# %% ../nbs/01_newton_schulz.ipynb #62f47619
 # a custom schedule may lift a normalised singular value at most this far, at any step
 MAX_GAIN = 3.0
 
@@ -209,6 +212,7 @@ def _unstable_step(triples:tuple, input_scale:float) -> str|None:
         )
     return None
 
+# %% ../nbs/01_newton_schulz.ipynb #e9e76dc9
 def _checked(s:Schedule, value, where) -> Schedule:
     """A custom schedule, if it keeps every singular value of a normalised input positive and
     bounded at every step"""
@@ -220,6 +224,7 @@ def _checked(s:Schedule, value, where) -> Schedule:
             where)
     return s
 
+# %% ../nbs/01_newton_schulz.ipynb #3ca52b69
 def resolve_schedule(
         # A name from `NAMED_SCHEDULES`, an (a, b, c) tuple, a list of them, a `Schedule` or its
         # `as_dict()`
@@ -300,6 +305,7 @@ def default_ns_dtype(device # A torch device or its name
     if device.type == 'cpu': return torch.bfloat16 if _CPU_FAST_BF16 else torch.float32
     return torch.float32
 
+# %% ../nbs/01_newton_schulz.ipynb #411a0271
 def _cpu_has_fast_bf16() -> bool:
     """Whether oneDNN has native bf16 matrix kernels on this CPU (AVX512-BF16 or AMX);
     `DL_OPTIM_CPU_FAST_BF16=0|1` overrides"""
@@ -320,6 +326,7 @@ def _polar_svd(G:torch.Tensor) -> torch.Tensor:
     tol = S.amax(dim=-1, keepdim=True) * max(X.shape[-2:]) * torch.finfo(torch.float64).eps
     return ((U * (S > tol).to(U.dtype).unsqueeze(-2)) @ Vh).to(G.dtype)
 
+# %% ../nbs/01_newton_schulz.ipynb #bdea2b75
 def _ns_loop(X:torch.Tensor, coefficients, A:torch.Tensor|None=None) -> torch.Tensor:
     """Run the polynomials on a contiguous wide (…, m, n) tensor, m ≤ n, with fused GEMM epilogues;
     `A`: X·Xᵀ if known"""
@@ -344,6 +351,7 @@ def check_precondition(value,               # None or 'aol'
     v = Choice('none', *PRECONDITIONERS)(value, key, where)
     return None if v == 'none' else v
 
+# %% ../nbs/01_newton_schulz.ipynb #ac85a06f
 def ns_schedule(coefficients,       # A name, (a, b, c), a list of them, or a `Schedule`
                 steps,              # Steps (None: the default)
                 precondition=None   # None or 'aol' (4 steps by default)
@@ -353,6 +361,7 @@ def ns_schedule(coefficients,       # A name, (a, b, c), a list of them, or a `S
         steps = DEFAULT_STEPS - 1
     return resolve_schedule(coefficients, steps)
 
+# %% ../nbs/01_newton_schulz.ipynb #3ca59cc9
 def ns_method_for(shape,              # The matrix (or batch) shape
                   schedule:Schedule,  # The schedule
                   dtype,              # The compute dtype
@@ -430,6 +439,7 @@ def matrix_with_spectrum(
                            "'ill_conditioned' or 'rank_deficient'")
     return ((U * s) @ V.T).to(dtype)
 
+# %% ../nbs/01_newton_schulz.ipynb #6cdc0831
 def polar_error(G:torch.Tensor,               # A matrix
                 coefficients='polar_express', # The schedule
                 dtype=torch.float32,          # Compute dtype

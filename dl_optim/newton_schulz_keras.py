@@ -33,6 +33,7 @@ def default_ns_dtype_keras() -> str:
         return 'bfloat16' if tf.config.list_logical_devices('GPU') else 'float32'
     return 'float32'
 
+# %% ../nbs/01a_newton_schulz_keras.ipynb #31aca3b0
 def orthogonalize_keras(G,                            # (…, m, n) tensor of the active Keras backend
                         coefficients='polar_express', # As in `orthogonalize`
                         steps:int|None=None,          # As in `orthogonalize`

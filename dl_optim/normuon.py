@@ -39,11 +39,13 @@ class NorMuonVariant(MuonVariant):
 
 NORMUON = register_variant(NorMuonVariant())
 
+# %% ../nbs/05b_normuon.ipynb #776ac453
 class NorMuon(Muon):
     """Muon with NorMuon's neuron-wise normalization; every `Muon` argument, plus `beta2` and
     `normuon_eps`"""
     variant = NORMUON
 
+# %% ../nbs/05b_normuon.ipynb #8f4e05f9
 class DistNorMuon(DistMuon):
     """`DistMuon` with NorMuon's neuron-wise normalization: each owner keeps its matrices' second
     moments"""

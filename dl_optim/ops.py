@@ -180,6 +180,7 @@ class KerasOps:
         return orthogonalize_keras(X, schedule, dtype=dtype, precondition=precondition,
                                    method=method)
 
+# %% ../nbs/00a_ops.ipynb #6bb25c46
 def ops_for(x # A torch tensor, or a Keras variable or tensor
            ) -> TorchOps|KerasOps:
     """The namespace for `x`: torch tensors take the native torch path, everything else goes
@@ -192,6 +193,7 @@ def closure_loss(closure): # torch's optional `closure` of `step()`: re-evaluate
     if closure is None: return None
     with torch.enable_grad(): return closure()
 
+# %% ../nbs/00a_ops.ipynb #289eb03b
 def with_grads(params,  # The parameters of a group
                who:str  # The caller, for the error on sparse gradients
               ) -> tuple[list, list]:

@@ -83,6 +83,7 @@ def _muon_schema(variant=None) -> dict:
         if k not in skip
     }
 
+# %% ../nbs/06_optimizers.ipynb #02adc3dd
 def _optimizer_type(config, where:str):
     """The config's `type`, and the Muon variant it names (`{\"type\": \"normuon\"}` builds the
     Keras Muon with that variant)"""
@@ -122,6 +123,7 @@ def _check_lr(lr_schedule, learning_rate):
     if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule): return lr
     return Number(0, low_open=True)(lr, 'lr_schedule', where)
 
+# %% ../nbs/06_optimizers.ipynb #ff658406
 def optimizer_builder(
         # Flat config: `type` plus the type's keys, clipping, weight decay
         config:dict,

@@ -38,6 +38,7 @@ STATE_SPACE_MODULES = ('dt_proj',)
 
 def _components(name:str) -> list[str]: return name.lower().replace('/', '.').split('.')
 
+# %% ../nbs/02_routing.ipynb #769518c0
 def substring_match(name:str, # A parameter or variable name
                     patterns  # Substrings to look for
                    ) -> str|None:
@@ -45,6 +46,7 @@ def substring_match(name:str, # A parameter or variable name
     low = name.lower()
     return next((p for p in patterns if p.lower() in low), None)
 
+# %% ../nbs/02_routing.ipynb #a065b282
 def component_match(name:str, # A dotted or slashed name
                     patterns  # Whole components to look for
                    ) -> str|None:
@@ -65,6 +67,7 @@ class MatrixView:
     def shape(self) -> tuple:
         return (self.batch, self.rows, self.cols) if self.batch > 1 else (self.rows, self.cols)
 
+# %% ../nbs/02_routing.ipynb #2710fbbd
 # torch: (out, in…); in_out (= keras, transformers' Conv1D): (in…, out…)
 LAYOUTS = ('torch', 'in_out', 'keras')
 
@@ -113,6 +116,7 @@ def matrix_view(shape:tuple,             # The parameter's shape
         v = MatrixView(v.batch * row_blocks, v.rows // row_blocks, v.cols, v.transposed)
     return v
 
+# %% ../nbs/02_routing.ipynb #d87361b1
 def guessed_split(shape:tuple,     # The parameter's shape
                   kind:str|None,    # The layer kind, if known
                   layout:str,       # The layout the rules chose
@@ -137,6 +141,7 @@ def lr_scale(view:MatrixView,                # The matrix (or batch) being updat
     if adjust_lr is None: return 1.0
     raise ValueError(f"adjust_lr must be one of {ADJUST_LR}, got {adjust_lr!r}")
 
+# %% ../nbs/02_routing.ipynb #a5374de4
 def check_adjust_lr(value,               # The value to check
                     key:str='adjust_lr', # The config key, for the error
                     where:str='config'): # The caller, for the error
@@ -159,6 +164,7 @@ class Route:
     by_shape: bool = False
     def as_dict(self) -> dict: return asdict(self)
 
+# %% ../nbs/02_routing.ipynb #7e504634
 def route_parameter(name:str,                          # Full parameter name/path ('' if unknown)
                     shape:tuple,                       # Parameter shape
                     # 'linear', 'conv', 'embedding', 'norm', 'bias' or None

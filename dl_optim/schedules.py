@@ -31,6 +31,7 @@ class ConstantSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return ops.cast(ops.zeros_like(ops.cast(step, 'float32')) + self.learning_rate, 'float32')
     def get_config(self): return dict(learning_rate=self.learning_rate)
 
+# %% ../nbs/04_schedules.ipynb #ed8634e7
 @_register
 class StableDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Hold `learning_rate` for `stable_steps`, then decay to `alpha·learning_rate` over
@@ -130,6 +131,7 @@ def _primary(kind:str, c:dict):
                                    c['alpha'], c['decay_shape'])
     return ConstantSchedule(c['learning_rate'])
 
+# %% ../nbs/04_schedules.ipynb #f9cc502c
 def parse_schedule_config(config # A schedule config dict in the dl_techniques guide's format
                           ) -> tuple[str, dict]:
     """Validate a learning-rate schedule config; return its type and the complete, canonical
@@ -139,6 +141,7 @@ def parse_schedule_config(config # A schedule config dict in the dl_techniques g
     return kind, parse_config(config, {**SCHEDULE_SCHEMAS[kind], **_WARMUP}, f'{where} ({kind})',
                               ignore=('type',))
 
+# %% ../nbs/04_schedules.ipynb #9f1b043d
 def learning_rate_schedule_builder(config:dict # `type` plus that type's keys and the warmup keys
                                    ) -> WarmupSchedule:
     """Build a warmed-up Keras learning-rate schedule from a flat config dict in the dl_techniques
@@ -163,6 +166,7 @@ def schedule_values(config_or_schedule, # A config dict or a built schedule
         np.asarray(steps, 'float32'))
     return np.asarray(ops.convert_to_numpy(s(at)), dtype='float64')
 
+# %% ../nbs/04_schedules.ipynb #bd839485
 def plot_steps(steps:int,                # The schedule's length
                points:int=PLOT_POINTS): # At most this many evenly spaced steps
     "At most `points` integer steps spread evenly over 0..steps−1 (every step when there are fewer)"
@@ -170,6 +174,7 @@ def plot_steps(steps:int,                # The schedule's length
     return np.arange(steps) if steps <= points else np.unique(
         np.linspace(0, steps - 1, points).round())
 
+# %% ../nbs/04_schedules.ipynb #c1081742
 def _default_steps(kind:str, c:dict) -> int:
     "Steps that show the whole schedule (`c` is the parsed config)"
     w = c['warmup_steps']
@@ -186,6 +191,7 @@ def _default_steps(kind:str, c:dict) -> int:
         )
     return int(1.2 * (w + c['decay_steps'])) + 1
 
+# %% ../nbs/04_schedules.ipynb #89f9fbe8
 def plot_schedule(config:dict,           # A schedule config dict
                   # Steps to plot (default: warmup + the schedule's natural length)
                   steps:int|None=None,
@@ -225,6 +231,7 @@ def _peak(schedule) -> float:
         if hasattr(p, attr): return float(getattr(p, attr))
     return float(ops.convert_to_numpy(p(0)))
 
+# %% ../nbs/04_schedules.ipynb #e729cb95
 class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
     """A torch LR scheduler driven by a Keras learning-rate schedule: group lr = base lr ·
     schedule(step) / η0"""
@@ -253,6 +260,7 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
             k: v for k, v in self.__dict__.items() if k not in ('optimizer', 'schedule', '_cached')
         }
 
+# %% ../nbs/04_schedules.ipynb #f1a56923
 def to_torch_scheduler(config_or_schedule, # A schedule config dict or a built schedule
                        optimizer           # The torch optimizer to drive
                       ) -> ScheduleLR:

@@ -23,6 +23,7 @@ def _softmax_np(x):
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
 
+# %% ../nbs/09_sled.ipynb #06953405
 def sled_reference(
         # [L+1, V]: early layers first, the final layer last (one position)
         layer_logits,
@@ -62,12 +63,14 @@ def sled_candidates(xp,     # `TORCH` or a `KerasOps`
     "Phase 0: the indices `[B, k]` of the k largest final logits"
     return xp.top_k(final, k)
 
+# %% ../nbs/09_sled.ipynb #e864bf52
 def tempered_softmax(xp,                 # `TORCH` or a `KerasOps`
                      z,                  # Logits
                      temperature:float): # Softmax temperature
     "softmax(z/τ) with the row maximum taken out first, so that z/τ cannot overflow for any τ > 0"
     return xp.softmax((z - xp.rowmax(z)) / temperature)
 
+# %% ../nbs/09_sled.ipynb #6ea5c734
 def sled_layer_scores(xp,                 # `TORCH` or a `KerasOps`
                       early,              # One early layer's logits [batch, vocab]
                       final,              # Final-layer logits
@@ -92,6 +95,7 @@ def sled_layer_scores(xp,                 # `TORCH` or a `KerasOps`
     cos = dg / xp.clamp_min(xp.sqrt(dd) * xp.sqrt(gg), 1e-8)
     return xp.clamp_min(cos, 0.0) ** 2
 
+# %% ../nbs/09_sled.ipynb #bfbb0d4f
 def sled_evolve(xp,                     # `TORCH` or a `KerasOps`
                 final,                  # Final-layer logits [batch, vocab]
                 top,                    # Candidate token ids [batch, k]
@@ -295,6 +299,7 @@ def final_norm_of(model): # A Hugging Face causal LM
         ' or the module as `final_norm`'
     )
 
+# %% ../nbs/09_sled.ipynb #4b1ac1fe
 def transformers_layer_logits(model,                 # A transformers causal LM (`*ForCausalLM`)
                               # Its output for the same inputs, run with `output_hidden_states=True`
                               outputs,
@@ -334,10 +339,12 @@ def _cache_argument(model) -> str:
     import inspect
     return 'cache' if 'cache' in inspect.signature(model.forward).parameters else 'past_key_values'
 
+# %% ../nbs/09_sled.ipynb #4dd59a19
 def _new_cache():
     from transformers import DynamicCache
     return DynamicCache()
 
+# %% ../nbs/09_sled.ipynb #94e02a7d
 @torch.no_grad()
 def sled_generate(model,                    # A transformers causal LM
                   # `[B, S]` prompt token ids (left-padded for B > 1, with `attention_mask`)

@@ -22,6 +22,7 @@ class StepHook:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, state:dict): pass
 
+# %% ../nbs/03b_step_hooks.ipynb #9fa585cb
 class StepHookHandle:
     "What `attach_step_hooks` returns: `.hooks`, and `.remove()` to detach them"
     def __init__(self,
@@ -33,9 +34,11 @@ class StepHookHandle:
         for h in self._handles: h.remove()
         self._release()
 
+# %% ../nbs/03b_step_hooks.ipynb #e9ef8b68
 def _indexed(optimizer) -> list:
     return list(enumerate(p for g in optimizer.param_groups for p in g['params']))
 
+# %% ../nbs/03b_step_hooks.ipynb #d9d0a4d7
 def attach_step_hooks(optimizer:torch.optim.Optimizer, # Any torch optimizer
                       # Run in order, before and after every `optimizer.step()`
                       *hooks:StepHook,

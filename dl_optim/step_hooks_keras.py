@@ -23,6 +23,7 @@ class KerasStepHook:
     @classmethod
     def from_config(cls, config:dict): return cls(**config)
 
+# %% ../nbs/03c_step_hooks_keras.ipynb #cb0a27d4
 class StepHooksMixin(WeightDecayExclusions):
     "Mixin for a Keras optimizer: `step_hooks=[...]` run around its update, saved in `get_config`"
     def __init__(self, *args,

@@ -41,6 +41,10 @@ def _bench_worker(rank: int, world: int, init_file: str, shapes, rounds: int, th
         out.put((statistics.median(times), dict(getattr(opt, 'comm_bytes', {})), rounds + 1))
     if world > 1: dist.destroy_process_group()
 
+# %% auto #0
+__all__ = ['step_time', 'run_race_distributed']
+
+# %% ../../nbs/15_distributed_experiments.ipynb #70bc7faa
 def step_time(world:int,               # Processes
               shapes,                  # ((rows, cols), count) pairs of the matrices
               mode:str='dist',         # 'dist' (DistMuon) or 'ddp' (all-reduce + Muon)
@@ -64,9 +68,6 @@ def step_time(world:int,               # Processes
     t, comm, steps = out.get()
     return t, {k: v / steps for k, v in comm.items()}
 
-# %% auto #0
-__all__ = ['step_time', 'run_race_distributed']
-
 # %% ../../nbs/15_distributed_experiments.ipynb #94012fe1
 def _race_rank(rank: int, world: int, init_file: str, name: str, cfg: dict, train: bytes,
                val: bytes, queue):
@@ -86,6 +87,7 @@ def _race_rank(rank: int, world: int, init_file: str, name: str, cfg: dict, trai
     finally:
         dist.destroy_process_group()
 
+# %% ../../nbs/15_distributed_experiments.ipynb #43dcbf83
 def _wait_for_ranks(procs, queue, on_progress) -> dict:
     """Rank 0's curve; if any rank fails or dies, every rank is stopped and `ChildProcessError`
     says which, never a hang"""
@@ -104,6 +106,7 @@ def _wait_for_ranks(procs, queue, on_progress) -> dict:
             raise ChildProcessError(f'a race rank ended before finishing (exit codes {codes})')
         time.sleep(0.05)
 
+# %% ../../nbs/15_distributed_experiments.ipynb #393c5706
 def run_race_distributed(cfg,                          # A `RaceConfig`
                          optimizers=('adamw', 'muon'), # Entrants
                          # A text file (None: the standard library's sources)

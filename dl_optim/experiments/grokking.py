@@ -23,6 +23,11 @@ def modular_addition(p:int=97,                  # The modulus
     n = int(train_fraction * len(x))
     return (x[perm[:n]], y[perm[:n]]), (x[perm[n:]], y[perm[n:]])
 
+# %% auto #0
+__all__ = ['GROKKING_METHODS', 'modular_addition', 'ModularMLP', 'grokking_optimizer', 'grokking_run', 'grokking_experiment',
+           'grokking_table', 'plot_grokking']
+
+# %% ../../nbs/14_grokking_experiment.ipynb #6b7e1113
 class ModularMLP(nn.Module):
     "Embed both operands, concatenate, one hidden ReLU layer, linear head"
     def __init__(self, p:int=97,     # The modulus (vocabulary and classes)
@@ -36,6 +41,7 @@ class ModularMLP(nn.Module):
         )
     def forward(self, x): return self.head(torch.relu(self.hidden(self.embed(x).flatten(1))))
 
+# %% ../../nbs/14_grokking_experiment.ipynb #0821cc9e
 GROKKING_METHODS = ('adamw', 'adamw+grokfast', 'adamw+orthograd', 'adamw, no wd',
                     'adamw+orthograd, wd 1', 'muon')
 
@@ -58,6 +64,7 @@ def grokking_optimizer(method:str,             # One of `GROKKING_METHODS`
     if method.startswith('adamw+orthograd'): attach_gradient_filters(opt, OrthoGrad())
     return opt
 
+# %% ../../nbs/14_grokking_experiment.ipynb #71a5c276
 def grokking_run(method:str,               # One of `GROKKING_METHODS`
                  seed:int=0,               # Seed of the split and the initialisation
                  p:int=97,                 # The modulus
@@ -88,13 +95,10 @@ def grokking_run(method:str,               # One of `GROKKING_METHODS`
     reached = last if curve['val_acc'] and curve['val_acc'][-1] >= target else None
     return dict(method=method, seed=seed, **curve, reached=reached)
 
-# %% auto #0
-__all__ = ['GROKKING_METHODS', 'modular_addition', 'ModularMLP', 'grokking_optimizer', 'grokking_run', 'grokking_experiment',
-           'grokking_table', 'plot_grokking']
-
 # %% ../../nbs/14_grokking_experiment.ipynb #c61bd551
 def _grokking_worker(job): return grokking_run(job[0], job[1], **job[2])
 
+# %% ../../nbs/14_grokking_experiment.ipynb #c3fbd16c
 def grokking_experiment(seeds=(0, 1, 2),           # Seeds
                         methods=GROKKING_METHODS,  # Set-ups
                         # Parallel processes (None: one per job, up to the cores)
@@ -107,6 +111,7 @@ def grokking_experiment(seeds=(0, 1, 2),           # Seeds
     with mp.get_context('spawn').Pool(processes or min(len(jobs), os.cpu_count() or 1)) as pool:
         return pool.map(worker, [(m, s, kw) for m, s in jobs])
 
+# %% ../../nbs/14_grokking_experiment.ipynb #c0f7f349
 def grokking_table(results # `grokking_experiment`'s list
                   ) -> str:
     "Markdown table: steps to the validation target per method and seed, and the median"
@@ -131,6 +136,7 @@ def grokking_table(results # `grokking_experiment`'s list
         )
     return '\n'.join(rows)
 
+# %% ../../nbs/14_grokking_experiment.ipynb #72359fb4
 def plot_grokking(results,     # `grokking_experiment`'s list
                   cols:int=2):  # Panels per row
     """One panel per method: train (dashed) and validation (solid) accuracy over steps, one line

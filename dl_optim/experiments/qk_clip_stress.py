@@ -67,6 +67,7 @@ def stress_run(name:str,              # 'muon' (measured, never clipped) or 'muo
 # %% ../../nbs/16_qk_clip_stress.ipynb #ea85fba5
 def _stress_worker(job): return stress_run(*job[:2], **job[2])
 
+# %% ../../nbs/16_qk_clip_stress.ipynb #1f0571f2
 def stress_experiment(seeds=(0, 1, 2),         # Seeds
                       lr:float=STRESS_LR,      # Muon learning rate
                       tau:float=STRESS_TAU,    # MuonClip's cap
@@ -82,6 +83,7 @@ def stress_experiment(seeds=(0, 1, 2),         # Seeds
     with ProcessPoolExecutor(processes, mp_context=mp.get_context('spawn')) as ex:
         return list(ex.map(_stress_worker, jobs))
 
+# %% ../../nbs/16_qk_clip_stress.ipynb #6cf4fb12
 def plot_stress(
         results: list,  # `stress_experiment`'s list
         tau: float | None = None):  # The cap to draw (None: the runs')
@@ -107,6 +109,7 @@ def plot_stress(
     fig.tight_layout()
     return fig
 
+# %% ../../nbs/16_qk_clip_stress.ipynb #b918fd4e
 def stress_table(results:list # `stress_experiment`'s list
                 ) -> str:
     """Per optimizer and seed: the largest and the final max logit, the final validation loss,

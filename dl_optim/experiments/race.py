@@ -36,6 +36,7 @@ def stdlib_corpus() -> tuple[bytes, bytes, str]:
     tr, va = b''.join(train), b''.join(val)
     return tr, va, hashlib.sha256(tr + va).hexdigest()[:16]
 
+# %% ../../nbs/08_race.ipynb #de6d7d9d
 def file_corpus(path # A text file
                ) -> tuple[bytes, bytes, str]:
     "Any file as a corpus: (first 90 % train, last 10 % validation, sha256 prefix)"
@@ -75,6 +76,7 @@ class Block(nn.Module):
         return QKBlock(name, self.qkv.weight, self.qkv.weight, self.heads, self.heads,
                        d // self.heads, q_start=0, k_start=d)
 
+# %% ../../nbs/08_race.ipynb #9755f06e
 class CharGPT(nn.Module):
     "A small GPT over bytes: token and position embeddings, pre-LN blocks, final norm, untied head"
     def __init__(self, layers:int=4, # Blocks
@@ -121,6 +123,7 @@ class RaceConfig:
         self.qk_clip_tau = Number(0, low_open=True)(self.qk_clip_tau, 'qk_clip_tau',
                                                     'dl-optim race')
 
+# %% ../../nbs/08_race.ipynb #b202659a
 def make_optimizer(name:str,          # The entrant
                    model:nn.Module,    # The model
                    cfg:RaceConfig,     # The race's settings
@@ -173,6 +176,7 @@ def make_optimizer(name:str,          # The entrant
         for o in getattr(opt, 'parts', [opt])
     ]
 
+# %% ../../nbs/08_race.ipynb #983183f5
 class _Chain:
     "Two torch optimizers stepped together (the usual way to pair torch.optim.Muon with AdamW)"
     def __init__(self, *parts): self.parts = parts
@@ -189,6 +193,7 @@ def _batches(data:np.ndarray, cfg:RaceConfig, n:int, seed:int):
         w = torch.from_numpy(np.stack([data[i:i + cfg.ctx + 1] for i in s]).astype(np.int64))
         yield w[:, :-1], w[:, 1:]
 
+# %% ../../nbs/08_race.ipynb #31ff661b
 @torch.no_grad()
 def evaluate(model,        # The model
              val_batches   # Fixed validation batches
@@ -200,6 +205,7 @@ def evaluate(model,        # The model
     model.train()
     return float(loss)
 
+# %% ../../nbs/08_race.ipynb #80222da9
 def train_loop(model,                          # The model
                opt,                            # Its optimizer
                batches,                        # An iterable of batches
@@ -232,10 +238,12 @@ def train_loop(model,                          # The model
         if report: report(step)
     return step
 
+# %% ../../nbs/08_race.ipynb #6115a79a
 def _lm_loss(model, batch):
     x, y = batch
     return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
 
+# %% ../../nbs/08_race.ipynb #4afb82d0
 def train_one(name:str,          # The entrant
               cfg:RaceConfig,     # The race's settings
               train:bytes,        # Training text
@@ -280,6 +288,7 @@ def _worker(args):
     report = (lambda n, s, v: queue.put((n, s, v))) if queue is not None else None
     return name, train_one(name, cfg, train, val, report)
 
+# %% ../../nbs/08_race.ipynb #85d549f9
 def run_race(cfg:RaceConfig,                 # The race's settings
              optimizers=('adamw', 'muon'),   # Entrants
              corpus:str|None=None,           # A text file (None: the standard library's sources)
@@ -318,6 +327,7 @@ def run_race(cfg:RaceConfig,                 # The race's settings
     result.update(summarize(curves))
     return result
 
+# %% ../../nbs/08_race.ipynb #0c389b3e
 def _show_progress(futures, queue, names, steps):
     from rich.progress import Progress, BarColumn, TextColumn, TimeRemainingColumn
     from rich.progress import MofNCompleteColumn
@@ -341,6 +351,7 @@ def _first_reach(curve, target):
         if v <= target: return s, t
     return None, None
 
+# %% ../../nbs/08_race.ipynb #90164bfe
 def summarize(curves:dict # Entrant -> its curve
              ) -> dict:
     """Final losses, steps/seconds to AdamW's final loss, speedups (AdamW ÷ entrant) and tokens/s
@@ -387,6 +398,7 @@ def plot_race(result:dict): # `run_race`'s result
     fig.tight_layout()
     return fig
 
+# %% ../../nbs/08_race.ipynb #c7c2bb11
 def race_table(result:dict): # `run_race`'s result
     "The summary as a rich Table"
     from rich.table import Table
@@ -402,6 +414,7 @@ def race_table(result:dict): # `run_race`'s result
                   fmt(r['speedup_seconds'], '.2f'), f"{tokens / r['seconds_per_step']:,.0f}")
     return t
 
+# %% ../../nbs/08_race.ipynb #5d6f76aa
 def prepare_out(out # The output directory
                ) -> Path:
     """Create the output folder now, before any training, so that a bad `--out` fails in a second,
@@ -414,6 +427,7 @@ def prepare_out(out # The output directory
                               'dl-optim race')
     return out
 
+# %% ../../nbs/08_race.ipynb #cdf015a1
 def write_race(result:dict, # `run_race`'s result
                out          # The output directory
               ) -> Path:

@@ -82,6 +82,7 @@ def load_smollm2(path=None): # The GGUF file (None: `smollm2_gguf()`)
     finally:
         if bars: logging.enable_progress_bar()
 
+# %% ../../nbs/13_sled_eval.ipynb #e546e45c
 def encode(tok,     # The tokenizer
            text:str # Text
           ) -> list[int]:
@@ -103,6 +104,7 @@ def perplexity(model, # The causal LM
         n += ids.shape[1] - 1
     return math.exp(nll / n)
 
+# %% ../../nbs/13_sled_eval.ipynb #a4ecd174
 @torch.no_grad()
 def greedy_complete(model,           # The causal LM
                     tok,             # Its tokenizer
@@ -134,6 +136,7 @@ def facts_path() -> Path:
     import importlib.resources
     return Path(str(importlib.resources.files('dl_optim') / 'data' / 'facts.jsonl'))
 
+# %% ../../nbs/13_sled_eval.ipynb #49400366
 def read_facts(path # A facts .jsonl file
               ) -> list[dict]:
     """Items from a JSONL facts file, each checked: prompt (str), choices (>= 2 str), answer (int
@@ -166,6 +169,7 @@ def dola_high_layers(layers:int # Transformer blocks of the model
     of the upper half"""
     return list(range(layers // 2, layers, 2))
 
+# %% ../../nbs/13_sled_eval.ipynb #60368b9d
 RELATIVE_TOP, SCORE_FLOOR = 0.1, -1000.0
 
 def _log_js(lp, lq):
@@ -173,6 +177,7 @@ def _log_js(lp, lq):
     m = torch.logsumexp(torch.stack([lp, lq]), 0) - math.log(2)
     return 0.5 * ((lp.exp() * (lp - m)).sum(-1) + (lq.exp() * (lq - m)).sum(-1))
 
+# %% ../../nbs/13_sled_eval.ipynb #53b58456
 def dola_log_probs(layer_logits,          # Per-layer logits (early layers first, final last)
                    candidates:list[int]): # Premature layers to contrast against
     """DoLa contrast at each position: premature layer by max JS divergence, log_softmax(log p_N −
@@ -185,6 +190,7 @@ def dola_log_probs(layer_logits,          # Per-layer logits (early layers first
     keep = final >= final.max(-1, keepdim=True).values + math.log(RELATIVE_TOP)
     return torch.where(keep, out, torch.full_like(out, SCORE_FLOOR))
 
+# %% ../../nbs/13_sled_eval.ipynb #70a0723c
 @torch.no_grad()
 def item_layer_logits(model,      # The causal LM
                       tok,        # Its tokenizer
@@ -208,6 +214,7 @@ def item_layer_logits(model,      # The causal LM
     t2 = time.perf_counter()
     return logits, torch.tensor(targets), torch.tensor(owner), dict(forward=t1 - t0, heads=t2 - t1)
 
+# %% ../../nbs/13_sled_eval.ipynb #4ed3d148
 def choice_scores(log_probs,       # Per-position log-probabilities
                   targets,         # The choice tokens
                   owner,           # Which choice each position belongs to
@@ -278,6 +285,7 @@ def wilson(k:int,         # Successes
     c = (p + z * z / (2 * n)) / d; h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return (c - h, c + h)
 
+# %% ../../nbs/13_sled_eval.ipynb #1a9a8fae
 def mcnemar_exact(b:int, # Items only the first method got right
                   c:int  # Items only the second got right
                  ) -> float:
@@ -287,6 +295,7 @@ def mcnemar_exact(b:int, # Items only the first method got right
     tail = sum(math.comb(n, i) for i in range(0, min(b, c) + 1)) / 2 ** n
     return min(1.0, 2 * tail)
 
+# %% ../../nbs/13_sled_eval.ipynb #f1df9701
 def paired_bootstrap(a,                # Per-item correctness of one method
                      b,                # Of the other, same items
                      rounds:int=10000, # Resamples
@@ -417,6 +426,7 @@ def sled_eval(items,           # Facts
     )
     return out
 
+# %% ../../nbs/13_sled_eval.ipynb #30d81c2d
 def plot_sled_eval(result: dict):  # `sled_eval`'s result
     "Test accuracy with 95 % intervals per method, and the dev-split grid of SLED settings"
     import matplotlib.pyplot as plt
