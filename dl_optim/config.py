@@ -19,6 +19,12 @@ __all__ = ['MISSING', 'FLOAT32_MAX', 'FLOAT32_TINY', 'MAX_INTEGER', 'DEFAULTS', 
            'output_file', 'Param', 'check_mapping', 'check_known_keys', 'check_required_keys', 'parse_config',
            'config_type', 'nested_config', 'Hyper', 'Spec']
 
+# %% ../nbs/00_config.ipynb #f4605204
+class _Missing:
+    "Marker for an absent key"
+    def __repr__(self): return 'MISSING'
+MISSING = _Missing()
+
 # %% ../nbs/00_config.ipynb #5e626a7f
 class ConfigError(ValueError):
     """A config value is missing, unknown, of the wrong type or out of range; says which key, what
@@ -36,12 +42,6 @@ class ConfigError(ValueError):
         shown = 'missing' if value is MISSING else f'{r} ({type(value).__name__})'
         msg = f"{where}: key {key!r} is {shown}; allowed: {allowed}"
         super().__init__(msg + (f". {hint}" if hint else ""))
-
-# %% ../nbs/00_config.ipynb #f4605204
-class _Missing:
-    "Marker for an absent key"
-    def __repr__(self): return 'MISSING'
-MISSING = _Missing()
 
 # %% ../nbs/00_config.ipynb #79e3ca5b
 def did_you_mean(word:str, # What the user wrote
@@ -79,14 +79,8 @@ class Number:
                  low_open:bool=False,   # Exclude `low` itself (e.g. a learning rate must be > 0)
                  high_open:bool=False,  # Exclude `high` itself
                  optional:bool=False):  # Also accept `None` (meaning "off")
-        self.low, self.high, self.integer, self.low_open, self.high_open, self.optional = (
-            low,
-            high,
-            integer,
-            low_open,
-            high_open,
-            optional,
-        )
+        self.low, self.high, self.integer, self.low_open = low, high, integer, low_open
+        self.high_open, self.optional = high_open, optional
 
     def __repr__(self):
         kind = 'an integer' if self.integer else 'a finite number'
@@ -107,8 +101,8 @@ class Number:
         # would be 0 in float32
         if self.low == 0 and self.low_open and x < FLOAT32_TINY: return None, _POSITIVE_HINT
         if self.integer:
-            return (int(x), '') if x == int(x) and abs(x) <= MAX_INTEGER else (
-                None, _INTEGER_HINT if x == int(x) else '')
+            if x != int(x): return None, ''
+            return (int(x), '') if abs(x) <= MAX_INTEGER else (None, _INTEGER_HINT)
         return x, ''
 
     def __call__(self, value, key='value', where='config'):

@@ -127,6 +127,21 @@ STRATEGIES = {
 }
 DEEP_SUPERVISION_TYPES = tuple(STRATEGIES)
 
+# %% ../nbs/07_deep_supervision.ipynb #cd11cb1b
+def _check_progress(progress) -> float:
+    "Progress as a float; infinities clip later, NaN and non-numbers are errors"
+    bad = ConfigError('progress', progress, 'a number (training progress, clipped to [0, 1])',
+                      'deep supervision schedule')
+    if isinstance(progress, (bool, np.bool_, str, bytes)): raise bad
+    if not isinstance(progress, (int, float, np.integer, np.floating)):
+        try: progress = np.asarray(progress).item()   # 0-d arrays and tensors
+        except (TypeError, ValueError): raise bad from None
+        if not isinstance(progress, (int, float)) or isinstance(progress, bool): raise bad
+    p = float(progress)
+    if math.isnan(p):
+        raise ConfigError('progress', progress, 'a number, not NaN', 'deep supervision schedule')
+    return p
+
 # %% ../nbs/07_deep_supervision.ipynb #76f633ba
 class DeepSupervisionSchedule:
     """Loss weights of a multi-output model as a function of training progress; call it with p in
@@ -136,8 +151,8 @@ class DeepSupervisionSchedule:
                  params:dict,               # The type's checked parameters
                  no_outputs:int,            # Outputs of the model
                  invert_order:bool=False):  # The final output is the last one, not index 0
-        self.type, self.params, self.no_outputs, self.invert_order = type, dict(
-            params), no_outputs, invert_order
+        self.type, self.params, self.no_outputs = type, dict(params), no_outputs
+        self.invert_order = invert_order
         self._fn = STRATEGIES[type][0]
     def __call__(self, progress) -> np.ndarray:
         p = _check_progress(progress)
@@ -166,21 +181,6 @@ class DeepSupervisionSchedule:
             f"DeepSupervisionSchedule({self.type!r}, {self.params}, no_outputs={self.no_outputs},"
             f" invert_order={self.invert_order})"
         )
-
-# %% ../nbs/07_deep_supervision.ipynb #cd11cb1b
-def _check_progress(progress) -> float:
-    "Progress as a float; infinities clip later, NaN and non-numbers are errors"
-    bad = ConfigError('progress', progress, 'a number (training progress, clipped to [0, 1])',
-                      'deep supervision schedule')
-    if isinstance(progress, (bool, np.bool_, str, bytes)): raise bad
-    if not isinstance(progress, (int, float, np.integer, np.floating)):
-        try: progress = np.asarray(progress).item()   # 0-d arrays and tensors
-        except (TypeError, ValueError): raise bad from None
-        if not isinstance(progress, (int, float)) or isinstance(progress, bool): raise bad
-    p = float(progress)
-    if math.isnan(p):
-        raise ConfigError('progress', progress, 'a number, not NaN', 'deep supervision schedule')
-    return p
 
 # %% ../nbs/07_deep_supervision.ipynb #837cdc9a
 def deep_supervision_schedule_builder(

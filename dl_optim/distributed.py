@@ -49,9 +49,8 @@ class ShardedComms:
     """What DistMuon and DistAdamW share: the process group, counted collectives, and which AdamW
     tensors are sharded"""
     def _setup_comms(self, process_group, grads_synced, where):
-        self.process_group, self.grads_synced = process_group, Boolean()(
-            grads_synced, 'grads_synced', where
-        )
+        self.process_group = process_group
+        self.grads_synced = Boolean()(grads_synced, 'grads_synced', where)
         live = dist.is_available() and dist.is_initialized()
         self.world = dist.get_world_size(process_group) if live else 1
         self.rank = dist.get_rank(process_group) if live else 0

@@ -21,7 +21,7 @@ from .cautious_keras import adam_direction
 from .step_hooks_keras import StepHooksMixin
 
 # %% auto #0
-__all__ = ['KERAS_SPEC', 'keras_variable_kind', 'einsum_in_axes', 'mha_in_axes', 'model_layer_info', 'output_layers', 'Muon']
+__all__ = ['KERAS_SPEC', 'keras_variable_kind', 'einsum_in_axes', 'mha_in_axes', 'output_layers', 'model_layer_info', 'Muon']
 
 # %% ../nbs/05_keras_muon.ipynb #3f81d7b9
 def keras_variable_kind(path:str, # The variable's path ('dense/kernel')
@@ -99,22 +99,6 @@ def _legacy_aliases(kwargs:dict, momentum, coefficients, adam_epsilon, caution):
         )
     return momentum, coefficients, adam_epsilon, caution
 
-# %% ../nbs/05_keras_muon.ipynb #216959bd
-def model_layer_info(model # A built Keras model
-                    ) -> dict:
-    """What the routing needs from a built Keras model: the `EinsumDense` kernels' input axes and
-    the output heads"""
-    info = {}
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if (
-            isinstance(layer, keras.layers.EinsumDense)
-            and getattr(layer, 'kernel', None) is not None
-        ):
-            info.setdefault(layer.kernel.path, {})['in_axes'] = einsum_in_axes(layer.equation)
-    for layer in output_layers(model):
-        info.setdefault(layer.kernel.path, {})['is_head'] = True
-    return info
-
 # %% ../nbs/05_keras_muon.ipynb #184b8f75
 def output_layers(model # A built Keras model
                  ) -> list:
@@ -140,6 +124,22 @@ def output_layers(model # A built Keras model
                 if hasattr(t, '_keras_history')
             ]
     return found
+
+# %% ../nbs/05_keras_muon.ipynb #216959bd
+def model_layer_info(model # A built Keras model
+                    ) -> dict:
+    """What the routing needs from a built Keras model: the `EinsumDense` kernels' input axes and
+    the output heads"""
+    info = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if (
+            isinstance(layer, keras.layers.EinsumDense)
+            and getattr(layer, 'kernel', None) is not None
+        ):
+            info.setdefault(layer.kernel.path, {})['in_axes'] = einsum_in_axes(layer.equation)
+    for layer in output_layers(model):
+        info.setdefault(layer.kernel.path, {})['is_head'] = True
+    return info
 
 # %% ../nbs/05_keras_muon.ipynb #fa176182
 _K = KERAS_SPEC.defaults('keras')
@@ -290,12 +290,8 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
             )
         self._xp = KerasOps(self)
         n = len(var_list)
-        self._muon_state, self._adam_m, self._adam_v, self._views = (
-            [None] * n,
-            [None] * n,
-            [None] * n,
-            [None] * n,
-        )
+        self._muon_state, self._adam_m, self._adam_v = [None] * n, [None] * n, [None] * n
+        self._views = [None] * n
         for var, r in zip(var_list, routes):
             i = self._get_variable_index(var)
             if r.route == 'muon':

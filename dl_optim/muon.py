@@ -390,9 +390,8 @@ class MomentumWarmup:
                  warmup_steps:int=300): # Steps of the linear ramp
         where = 'MomentumWarmup'
         self.optimizer = optimizer
-        self.start, self.end = Number(0, 1, high_open=True)(start, 'start', where), Number(
-            0, 1, high_open=True
-        )(end, 'end', where)
+        self.start = Number(0, 1, high_open=True)(start, 'start', where)
+        self.end = Number(0, 1, high_open=True)(end, 'end', where)
         self.warmup_steps = Number(0, integer=True)(warmup_steps, 'warmup_steps', where)
         self.last_step = 0
         if not self._muon_groups():

@@ -257,9 +257,8 @@ class QKClip(StepHook):
                  # initialised)
                  process_group=None):
         where = 'QKClip'
-        self.tau, self.alpha = Number(0, low_open=True, optional=True)(tau, 'tau', where), Number(
-            0, 1
-        )(alpha, 'alpha', where)
+        self.tau = Number(0, low_open=True, optional=True)(tau, 'tau', where)
+        self.alpha = Number(0, 1)(alpha, 'alpha', where)
         self.remeasure, self.process_group = Boolean()(remeasure, 'remeasure', where), process_group
         self.blocks = {
             m: b
@@ -282,9 +281,8 @@ class QKClip(StepHook):
             if impl is not None:
                 self._switched.append((m, impl))
                 covered.update(id(s) for s in m.modules())
-        self._model, self._handles = model, [
-            model.register_forward_pre_hook(self._keep_batch, with_kwargs=True)
-        ]
+        self._model = model
+        self._handles = [model.register_forward_pre_hook(self._keep_batch, with_kwargs=True)]
         for m in self.blocks:
             m._qk_clip = self
             if isinstance(m, nn.MultiheadAttention):
@@ -355,9 +353,8 @@ class QKClip(StepHook):
         returns the (query, key) factors or None"""
         if self.tau is None: return None
         s, g, n = s.double().tolist(), block.num_heads // block.num_kv_heads, 0
-        q_f, k_f = torch.ones(block.num_heads, dtype=torch.float64), torch.ones(
-            block.num_kv_heads, dtype=torch.float64
-        )
+        q_f = torch.ones(block.num_heads, dtype=torch.float64)
+        k_f = torch.ones(block.num_kv_heads, dtype=torch.float64)
         for j in range(block.num_kv_heads):
             gamma = {h: self.tau / s[h] for h in range(j * g, (j + 1) * g) if s[h] > self.tau}
             if not gamma: continue

@@ -76,16 +76,11 @@ class KerasQKClip(KerasStepHook):
                  # Decide on the updated model's logits (one extra forward pass per step)
                  remeasure:bool=True):
         where = 'KerasQKClip'
-        self.tau, self.alpha = Number(0, low_open=True)(tau, 'tau',
-                                                        where), Number(0, 1)(alpha, 'alpha', where)
+        self.tau = Number(0, low_open=True)(tau, 'tau', where)
+        self.alpha = Number(0, 1)(alpha, 'alpha', where)
         self.remeasure = Boolean()(remeasure, 'remeasure', where)
-        self.model, self.layers, self.max_logits, self.clipped, self.last_clipped = (
-            None,
-            [],
-            {},
-            {},
-            {},
-        )
+        self.model, self.layers, self.max_logits, self.clipped = None, [], {}, {}
+        self.last_clipped = {}
         self._seen, self._batches, self._clipping, self._traced = {}, [], False, False
         if model is not None: self.bind(model)
 

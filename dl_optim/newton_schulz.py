@@ -171,15 +171,11 @@ _NAMED_CACHE = {}
 def _named_schedule(name:str, steps:int) -> Schedule:
     "The named schedule, derived once per (name, steps)"
     if (name, steps) not in _NAMED_CACHE:
-        _NAMED_CACHE[name, steps] = (
-            polar_express_schedule(steps=steps)
-            if name == 'polar_express'
-            else (
-                Schedule(name, (JORDAN,) * steps)
-                if name == 'jordan'
-                else Schedule(name, (CUBIC,) * steps) if name == 'cubic' else Schedule('svd')
-            )
-        )
+        if name == 'polar_express': schedule = polar_express_schedule(steps=steps)
+        elif name == 'jordan': schedule = Schedule(name, (JORDAN,) * steps)
+        elif name == 'cubic': schedule = Schedule(name, (CUBIC,) * steps)
+        else: schedule = Schedule('svd')
+        _NAMED_CACHE[name, steps] = schedule
     return _NAMED_CACHE[name, steps]
 
 # %% ../nbs/01_newton_schulz.ipynb #706822e1
@@ -294,17 +290,6 @@ def worst_case_error(schedule:Schedule,   # The schedule
     "max |1 − schedule(x)| over a dense log grid of [lower, upper]"
     return float(np.abs(1 - schedule(np.geomspace(lower, upper, points))).max())
 
-# %% ../nbs/01_newton_schulz.ipynb #5a5e1cbc
-def default_ns_dtype(device # A torch device or its name
-                    ) -> torch.dtype:
-    """bfloat16 where the device has fast bf16 matrix products (CUDA with bf16, oneDNN bf16 CPUs),
-    else float32"""
-    device = torch.device(device)
-    if device.type == 'cuda':
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == 'cpu': return torch.bfloat16 if _CPU_FAST_BF16 else torch.float32
-    return torch.float32
-
 # %% ../nbs/01_newton_schulz.ipynb #411a0271
 def _cpu_has_fast_bf16() -> bool:
     """Whether oneDNN has native bf16 matrix kernels on this CPU (AVX512-BF16 or AMX);
@@ -316,6 +301,17 @@ def _cpu_has_fast_bf16() -> bool:
     except (AttributeError, RuntimeError): return False
 
 _CPU_FAST_BF16 = _cpu_has_fast_bf16()
+
+# %% ../nbs/01_newton_schulz.ipynb #5a5e1cbc
+def default_ns_dtype(device # A torch device or its name
+                    ) -> torch.dtype:
+    """bfloat16 where the device has fast bf16 matrix products (CUDA with bf16, oneDNN bf16 CPUs),
+    else float32"""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == 'cpu': return torch.bfloat16 if _CPU_FAST_BF16 else torch.float32
+    return torch.float32
 
 # %% ../nbs/01_newton_schulz.ipynb #41747182
 def _polar_svd(G:torch.Tensor) -> torch.Tensor:
@@ -393,9 +389,8 @@ def orthogonalize(G:torch.Tensor,                # (…, m, n) matrix or batch o
     if G.ndim < 2:
         raise ValueError(
             f"orthogonalize needs a matrix or a batch of matrices, got shape {tuple(G.shape)}")
-    sched, precondition = ns_schedule(coefficients, steps, precondition), check_precondition(
-        precondition, 'precondition', 'orthogonalize'
-    )
+    sched = ns_schedule(coefficients, steps, precondition)
+    precondition = check_precondition(precondition, 'precondition', 'orthogonalize')
     method = check_ns_method(method, 'method', 'orthogonalize')
     if sched.name == 'svd': return _polar_svd(G)
     dtype = dtype or default_ns_dtype(G.device)

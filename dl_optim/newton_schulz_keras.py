@@ -49,9 +49,8 @@ def orthogonalize_keras(G,                            # (…, m, n) tensor of th
     if len(G.shape) < 2:
         raise ValueError(
             f"orthogonalize needs a matrix or a batch of matrices, got shape {tuple(G.shape)}")
-    sched, precondition = ns_schedule(coefficients, steps, precondition), check_precondition(
-        precondition, 'precondition', 'orthogonalize_keras'
-    )
+    sched = ns_schedule(coefficients, steps, precondition)
+    precondition = check_precondition(precondition, 'precondition', 'orthogonalize_keras')
     method = check_ns_method(method, 'method', 'orthogonalize_keras')
     in_dtype = keras.backend.standardize_dtype(G.dtype)
     if sched.name == 'svd':

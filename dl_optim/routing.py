@@ -227,19 +227,11 @@ def route_parameter(name:str,                          # Full parameter name/pat
     if view.rows == 1 or view.cols == 1:
         return r('adamw', f'matrix view {view.shape} has a dimension of 1')
     guessed = guessed_split(shape, kind, layout, in_axes)
-    what = (
-        'grouped conv kernel as '
-        if kind == 'conv' and groups > 1
-        else (
-            'conv kernel as '
-            if kind == 'conv' or (kind is None and len(shape) >= 4)
-            else (
-                f'{view.batch} blocks of '
-                if row_blocks > 1
-                else f'stack of {view.batch} ' if view.batch > 1 else ''
-            )
-        )
-    )
+    if kind == 'conv' and groups > 1: what = 'grouped conv kernel as '
+    elif kind == 'conv' or (kind is None and len(shape) >= 4): what = 'conv kernel as '
+    elif row_blocks > 1: what = f'{view.batch} blocks of '
+    elif view.batch > 1: what = f'stack of {view.batch} '
+    else: what = ''
     size = (
         f'{view.batch}×{view.rows}×{view.cols}'
         if kind == 'conv' and groups > 1

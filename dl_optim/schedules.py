@@ -42,11 +42,8 @@ class StableDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
                  decay_steps:int,           # Steps of the decay that follows
                  alpha:float=0.0,           # Final rate, as a fraction of `learning_rate`
                  decay_shape:str='linear'): # 'linear' or 'cosine'
-        self.learning_rate, self.stable_steps, self.decay_steps = (
-            learning_rate,
-            stable_steps,
-            decay_steps,
-        )
+        self.learning_rate, self.stable_steps = learning_rate, stable_steps
+        self.decay_steps = decay_steps
         self.alpha, self.decay_shape = alpha, decay_shape
     def __call__(self, step):
         frac = ops.clip((ops.cast(step, 'float32') - self.stable_steps) / self.decay_steps, 0.0,

@@ -34,11 +34,8 @@ class ModularMLP(nn.Module):
                  d:int=64,           # Embedding width
                  hidden:int=128):    # Hidden layer width
         super().__init__()
-        self.embed, self.hidden, self.head = (
-            nn.Embedding(p, d),
-            nn.Linear(2 * d, hidden),
-            nn.Linear(hidden, p),
-        )
+        self.embed, self.hidden = nn.Embedding(p, d), nn.Linear(2 * d, hidden)
+        self.head = nn.Linear(hidden, p)
     def forward(self, x): return self.head(torch.relu(self.hidden(self.embed(x).flatten(1))))
 
 # %% ../../nbs/14_grokking_experiment.ipynb #0821cc9e

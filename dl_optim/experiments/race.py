@@ -54,10 +54,10 @@ class Block(nn.Module):
                  heads:int):  # Attention heads
         super().__init__()
         self.heads = heads
-        self.ln1, self.qkv, self.proj = nn.LayerNorm(
-            d), nn.Linear(d, 3 * d, bias=False), nn.Linear(d, d, bias=False)
-        self.ln2, self.fc, self.out = nn.LayerNorm(
-            d), nn.Linear(d, 4 * d, bias=False), nn.Linear(4 * d, d, bias=False)
+        self.ln1, self.qkv = nn.LayerNorm(d), nn.Linear(d, 3 * d, bias=False)
+        self.proj = nn.Linear(d, d, bias=False)
+        self.ln2, self.fc = nn.LayerNorm(d), nn.Linear(d, 4 * d, bias=False)
+        self.out = nn.Linear(4 * d, d, bias=False)
     def forward(self, x):
         B, T, C = x.shape
         q, k, v = (
@@ -139,23 +139,10 @@ def make_optimizer(name:str,          # The entrant
     elif name in ('muon', 'muon_jordan', 'normuon', 'muonclip', 'muon_standard_ns', 'muon_aol'):
         from dl_optim.distributed import DistMuon
 
-        extra = (
-            {'variant': 'normuon'}
-            if name == 'normuon'
-            else (
-                {'coefficients': 'jordan'}
-                if name == 'muon_jordan'
-                else (
-                    {'qk_clip_tau': cfg.qk_clip_tau}
-                    if name == 'muonclip'
-                    else (
-                        {'ns_method': 'standard'}
-                        if name == 'muon_standard_ns'
-                        else {'ns_precondition': 'aol', 'ns_steps': 4} if name == 'muon_aol' else {}
-                    )
-                )
-            )
-        )
+        extra = {'normuon': {'variant': 'normuon'}, 'muon_jordan': {'coefficients': 'jordan'},
+                 'muonclip': {'qk_clip_tau': cfg.qk_clip_tau},
+                 'muon_standard_ns': {'ns_method': 'standard'},
+                 'muon_aol': {'ns_precondition': 'aol', 'ns_steps': 4}}.get(name, {})
         cls = DistMuon if world > 1 else MuonClip if name == 'muonclip' else Muon
         opt = cls(model, lr=mlr, adam_lr=alr, adam_betas=(0.9, 0.95), adam_eps=1e-8, **extra)
     elif name == 'torch_muon':
