@@ -27,16 +27,16 @@ def keras_backend_rule(env_backend:str|None,   # `KERAS_BACKEND` from the enviro
 
 # %% ../nbs/98_package.ipynb #74251228
 def _keras_json_backend() -> str|None:
-    """The backend named in Keras's config file (`$KERAS_HOME/keras.json` or
-    `~/.keras/keras.json`), if any"""
+    ("The backend named in Keras's config file (`$KERAS_HOME/keras.json` or "
+     "`~/.keras/keras.json`), if any")
     home = os.environ.get('KERAS_HOME') or os.path.join(os.path.expanduser('~'), '.keras')
     try: return json.loads(Path(home, 'keras.json').read_text()).get('backend')
     except (OSError, ValueError, AttributeError): return None
 
 # %% ../nbs/98_package.ipynb #5c41714f
 def choose_keras_backend() -> str:
-    """Apply `keras_backend_rule` to this process (unless Keras is already imported) and return the
-    backend Keras uses"""
+    ("Apply `keras_backend_rule` to this process (unless Keras is already imported) and return the "
+     "backend Keras uses")
     if 'keras' in sys.modules: return sys.modules['keras'].backend.backend()
     backend, must_set = keras_backend_rule(os.environ.get('KERAS_BACKEND'), _keras_json_backend(),
                                            importlib.util.find_spec('tensorflow') is not None)

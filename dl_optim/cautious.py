@@ -19,8 +19,8 @@ CAUTION_FLOOR = 1e-3   # smallest kept fraction used for the rescaling (caps it 
 
 def cautious(update,   # The step direction u (the parameter moves by -lr * u)
              grad):    # The gradient it is compared with
-    """Zero the components of `update` whose sign disagrees with `grad`; rescale by 1 / (kept
-    fraction)"""
+    ("Zero the components of `update` whose sign disagrees with `grad`; rescale by 1 / (kept "
+     "fraction)")
     xp = ops_for(update)
     keep = xp.positive(update * grad)
     return update * keep / xp.clamp_min(xp.mean(keep), CAUTION_FLOOR)
@@ -29,8 +29,8 @@ def cautious(update,   # The step direction u (the parameter moves by -lr * u)
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 def _fusable(params) -> bool:
-    """torch's fused AdamW runs on plain CPU/CUDA float tensors (not DTensors, not while
-    `torch.compile` traces)"""
+    ("torch's fused AdamW runs on plain CPU/CUDA float tensors (not DTensors, not while "
+     "`torch.compile` traces)")
     return not torch.compiler.is_compiling() and all(
         type(p) in (torch.Tensor, torch.nn.Parameter)
         and p.device.type in ('cpu', 'cuda')
@@ -91,8 +91,8 @@ ADAMW_TORCH_SPEC = Spec(   # torch.optim.AdamW's names and defaults, plus cautio
     Hyper('caution', False, Boolean(), 'Cautious updates'))
 
 class AdamW(torch.optim.Optimizer):
-    """AdamW (decoupled weight decay) with optional cautious updates; state compatible with
-    `torch.optim.AdamW`"""
+    ("AdamW (decoupled weight decay) with optional cautious updates; state compatible with "
+     "`torch.optim.AdamW`")
     def __init__(self, params,      # Parameters or param groups
                  lr:float=1e-3,             # Learning rate
                  betas=(0.9, 0.999),        # (β1, β2)

@@ -28,8 +28,8 @@ def adam_direction(opt,            # The Keras optimizer (for its step count)
                    epsilon:float,  # ε added to sqrt(v̂)
                    nesterov:bool,  # Nadam's Nesterov look-ahead
                    caution:bool):  # Mask the direction with `cautious`
-    """Keras: update the moment slots `m`, `v` and return the (Nesterov, cautious) Adam direction
-    for `var`"""
+    ("Keras: update the moment slots `m`, `v` and return the (Nesterov, cautious) Adam direction "
+     "for `var`")
     t = ops.cast(opt.iterations + 1, var.dtype)
     opt.assign_add(m, (g - m) * (1.0 - beta_1))
     opt.assign_add(v, (ops.square(g) - v) * (1.0 - beta_2))
@@ -43,8 +43,8 @@ _SEED3 = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.995, weight_decay=0.004, 
               epsilon=1e-8)
 
 class _CautiousAdamBase(WeightDecayExclusions, keras.optimizers.Optimizer):
-    """Adam/Nadam with decoupled weight decay and cautious updates (subtotechnoblade/Optimizers);
-    subclasses set `_nesterov`"""
+    ("Adam/Nadam with decoupled weight decay and cautious updates (subtotechnoblade/Optimizers); "
+     "subclasses set `_nesterov`")
     _nesterov = False
     def __init__(self,
                  learning_rate=_SEED3['learning_rate'],   # Learning rate: float or schedule
@@ -116,6 +116,6 @@ class Adam(_CautiousAdamBase):
 # %% ../nbs/10a_cautious_keras.ipynb #3f3f6f68
 @keras.saving.register_keras_serializable(package='dl_optim')
 class Nadam(_CautiousAdamBase):
-    """Nadam (Nesterov Adam) with decoupled weight decay and cautious updates
-    (subtotechnoblade/Optimizers' defaults)"""
+    ("Nadam (Nesterov Adam) with decoupled weight decay and cautious updates "
+     "(subtotechnoblade/Optimizers' defaults)")
     _nesterov = True

@@ -77,8 +77,8 @@ def _info(args) -> dict:
 
 # %% ../nbs/99_cli.ipynb #c140dcbd
 def _read_config(path) -> dict:
-    """A JSON config file as a dict; ConfigError if it is missing, not UTF-8 text, or not a JSON
-    object"""
+    ("A JSON config file as a dict; ConfigError if it is missing, not UTF-8 text, or not a JSON "
+     "object")
     from dl_optim.config import ConfigError, input_file
     raw = input_file(path, 'CONFIG', 'dl-optim plot').read_bytes()
     try: cfg = json.loads(raw.decode('utf-8'))

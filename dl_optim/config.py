@@ -27,8 +27,8 @@ MISSING = _Missing()
 
 # %% ../nbs/00_config.ipynb #5e626a7f
 class ConfigError(ValueError):
-    """A config value is missing, unknown, of the wrong type or out of range; says which key, what
-    value, what is allowed"""
+    ("A config value is missing, unknown, of the wrong type or out of range; says which key, what "
+     "value, what is allowed")
     def __init__(self,
                  key:str,            # The offending key (dotted for nested configs)
                  value:Any,          # The value found (`MISSING` when the key is absent)
@@ -69,8 +69,8 @@ MAX_INTEGER = 2**53
 _INTEGER_HINT = 'integers are limited to 2**53 = 9007199254740992 in magnitude'
 
 class Number:
-    """Check for a finite real number (Python/NumPy int or float, never bool), optionally integral,
-    within bounds"""
+    ("Check for a finite real number (Python/NumPy int or float, never bool), optionally integral, "
+     "within bounds")
     def __init__(self,
                  low:float=-math.inf,   # Lower bound
                  high:float=math.inf,   # Upper bound
@@ -90,8 +90,8 @@ class Number:
         return f"{kind}{' ' + rng if rng else ''}{' or None' if self.optional else ''}"
 
     def _value(self, value):
-        """(the value as an exact `int` or a float that float32 holds without overflow or
-        underflow, or None; a hint)"""
+        ("(the value as an exact `int` or a float that float32 holds without overflow or "
+         "underflow, or None; a hint)")
         if isinstance(value, numbers.Integral) and self.integer:
             return (int(value), '') if abs(int(value)) <= MAX_INTEGER else (None, _INTEGER_HINT)
         try: x = float(value)
@@ -118,8 +118,8 @@ class Number:
 
 # %% ../nbs/00_config.ipynb #d7bb5190
 class Boolean:
-    """Check for a real boolean (Python or NumPy); strings like 'False' and the integers 0/1 are
-    rejected"""
+    ("Check for a real boolean (Python or NumPy); strings like 'False' and the integers 0/1 are "
+     "rejected")
     def __repr__(self): return 'True or False (a boolean, not a string or number)'
     def __call__(self, value, key='value', where='config'):
         if not _is_bool(value): raise ConfigError(key, value, repr(self), where)
@@ -127,8 +127,8 @@ class Boolean:
 
 # %% ../nbs/00_config.ipynb #2ecae126
 class Choice:
-    """Check for one of a fixed set of strings, compared after `strip().lower()` as the
-    dl_techniques guide does for `type`"""
+    ("Check for one of a fixed set of strings, compared after `strip().lower()` as the "
+     "dl_techniques guide does for `type`")
     def __init__(self, *options:str,     # The allowed strings
                  normalize:bool=True): # Accept any case and '-' for '_'
         self.options,self.normalize = tuple(options),normalize
@@ -142,8 +142,8 @@ class Choice:
 
 # %% ../nbs/00_config.ipynb #8e1e68fc
 class Strings:
-    """Check for a list or tuple of non-empty strings (e.g. name patterns); a bare string is
-    rejected, since iterating it gives letters"""
+    ("Check for a list or tuple of non-empty strings (e.g. name patterns); a bare string is "
+     "rejected, since iterating it gives letters")
     def __init__(self, optional:bool=False): # Also accept None
         self.optional = optional
     def __repr__(self): return f"a list of non-empty strings{' or None' if self.optional else ''}"
@@ -172,8 +172,8 @@ class Betas:
 def learning_rate(v,                  # The value: a positive number or 0-D tensor
                   key:str='lr',       # The config key, for the error
                   where:str='config'):# The caller, for the error
-    """A torch learning rate: a number >= 0 or a 0-D floating tensor (checked without importing
-    torch)"""
+    ("A torch learning rate: a number >= 0 or a 0-D floating tensor (checked without importing "
+     "torch)")
     if type(v).__module__.startswith('torch') and hasattr(v, 'is_floating_point'):
         if v.ndim != 0 or not v.is_floating_point():
             raise ConfigError(key, v, 'a number >= 0 or a 0-D floating tensor', where)
@@ -186,8 +186,8 @@ def keras_learning_rate(
         v,                       # A positive number or a Keras `LearningRateSchedule`
         key:str='learning_rate', # The config key, for the error
         where:str='config'):     # The caller, for the error
-    """A Keras learning rate: a number >= 0 (Keras itself takes -1.0 and NaN), or a schedule /
-    callable"""
+    ("A Keras learning rate: a number >= 0 (Keras itself takes -1.0 and NaN), or a schedule / "
+     "callable")
     return v if callable(v) else Number(0)(v, key, where)
 
 # %% ../nbs/00_config.ipynb #8e263fe5
@@ -258,8 +258,8 @@ def check_mapping(config,            # The value that should be a dict
 def check_known_keys(config:Mapping,     # The config
                      allowed,            # Its allowed keys
                      where:str='config'):# The caller, for the error
-    """Raise `ConfigError` for the first key of `config` not in `allowed`, with a 'did you mean'
-    for near misses"""
+    ("Raise `ConfigError` for the first key of `config` not in `allowed`, with a 'did you mean' "
+     "for near misses")
     allowed = list(allowed)
     for k in config:
         if k not in allowed:
@@ -280,8 +280,8 @@ def parse_config(config:Mapping,      # The user's config
                  where:str='config',  # Name of this config in error messages
                  # Keys the caller has already consumed (e.g. `type`); skipped here
                  ignore:tuple=()):
-    """Validate `config` against `schema` and return a new dict with every key of the schema filled
-    in"""
+    ("Validate `config` against `schema` and return a new dict with every key of the schema filled "
+     "in")
     check_mapping(config, where)
     check_known_keys(config, list(schema) + list(ignore), where)
     check_required_keys(config, [k for k, p in schema.items() if p.required], where)
@@ -294,8 +294,8 @@ def config_type(config,            # The config
                 types,             # Its allowed `type` values
                 where:str='config' # The caller, for the error
                ) -> str:
-    """The checked `type` of a 'type + config' dict: a ConfigError when the dict, the key or its
-    value is wrong"""
+    ("The checked `type` of a 'type + config' dict: a ConfigError when the dict, the key or its "
+     "value is wrong")
     check_mapping(config, where)
     if 'type' not in config:
         raise ConfigError('type', MISSING, 'one of ' + ', '.join(map(repr, types)), where)
@@ -305,8 +305,8 @@ def config_type(config,            # The config
 def nested_config(config:Mapping,    # A config with an optional inner `config` dict
                   where:str='config'  # The caller, for the error
                  ) -> Mapping:
-    """The inner `config` of a {'type': ..., 'config': {...}} dict ({} when absent); any other key
-    is a ConfigError"""
+    ("The inner `config` of a {'type': ..., 'config': {...}} dict ({} when absent); any other key "
+     "is a ConfigError")
     for k in config:
         if k not in ('type', 'config'):
             raise ConfigError(k, config[k], 'known keys are config, type', where,
@@ -333,8 +333,8 @@ DEFAULTS = _frozen(dict(
 
 # %% ../nbs/00_config.ipynb #2826536a
 class Hyper:
-    """One optimizer hyper-parameter: default, check, one-line doc, and its spelling in each
-    framework (None: absent)"""
+    ("One optimizer hyper-parameter: default, check, one-line doc, and its spelling in each "
+     "framework (None: absent)")
     def __init__(self,
                  name:str,                          # The canonical (torch) name
                  default:Any,                       # Its default
@@ -360,8 +360,8 @@ class Hyper:
 
 # %% ../nbs/00_config.ipynb #a4c1e814
 class Spec:
-    """An optimizer's hyper-parameters, in order; `check` validates one framework's arguments
-    against them"""
+    ("An optimizer's hyper-parameters, in order; `check` validates one framework's arguments "
+     "against them")
     def __init__(self, *hypers:Hyper): self.hypers = tuple(hypers)
     def __add__(self, other:'Spec') -> 'Spec': return Spec(*self.hypers, *other.hypers)
     def __iter__(self): return iter(self.hypers)
@@ -376,8 +376,8 @@ class Spec:
             if h.spelling(framework)
         }
     def check(self, values:Mapping, where:str, framework:str='torch') -> dict:
-        """The checked `values` (keyed by `framework`'s spelling); an unknown key is a ConfigError
-        with a 'did you mean'"""
+        ("The checked `values` (keyed by `framework`'s spelling); an unknown key is a ConfigError "
+         "with a 'did you mean'")
         known = {h.spelling(framework): h for h in self.hypers if h.spelling(framework)}
         out = {}
         for k, v in values.items():

@@ -144,8 +144,8 @@ def _check_progress(progress) -> float:
 
 # %% ../nbs/07_deep_supervision.ipynb #76f633ba
 class DeepSupervisionSchedule:
-    """Loss weights of a multi-output model as a function of training progress; call it with p in
-    [0, 1]"""
+    ("Loss weights of a multi-output model as a function of training progress; call it with p in "
+     "[0, 1]")
     def __init__(self,
                  type:str,                  # One of `DEEP_SUPERVISION_TYPES`
                  params:dict,               # The type's checked parameters
@@ -188,8 +188,8 @@ def deep_supervision_schedule_builder(
         no_outputs:int,         # Number of supervised outputs
         invert_order:bool=False # Reverse the vector (final output last)
     ) -> DeepSupervisionSchedule:
-    """Build a deep-supervision weight schedule: a callable progress -> weights (length
-    `no_outputs`, ≥ 0, sum 1)"""
+    ("Build a deep-supervision weight schedule: a callable progress -> weights (length "
+     "`no_outputs`, ≥ 0, sum 1)")
     where = 'deep supervision config'
     check_mapping(config, where)
     no_outputs = Number(1, integer=True)(no_outputs, 'no_outputs',
@@ -207,8 +207,8 @@ def plot_deep_supervision(config:dict,           # A schedule config dict
                           ax=None,               # A matplotlib axis (default: a new figure)
                           points:int=401,        # Progress values plotted on [0, 1]
                           title:str|None=None):  # The title (default: the type)
-    """Stacked areas of the weights of a deep-supervision schedule over progress in [0, 1]; returns
-    the figure"""
+    ("Stacked areas of the weights of a deep-supervision schedule over progress in [0, 1]; returns "
+     "the figure")
     import matplotlib.pyplot as plt
 
     s = deep_supervision_schedule_builder(config, no_outputs, invert_order)
@@ -234,8 +234,8 @@ def plot_deep_supervision(config:dict,           # A schedule config dict
 def weighted_loss(losses,                            # Per-output losses (index 0: the final output)
                   schedule:DeepSupervisionSchedule,  # The weight schedule
                   progress:float):                   # Training progress in [0, 1]
-    """Σ wᵢ(progress)·lossᵢ for a sequence of scalar losses (torch tensors or numbers), in the
-    schedule's output order"""
+    ("Σ wᵢ(progress)·lossᵢ for a sequence of scalar losses (torch tensors or numbers), in the "
+     "schedule's output order")
     w = schedule(progress)
     if len(losses) != len(w):
         raise ConfigError('losses', f'{len(losses)} losses',

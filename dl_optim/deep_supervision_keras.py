@@ -31,8 +31,8 @@ class SupervisionWeights(keras.layers.Layer):
 # %% ../nbs/07a_deep_supervision_keras.ipynb #c8ea96ab
 @keras.saving.register_keras_serializable(package='dl_optim')
 class WeightedOutputLoss(keras.losses.Loss):
-    """`weight[index] · base(y_true, y_pred)`, the weight read from a `SupervisionWeights` holder
-    at every step"""
+    ("`weight[index] · base(y_true, y_pred)`, the weight read from a `SupervisionWeights` holder "
+     "at every step")
     def __init__(self,
                  holder:SupervisionWeights|None,  # The shared weights (None: weight 1)
                  index:int,                       # Which output this loss belongs to
@@ -63,8 +63,8 @@ class WeightedOutputLoss(keras.losses.Loss):
 
 # %% ../nbs/07a_deep_supervision_keras.ipynb #de1ed20f
 class DeepSupervisionCallback(keras.callbacks.Callback):
-    """Writes `schedule(progress)` into the model's supervision weights at each epoch (or step);
-    keeps what it applied"""
+    ("Writes `schedule(progress)` into the model's supervision weights at each epoch (or step); "
+     "keeps what it applied")
     def __init__(self,
                  schedule:DeepSupervisionSchedule,  # The weight schedule
                  holder:SupervisionWeights,         # The weights the losses read
@@ -91,8 +91,8 @@ class DeepSupervisionCallback(keras.callbacks.Callback):
 
 # %% ../nbs/07a_deep_supervision_keras.ipynb #2a56fb66
 class KerasDeepSupervision:
-    """Wire a deep-supervision schedule into a multi-output Keras model: weighted losses plus the
-    callback that moves them"""
+    ("Wire a deep-supervision schedule into a multi-output Keras model: weighted losses plus the "
+     "callback that moves them")
     def __init__(self,
                  model,                             # A Keras model with several outputs
                  schedule:DeepSupervisionSchedule,  # The weight schedule
@@ -107,8 +107,8 @@ class KerasDeepSupervision:
         # tracked: the weights become part of the model's state
         model.deep_supervision = self.holder
     def losses(self, base='mse') -> list:
-        """One weighted loss per output; `base` is one loss for all outputs or a list with one per
-        output"""
+        ("One weighted loss per output; `base` is one loss for all outputs or a list with one per "
+         "output")
         bases = base if isinstance(base, (list, tuple)) else [base] * self.schedule.no_outputs
         return [WeightedOutputLoss(self.holder, i, b) for i, b in enumerate(bases)]
     def callback(self) -> DeepSupervisionCallback:

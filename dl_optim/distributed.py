@@ -25,8 +25,8 @@ __all__ = ['ADAMW_SHARD_MIN_NUMEL', 'ownership', 'ShardedComms', 'DistMuon', 'Di
 def ownership(count:int, # Matrices of one shape
               world:int  # Ranks
              ) -> tuple[int, int]:
-    """(chunk size c, padded count K') for `count` same-shape matrices on `world` ranks: rank r
-    owns [r·c, (r+1)·c)"""
+    ("(chunk size c, padded count K') for `count` same-shape matrices on `world` ranks: rank r "
+     "owns [r·c, (r+1)·c)")
     c = max(1, math.ceil(count / world))
     return c, c * world
 
@@ -46,8 +46,8 @@ _ALL_GATHER = getattr(dist, 'all_gather_single', None) or dist.all_gather_into_t
 
 # %% ../nbs/12_distributed.ipynb #f1a7e509
 class ShardedComms:
-    """What DistMuon and DistAdamW share: the process group, counted collectives, and which AdamW
-    tensors are sharded"""
+    ("What DistMuon and DistAdamW share: the process group, counted collectives, and which AdamW "
+     "tensors are sharded")
     def _setup_comms(self, process_group, grads_synced, where):
         self.process_group = process_group
         self.grads_synced = Boolean()(grads_synced, 'grads_synced', where)
@@ -58,8 +58,8 @@ class ShardedComms:
         self.comm_bytes = Counter()
 
     def _shardable(self, p) -> bool:
-        """AdamW state of `p` is split along dim 0 (ZeRO-2) when the ranks divide it and it is
-        large enough to pay"""
+        ("AdamW state of `p` is split along dim 0 (ZeRO-2) when the ranks divide it and it is "
+         "large enough to pay")
         return (
             self.world > 1
             and not _is_dtensor(p)
@@ -96,8 +96,8 @@ class ShardedComms:
 
 # %% ../nbs/12_distributed.ipynb #1d9bebe2
 class DistMuon(ShardedComms, Muon):
-    """Muon on torch.distributed: each rank orthogonalizes its share of the matrices; state_dict is
-    the single-process one"""
+    ("Muon on torch.distributed: each rank orthogonalizes its share of the matrices; state_dict is "
+     "the single-process one")
     def __init__(
             # A model (routed as `Muon` routes it) or parameters / param groups
             self, params,
@@ -147,8 +147,8 @@ def _owned(self, b:_Bucket, flags) -> list[int]:
 @patch
 @torch.no_grad()
 def _muon_bucket(self:DistMuon, b:_Bucket):
-    """Reduce-scatter the bucket's gradients, update this rank's matrices, all-gather the updated
-    matrices"""
+    ("Reduce-scatter the bucket's gradients, update this rank's matrices, all-gather the updated "
+     "matrices")
     group, params = self.param_groups[b.group_index], b.params
     if _is_dtensor(params[0]): return self._muon_bucket_dtensor(b)
     c, padded = ownership(len(params), self.world)
@@ -173,8 +173,8 @@ def _muon_bucket(self:DistMuon, b:_Bucket):
 @patch
 @torch.no_grad()
 def _muon_bucket_dtensor(self:DistMuon, b:_Bucket):
-    """FSDP2 parameters: gather full matrices and gradients, update the owned ones, all-gather,
-    keep this rank's shards"""
+    ("FSDP2 parameters: gather full matrices and gradients, update the owned ones, all-gather, "
+     "keep this rank's shards")
     from torch.distributed.tensor import distribute_tensor
     group, params = self.param_groups[b.group_index], b.params
     c, padded = ownership(len(params), self.world)
@@ -212,8 +212,8 @@ def _shard(self, t):
 @patch
 @torch.no_grad()
 def _adamw_group(self:ShardedComms, group):
-    """One AdamW group: whole tensors averaged and updated everywhere, sharded ones
-    reduce-scattered, updated, all-gathered"""
+    ("One AdamW group: whole tensors averaged and updated everywhere, sharded ones "
+     "reduce-scattered, updated, all-gathered")
     params = group['params']
     flags = _has_grad_flags(self, params)
     whole, whole_grads, sharded, shard_grads = [], [], [], []
@@ -250,8 +250,8 @@ def step(self:DistMuon, closure=None):
 
 # %% ../nbs/12_distributed.ipynb #68f4bb83
 def _full_muon_state(self, b:_Bucket) -> list[dict]:
-    """Every matrix's Muon state in bucket `b` (momentum and the variant's own), gathered from the
-    owners; zeros where none exists yet"""
+    ("Every matrix's Muon state in bucket `b` (momentum and the variant's own), gathered from the "
+     "owners; zeros where none exists yet")
     c, padded = ownership(len(b.params), self.world)
     ref = b.params[0]
     device = ref.to_local().device if _is_dtensor(ref) else ref.device
@@ -269,8 +269,8 @@ def _full_muon_state(self, b:_Bucket) -> list[dict]:
 
 # %% ../nbs/12_distributed.ipynb #bdb112b6
 def _adam_full_state(self, groups) -> dict:
-    """Every AdamW parameter's complete state (step, exp_avg, exp_avg_sq), gathered from the
-    shards: a collective"""
+    ("Every AdamW parameter's complete state (step, exp_avg, exp_avg_sq), gathered from the "
+     "shards: a collective")
     full = {}
     for g in groups:
         for p in g['params']:
@@ -320,8 +320,8 @@ def state_dict(self:DistMuon):
 # %% ../nbs/12_distributed.ipynb #821f5c4c
 @patch
 def load_state_dict(self:DistMuon, state_dict):
-    """Load a complete state (from any world size, or from a single-process `Muon`) and keep this
-    rank's share"""
+    ("Load a complete state (from any world size, or from a single-process `Muon`) and keep this "
+     "rank's share")
     torch.optim.Optimizer.load_state_dict(self, state_dict)
     for b in self._buckets:
         for i, p in enumerate(b.params):
@@ -336,8 +336,8 @@ def load_state_dict(self:DistMuon, state_dict):
 _AW = ADAMW_TORCH_SPEC.defaults()
 
 class DistAdamW(ShardedComms, torch.optim.Optimizer):
-    """AdamW (optionally cautious) on torch.distributed, ZeRO-2 style: state sharded, complete
-    `state_dict` on every rank"""
+    ("AdamW (optionally cautious) on torch.distributed, ZeRO-2 style: state sharded, complete "
+     "`state_dict` on every rank")
     def __init__(self, params,                           # Parameters or param groups
                  lr:float=_AW['lr'],                     # Learning rate (a number or a 0-D tensor)
                  betas=_AW['betas'],                     # (β1, β2)
@@ -383,8 +383,8 @@ class DistAdamW(ShardedComms, torch.optim.Optimizer):
         finally: self.state = saved
 
     def load_state_dict(self, state_dict):
-        """Load a complete state (from any world size, a `DistAdamW` or a `torch.optim.AdamW`) and
-        keep this rank's share"""
+        ("Load a complete state (from any world size, a `DistAdamW` or a `torch.optim.AdamW`) and "
+         "keep this rank's share")
         torch.optim.Optimizer.load_state_dict(self, state_dict)
         _adam_keep_shards(self)
 
@@ -398,7 +398,7 @@ def ownership_table(shapes_counts, # ((rows, cols), count) pairs, one per shape
 def ns_flops(shape,          # (rows, cols) of one matrix
              steps:int=5     # Quintic Newton–Schulz steps
             ) -> float:
-    """Flops of `steps` quintic Newton–Schulz iterations on an m×n matrix (3 matmuls per step on
-    the wide form)"""
+    ("Flops of `steps` quintic Newton–Schulz iterations on an m×n matrix (3 matmuls per step on "
+     "the wide form)")
     m, n = sorted(shape)
     return steps * (2 * m * m * n + 2 * m * m * m + 2 * m * m * n)

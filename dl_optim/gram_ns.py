@@ -34,8 +34,8 @@ def ns_products(m:int,                   # Rows (either orientation: the smaller
 def restart_steps(dtype_name:str, # The compute dtype's name ('bfloat16', 'float32', …)
                   steps:int        # Steps in the schedule
                  ) -> tuple:
-    """Steps before which Gram NS rebuilds X and its Gram matrix: 1, 3, 5, … in 16-bit dtypes, none
-    in float32/float64"""
+    ("Steps before which Gram NS rebuilds X and its Gram matrix: 1, 3, 5, … in 16-bit dtypes, none "
+     "in float32/float64")
     return tuple(range(1, steps, 2)) if dtype_name in ('bfloat16', 'float16') else ()
 
 # %% ../nbs/01c_gram_ns.ipynb #862dc4cd
@@ -46,8 +46,8 @@ def gram_newton_schulz(xp,                  # `dl_optim.ops.TORCH` or a `KerasOp
                        # Steps before which X and its Gram matrix are recomputed
                        restarts:tuple=(),
                        R=None):             # X·Xᵀ if already computed
-    """Newton–Schulz through the Gram matrix: the same polynomial in X, with X touched only at the
-    start, the restarts and the end"""
+    ("Newton–Schulz through the Gram matrix: the same polynomial in X, with X touched only at the "
+     "start, the restarts and the end")
     R = xp.gram(X) if R is None else R
     Q, steps = None, len(coefficients)
     for k, (a, b, c) in enumerate(coefficients):
@@ -70,8 +70,8 @@ def gram_pays(m:int,           # Rows
               coefficients,    # The schedule's (a, b, c) triples
               dtype_name:str   # The compute dtype's name
              ) -> bool:
-    """Whether Gram NS is validated in this dtype and saves at least `GRAM_MIN_SAVING` of the
-    multiply-adds on an m × n matrix"""
+    ("Whether Gram NS is validated in this dtype and saves at least `GRAM_MIN_SAVING` of the "
+     "multiply-adds on an m × n matrix")
     if dtype_name not in GRAM_AUTO_DTYPES: return False
     restarts = restart_steps(dtype_name, len(coefficients))
     return ns_products(m, n, coefficients, 'gram', restarts) <= (1 - GRAM_MIN_SAVING) * ns_products(

@@ -41,8 +41,8 @@ def grokfast_amplify(grad,         # The current gradient
 # %% ../nbs/11_grokking.ipynb #0d0639ea
 def orthograd(weight, # The weight
               grad):  # Its gradient
-    """The gradient without its component along `weight` (whole tensor, flattened), rescaled to the
-    original norm"""
+    ("The gradient without its component along `weight` (whole tensor, flattened), rescaled to the "
+     "original norm")
     xp = ops_for(grad)
     # float32 (float64 stays): half-precision sums of squares overflow, tiny ε underflows
     w, g = xp.wide(weight), xp.wide(grad)
@@ -61,8 +61,8 @@ GROKFAST_SCHEMA = dict(alpha=Param(Number(0, 1, high_open=True), 0.98), lamb=Par
 def parse_grokfast(config,              # True, a dict of GrokFast's keys, or a `GrokFast`
                    where:str='grokfast'  # The caller, for the error
                   ) -> dict:
-    """Validate GrokFast's settings (`alpha` in [0, 1), `lamb` >= 0, `warmup_steps` >= 0) and fill
-    in defaults"""
+    ("Validate GrokFast's settings (`alpha` in [0, 1), `lamb` >= 0, `warmup_steps` >= 0) and fill "
+     "in defaults")
     return parse_config({} if config is True else config, GROKFAST_SCHEMA, where)
 
 # %% ../nbs/11_grokking.ipynb #7975f7b0
@@ -117,8 +117,8 @@ class GradientFilterHandle(StepHookHandle):
 def attach_gradient_filters(optimizer:torch.optim.Optimizer, # Any torch optimizer
                             *filters                        # `GrokFast()`, `OrthoGrad()`
                            ) -> GradientFilterHandle:
-    """Apply `filters` (e.g. `GrokFast()`, `OrthoGrad()`) to the gradients before every
-    `optimizer.step()`; state saved with the optimizer"""
+    ("Apply `filters` (e.g. `GrokFast()`, `OrthoGrad()`) to the gradients before every "
+     "`optimizer.step()`; state saved with the optimizer")
     if not filters:
         raise ValueError(
             'attach_gradient_filters needs at least one filter, e.g. GrokFast() or OrthoGrad()')

@@ -28,8 +28,8 @@ class OrthoGradHook(KerasStepHook):
 # %% ../nbs/11a_grokking_keras.ipynb #443ebd5c
 @keras.saving.register_keras_serializable(package='dl_optim')
 class GrokFastHook(KerasStepHook):
-    """GrokFast (EMA) on every gradient, before the update; its buffers are optimizer variables
-    (`grokfast_ema`)"""
+    ("GrokFast (EMA) on every gradient, before the update; its buffers are optimizer variables "
+     "(`grokfast_ema`)")
     def __init__(self,
                  alpha:float=0.98,      # EMA decay of the slow gradient
                  lamb:float=2.0,        # Amplification of the slow part
@@ -54,8 +54,8 @@ class GrokFastHook(KerasStepHook):
 
 # %% ../nbs/11a_grokking_keras.ipynb #0a530d01
 class GradientFiltersMixin(StepHooksMixin):
-    """Mixin for a Keras optimizer: `grokfast=` and `orthograd=` arguments, run as step hooks
-    before any others"""
+    ("Mixin for a Keras optimizer: `grokfast=` and `orthograd=` arguments, run as step hooks "
+     "before any others")
     def __init__(self, *args,
                  grokfast=None,          # True, a dict of GrokFast's keys, or None
                  orthograd:bool=False,   # Project each gradient orthogonal to its weight
@@ -78,16 +78,16 @@ class GradientFiltersMixin(StepHooksMixin):
 _FILTERED = {}
 
 def _filtered_name(optimizer_class:type) -> str:
-    """A registered name as unique as the class's own: `FilteredAdam` for Keras's Adam,
-    `FilteredDlOptimAdam` for `dl_optim>Adam`"""
+    ("A registered name as unique as the class's own: `FilteredAdam` for Keras's Adam, "
+     "`FilteredDlOptimAdam` for `dl_optim>Adam`")
     package, _, name = keras.saving.get_registered_name(optimizer_class).rpartition('>')
     return 'Filtered' + ''.join(w.capitalize() for w in package.replace('.', '_').split('_')) + name
 
 # %% ../nbs/11a_grokking_keras.ipynb #5871d9cb
 def with_gradient_filters(optimizer_class:type # A Keras optimizer class
                          ) -> type:
-    """The Keras optimizer class `optimizer_class` with `grokfast=` and `orthograd=` arguments
-    (cached, registered for saving)"""
+    ("The Keras optimizer class `optimizer_class` with `grokfast=` and `orthograd=` arguments "
+     "(cached, registered for saving)")
     if not (
         isinstance(optimizer_class, type)
         and issubclass(optimizer_class, keras.optimizers.Optimizer)

@@ -43,8 +43,8 @@ def keras_variable_kind(path:str, # The variable's path ('dense/kernel')
 # %% ../nbs/05_keras_muon.ipynb #cad430e1
 def einsum_in_axes(equation:str # An `EinsumDense` equation ('abc,cde->abde')
                   ) -> tuple:
-    """The kernel axes of an `EinsumDense` equation ('in,kernel->out') that are contracted with the
-    input"""
+    ("The kernel axes of an `EinsumDense` equation ('in,kernel->out') that are contracted with the "
+     "input")
     try:
         inp, rest = equation.replace(' ', '').split(',')
         kernel, _ = rest.split('->')
@@ -60,8 +60,8 @@ _MHA_IN_AXES = {'query': (0,), 'key': (0,), 'value': (0,), 'attention_output': (
 def mha_in_axes(path:str, # A `MultiHeadAttention` kernel's path
                 shape     # Its shape
                ) -> tuple|None:
-    """The input axes of a `MultiHeadAttention` projection kernel, from the names Keras gives them;
-    None if not one"""
+    ("The input axes of a `MultiHeadAttention` projection kernel, from the names Keras gives them; "
+     "None if not one")
     parts = path.split('/')
     if len(shape) != 3 or len(parts) < 2 or parts[-1] != 'kernel': return None
     return _MHA_IN_AXES.get(parts[-2])
@@ -72,8 +72,8 @@ KERAS_SPEC = MUON_SPEC + ADAMW_SPEC + ROUTING_SPEC   # read with the Keras spell
 _ATTRS = {'weight_decay': 'muon_weight_decay'}
 
 def _legacy_aliases(kwargs:dict, momentum, coefficients, adam_epsilon, caution):
-    """The argument names of the Keras Muon in subtotechnoblade/Optimizers (muon_beta, muon_a/b/c,
-    epsilon, cation) mapped to ours"""
+    ("The argument names of the Keras Muon in subtotechnoblade/Optimizers (muon_beta, muon_a/b/c, "
+     "epsilon, cation) mapped to ours")
     w, _D = 'Muon', KERAS_SPEC.defaults('keras')
     def take(alias, value, default, target, check):
         if alias not in kwargs: return value
@@ -102,8 +102,8 @@ def _legacy_aliases(kwargs:dict, momentum, coefficients, adam_epsilon, caution):
 # %% ../nbs/05_keras_muon.ipynb #184b8f75
 def output_layers(model # A built Keras model
                  ) -> list:
-    """The layers with a kernel that produce the model's outputs, looking back through layers
-    without one (activations)"""
+    ("The layers with a kernel that produce the model's outputs, looking back through layers "
+     "without one (activations)")
     ops_ = (
         [t._keras_history.operation for t in model.outputs]
         if getattr(model, 'outputs', None)
@@ -128,8 +128,8 @@ def output_layers(model # A built Keras model
 # %% ../nbs/05_keras_muon.ipynb #216959bd
 def model_layer_info(model # A built Keras model
                     ) -> dict:
-    """What the routing needs from a built Keras model: the `EinsumDense` kernels' input axes and
-    the output heads"""
+    ("What the routing needs from a built Keras model: the `EinsumDense` kernels' input axes and "
+     "the output heads")
     info = {}
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if (
@@ -146,8 +146,8 @@ _K = KERAS_SPEC.defaults('keras')
 
 @keras.saving.register_keras_serializable(package='dl_optim')
 class Muon(StepHooksMixin, keras.optimizers.Optimizer):
-    """Muon for hidden matrices, (N)Adam for embeddings, heads, biases and norms: one Keras 3
-    optimizer on any backend"""
+    ("Muon for hidden matrices, (N)Adam for embeddings, heads, biases and norms: one Keras 3 "
+     "optimizer on any backend")
     # a Muon variant subclasses Muon and sets its `MuonVariant` here
     variant:MuonVariant = PLAIN_MUON
 
@@ -221,13 +221,13 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
 
     @classmethod
     def for_model(cls, model, **kwargs):
-        """A Muon that knows `model`: its output layers go to Adam and every `EinsumDense` kernel
-        is split by its equation"""
+        ("A Muon that knows `model`: its output layers go to Adam and every `EinsumDense` kernel "
+         "is split by its equation")
         return cls(layer_info=model_layer_info(model), **kwargs)
 
     def get_config(self):
-        """Keras's keys, the weight-decay exclusions and every hyper-parameter of the spec (Keras
-        names)"""
+        ("Keras's keys, the weight-decay exclusions and every hyper-parameter of the spec (Keras "
+         "names)")
         config = super().get_config()
         config.update({k: getattr(self, _ATTRS.get(k, k)) for k in self._hyper_names})
         config['layer_info'] = {
@@ -256,19 +256,19 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
             embedding_components=EMBEDDING_COMPONENTS if self.exclude_embeddings else ())
 
     def _should_use_muon(self, variable) -> bool:
-        """Whether Muon (True) or Adam (False) trains `variable`; usable before the optimizer is
-        built"""
+        ("Whether Muon (True) or Adam (False) trains `variable`; usable before the optimizer is "
+         "built")
         return self._route(variable).route == 'muon'
 
     def routing_report(self, variables=None) -> RoutingReport:
-        """One row per variable (of `variables`, or of those the optimizer was built with): path,
-        shape, route, reason"""
+        ("One row per variable (of `variables`, or of those the optimizer was built with): path, "
+         "shape, route, reason")
         variables = variables if variables is not None else self._trainable_variables
         return RoutingReport([self._route(v) for v in variables])
 
     def build(self, var_list):
-        """Route each variable once; Muon variables get the core's state (momentum, a variant's
-        own), Adam ones two moments"""
+        ("Route each variable once; Muon variables get the core's state (momentum, a variant's "
+         "own), Adam ones two moments")
         if self.built: return
         super().build(var_list)
         routes = [self._route(v) for v in var_list]
@@ -311,8 +311,8 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
                 self._adam_v[i] = self.add_variable_from_reference(var, 'adam_v')
 
     def update_step(self, gradient, variable, learning_rate):
-        """Muon variables through the core's `muon_update`; the others through (N)Adam with
-        decoupled decay"""
+        ("Muon variables through the core's `muon_update`; the others through (N)Adam with "
+         "decoupled decay")
         i = self._get_variable_index(variable)
         lr, g = ops.cast(learning_rate, variable.dtype), ops.cast(gradient, variable.dtype)
         if self._muon_state[i] is not None:

@@ -44,8 +44,8 @@ def module_kind(m:nn.Module # A module
 def param_kind(m:nn.Module, # The module that owns the parameter
                pname:str    # The parameter's name in it ('weight')
               ) -> str|None:
-    """The kind of parameter `pname` of module `m`: `module_kind`, except inside
-    `nn.MultiheadAttention` (linear weights and biases)"""
+    ("The kind of parameter `pname` of module `m`: `module_kind`, except inside "
+     "`nn.MultiheadAttention` (linear weights and biases)")
     if isinstance(m, nn.MultiheadAttention): return 'linear' if pname.endswith('weight') else 'bias'
     return module_kind(m)
 
@@ -62,8 +62,8 @@ def module_layout(m:nn.Module, # The module that owns the parameter
 # %% ../nbs/03_muon.ipynb #4d35e43d
 def describe_module(model:nn.Module # Any torch model
                    ) -> list[dict]:
-    """One dict per trainable parameter: name (aliases for tied ones), tensor, kind, is_head,
-    tied_to_embedding"""
+    ("One dict per trainable parameter: name (aliases for tied ones), tensor, kind, is_head, "
+     "tied_to_embedding")
     owners = defaultdict(list)
     for mname, mod in model.named_modules(remove_duplicate=False):
         for pname, p in mod.named_parameters(recurse=False, remove_duplicate=False):
@@ -88,8 +88,8 @@ def describe_module(model:nn.Module # Any torch model
 HYPER_SPEC = MUON_SPEC + ADAMW_SPEC   # what a torch Muon's param groups may set (torch names)
 
 def _check_hyper(spec, hyper:dict, where:str) -> dict:
-    """The checked hyper-parameters; the Newton–Schulz steps must also fit an explicit coefficient
-    list"""
+    ("The checked hyper-parameters; the Newton–Schulz steps must also fit an explicit coefficient "
+     "list")
     out = spec.check(hyper, where)
     resolve_schedule(out['coefficients'], out['ns_steps'], 'ns_steps', where)
     return out
@@ -98,8 +98,8 @@ def _check_hyper(spec, hyper:dict, where:str) -> dict:
 _M, _A, _R = MUON_SPEC.defaults(), ADAMW_SPEC.defaults(), ROUTING_SPEC.defaults()
 
 class Muon(torch.optim.Optimizer):
-    """Muon for hidden matrices and AdamW for everything else, in one `torch.optim.Optimizer` with
-    automatic routing"""
+    ("Muon for hidden matrices and AdamW for everything else, in one `torch.optim.Optimizer` with "
+     "automatic routing")
     # a Muon variant subclasses Muon and sets its `MuonVariant` here
     variant:MuonVariant = PLAIN_MUON
 
@@ -183,8 +183,8 @@ class Muon(torch.optim.Optimizer):
         return self._report
 
     def _route(self, params):
-        """Internal groups (one Muon and one AdamW group per user group), the routing rows, and the
-        Muon views"""
+        ("Internal groups (one Muon and one AdamW group per user group), the routing rows, and the "
+         "Muon views")
         groups, report, views = _route_groups(params, self._spec, self._hyper, self._rules,
                                               self._model,
                                               type(self).__name__)
@@ -193,8 +193,8 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """One step: Muon groups through the core's `muon_update`, AdamW groups through torch's
-        AdamW (`adamw_update`)"""
+        ("One step: Muon groups through the core's `muon_update`, AdamW groups through torch's "
+         "AdamW (`adamw_update`)")
         loss = closure_loss(closure)
         for group in self.param_groups:
             (self._muon_step if group['use_muon'] else self._adamw_step)(
@@ -203,8 +203,8 @@ class Muon(torch.optim.Optimizer):
         return loss
 
     def _muon_step(self, group, params, grads, keys=None):
-        """The Muon update on explicit tensors (`DistMuon` passes a rank's own matrices and their
-        reduced gradients)"""
+        ("The Muon update on explicit tensors (`DistMuon` passes a rank's own matrices and their "
+         "reduced gradients)")
         # the tensors state and views are kept under (DistMuon: FSDP2's DTensors)
         keys = params if keys is None else keys
         # groups added later: from the shape
@@ -217,8 +217,8 @@ class Muon(torch.optim.Optimizer):
                      group['eps'], group['weight_decay'], group['caution'])
 
     def ns_plan(self) -> dict:
-        """Matrices per Newton–Schulz method ('standard', 'gram'), as `ns_method` resolves for each
-        shape and compute dtype"""
+        ("Matrices per Newton–Schulz method ('standard', 'gram'), as `ns_method` resolves for each "
+         "shape and compute dtype")
         plan = {}
         for g in self.param_groups:
             if not g['use_muon']: continue
@@ -240,14 +240,14 @@ class Muon(torch.optim.Optimizer):
 
 # %% ../nbs/03_muon.ipynb #4670816f
 def initial_lr(lr): # A learning rate: a number or a 0-D tensor
-    """A group's `initial_lr` from its `lr`, set at construction as torch's schedulers would (a
-    tensor is copied)"""
+    ("A group's `initial_lr` from its `lr`, set at construction as torch's schedulers would (a "
+     "tensor is copied)")
     return lr.clone() if isinstance(lr, torch.Tensor) else lr
 
 # %% ../nbs/03_muon.ipynb #412080cd
 def _entries(params, model) -> list[dict]:
-    """Normalise a module, named parameters or plain tensors into dicts with name, param, kind,
-    is_head, tied_to_embedding, layout, groups"""
+    ("Normalise a module, named parameters or plain tensors into dicts with name, param, kind, "
+     "is_head, tied_to_embedding, layout, groups")
     if isinstance(params, nn.Module): return describe_module(params)
     if isinstance(params, torch.Tensor):
         raise TypeError(
@@ -271,8 +271,8 @@ def _entries(params, model) -> list[dict]:
 
 # %% ../nbs/03_muon.ipynb #0316024a
 def _warn_by_shape(report):
-    """One warning per optimizer when tensors reached Muon by their shape alone (an embedding or a
-    head among them would be missed)"""
+    ("One warning per optimizer when tensors reached Muon by their shape alone (an embedding or a "
+     "head among them would be missed)")
     n = sum(r.by_shape and r.route == 'muon' for r in report)
     if n:
         warnings.warn(
@@ -316,8 +316,8 @@ def _route_one(e, rules:dict, forced, gi:int, where:str) -> Route:
 
 # %% ../nbs/03_muon.ipynb #c6fead23
 def _route_groups(params, spec, hyper:dict, rules:dict, model, name:str='Muon'):
-    """Whatever the user passed, as internal groups marked `use_muon` with their route's
-    hyper-parameters (torch names)"""
+    ("Whatever the user passed, as internal groups marked `use_muon` with their route's "
+     "hyper-parameters (torch names)")
     if isinstance(params, nn.Module) or isinstance(params, torch.Tensor):
         user_groups = [{'params': params}]
     else:
@@ -381,8 +381,8 @@ def muon_momentum(step:int,             # The optimizer step
 
 # %% ../nbs/03_muon.ipynb #d9df2a50
 class MomentumWarmup:
-    """Drive the momentum of an optimizer's Muon groups by `muon_momentum`; call `.step()` after
-    each `optimizer.step()`"""
+    ("Drive the momentum of an optimizer's Muon groups by `muon_momentum`; call `.step()` after "
+     "each `optimizer.step()`")
     def __init__(self,
                  optimizer,             # A `Muon` (or any optimizer with a `momentum` group key)
                  start:float=0.85,      # Momentum at step 0
@@ -402,8 +402,8 @@ class MomentumWarmup:
             )
         self._apply()
     def _muon_groups(self) -> list:
-        """dl_optim's Muon groups, or every group of a `torch.optim.Muon`; never an SGD's or
-        RMSprop's momentum"""
+        ("dl_optim's Muon groups, or every group of a `torch.optim.Muon`; never an SGD's or "
+         "RMSprop's momentum")
         if isinstance(self.optimizer, getattr(torch.optim, 'Muon', ())):
             return self.optimizer.param_groups
         return [g for g in self.optimizer.param_groups if g.get('use_muon') is True]

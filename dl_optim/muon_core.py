@@ -49,8 +49,8 @@ def check_coefficients(
         v,      # A schedule name, an (a, b, c) triple, a list of them or a `Schedule`
         key,    # The config key, for the error
         where): # The caller, for the error
-    """A schedule as the user gave it (a name, tuples), or a `Schedule` as plain data, so
-    checkpoints load with `weights_only=True`"""
+    ("A schedule as the user gave it (a name, tuples), or a `Schedule` as plain data, so "
+     "checkpoints load with `weights_only=True`")
     resolve_schedule(v, where=where)   # raises ConfigError for unknown names or malformed tuples
     return v.as_dict() if isinstance(v, Schedule) else v
 
@@ -59,8 +59,8 @@ def check_layer_info(info,             # Per-variable-path facts, as `model_laye
                      key='layer_info', # The config key, for the error
                      where='Muon'      # The caller, for the error
                     ) -> dict:
-    """Keras `layer_info` as {path: {'in_axes': (...), 'is_head': bool}}: JSON-able, so that it is
-    saved with the optimizer"""
+    ("Keras `layer_info` as {path: {'in_axes': (...), 'is_head': bool}}: JSON-able, so that it is "
+     "saved with the optimizer")
     if info is None: return {}
     if not isinstance(info, dict) or not all(
             isinstance(k, str) and isinstance(v, dict) for k, v in info.items()):
@@ -160,8 +160,8 @@ def from_matrices(xp,    # `TORCH` or a `KerasOps`
 
 # %% ../nbs/02b_muon_core.ipynb #01966540
 class MuonVariant:
-    """The stages a Muon variant may change, and the state it keeps per parameter; this base
-    changes nothing"""
+    ("The stages a Muon variant may change, and the state it keeps per parameter; this base "
+     "changes nothing")
     name = 'muon'
     spec = Spec()   # the variant's own hyper-parameters, added to Muon's
 
@@ -177,6 +177,8 @@ class MuonVariant:
         "The orthogonalized directions `(n·batch, rows, cols)`, before the shape scale"
         return O
 
+    def __repr__(self): return f'{type(self).__name__}({self.name!r})'
+
 PLAIN_MUON = MuonVariant()
 
 # %% ../nbs/02b_muon_core.ipynb #52e6e7a5
@@ -184,8 +186,8 @@ def muon_state_shapes(shape:tuple,                    # The parameter's shape
                       view,                            # Its `MatrixView`
                       variant:MuonVariant=PLAIN_MUON   # The variant, which may add state
                      ) -> dict:
-    """Every state tensor a Muon parameter of `shape` keeps: the momentum buffer and the variant's
-    own"""
+    ("Every state tensor a Muon parameter of `shape` keeps: the momentum buffer and the variant's "
+     "own")
     return {'momentum_buffer': tuple(shape), **variant.state_shapes(tuple(shape), view)}
 
 # %% ../nbs/02b_muon_core.ipynb #231864b6
@@ -214,8 +216,8 @@ def muon_variant(variant,            # A `MuonVariant` or a registered name
                  key:str='variant',  # The config key, for the error
                  where:str='Muon'    # The caller, for the error
                 ) -> MuonVariant:
-    """A `MuonVariant`, or the variant registered under a name (importing `dl_optim.<name>` on
-    first use)"""
+    ("A `MuonVariant`, or the variant registered under a name (importing `dl_optim.<name>` on "
+     "first use)")
     if isinstance(variant, MuonVariant): return variant
     if isinstance(variant, str) and variant.isidentifier() and variant not in MUON_VARIANTS:
         import importlib
@@ -238,8 +240,8 @@ def momentum_direction(xp,             # `TORCH` or a `KerasOps`
                        buf,            # The momentum buffer, updated in place
                        momentum:float, # μ of the EMA
                        nesterov:bool): # Step along the Nesterov look-ahead
-    """Update `buf` in place (m ← μm + (1−μ)g) and return the direction: (1−μ)g + μm with Nesterov,
-    else m"""
+    ("Update `buf` in place (m ← μm + (1−μ)g) and return the direction: (1−μ)g + μm with Nesterov, "
+     "else m")
     xp.lerp_(buf, grad, 1 - momentum)
     return xp.lerp(grad, buf, momentum) if nesterov else buf
 
@@ -252,8 +254,8 @@ def apply_update(xp,                               # `TORCH` or a `KerasOps`
                  weight_decay:float,               # Decoupled weight decay
                  # Decay only where update and weight agree in sign
                  cautious_weight_decay:bool=False):
-    """Decoupled weight decay (cautious: only where `o` and `p` agree in sign), then p ← p −
-    lr·scale·o"""
+    ("Decoupled weight decay (cautious: only where `o` and `p` agree in sign), then p ← p − "
+     "lr·scale·o")
     if weight_decay:
         if cautious_weight_decay: xp.sub_(p, p * xp.positive(o * p) * (lr * weight_decay))
         else: xp.scale_(p, 1 - lr * weight_decay)
@@ -275,8 +277,8 @@ def muon_update(xp,                          # `TORCH` or a `KerasOps`
                 variant:MuonVariant=PLAIN_MUON, # The Muon variant (plain Muon, NorMuon, …)
                 # Per-parameter: whether weight decay applies (Keras exclusions); None: all
                 decay:list|None=None):
-    """One Muon step: momentum → variant → batched Newton–Schulz → variant → shape scale, weight
-    decay, apply"""
+    ("One Muon step: momentum → variant → batched Newton–Schulz → variant → shape scale, weight "
+     "decay, apply")
     lr, sched = hyper['lr'], resolve_schedule(hyper['coefficients'], hyper['ns_steps'])
     ns_options = dict(precondition=hyper.get('ns_precondition'),
                       method=hyper.get('ns_method', 'auto'))

@@ -67,8 +67,8 @@ def _has_qk_norm(m) -> bool:
 def qk_block(m:nn.Module,  # An attention module
              name:str=''   # Its name in the model, for messages
             ) -> QKBlock|None:
-    """The `QKBlock` of a known attention module (or of one that defines `qk_block(name)` itself),
-    or None"""
+    ("The `QKBlock` of a known attention module (or of one that defines `qk_block(name)` itself), "
+     "or None")
     if callable(getattr(m, 'qk_block', None)): return m.qk_block(name)
     if isinstance(m, nn.MultiheadAttention):
         E, H = m.embed_dim, m.num_heads
@@ -109,8 +109,8 @@ def max_logits(
         mask:torch.Tensor|None=None,
         causal:bool=False     # Apply a causal mask as well
     ) -> torch.Tensor:
-    """Each query head's largest pre-softmax logit over the batch and the allowed positions:
-    (heads,) float32"""
+    ("Each query head's largest pre-softmax logit over the batch and the allowed positions: "
+     "(heads,) float32")
     H, Hkv, T, S = query.shape[1], key.shape[1], query.shape[2], key.shape[2]
     if H % Hkv: raise ValueError(f'{H} query heads cannot share {Hkv} key heads evenly')
     allowed = (
@@ -131,8 +131,8 @@ def max_logits(
 _REGISTERED = {}   # 'qk_clip_<impl>' -> impl, registered with transformers once per process
 
 def _attention_function(impl:str):
-    """The attention function registered as 'qk_clip_<impl>': measure the logits, then run the
-    model's own `impl`"""
+    ("The attention function registered as 'qk_clip_<impl>': measure the logits, then run the "
+     "model's own `impl`")
     def attention(module, query, key, value, attention_mask, *args, scaling=None, **kwargs):
         causal = attention_mask is None and impl != 'eager' and query.shape[2] > 1 and getattr(
             module, 'is_causal', True)
@@ -148,8 +148,8 @@ def _attention_function(impl:str):
 
 # %% ../nbs/05c_muonclip.ipynb #c34da421
 def _measure_transformers(model:nn.Module) -> str|None:
-    """Switch a transformers model to the measuring attention of its implementation; returns that
-    implementation (None: not one)"""
+    ("Switch a transformers model to the measuring attention of its implementation; returns that "
+     "implementation (None: not one)")
     impl = getattr(getattr(model, 'config', None), '_attn_implementation', None)
     if not isinstance(impl, str) or not hasattr(model, 'set_attn_implementation'): return None
     if impl.startswith('qk_clip_'): return _REGISTERED[impl]
@@ -173,8 +173,8 @@ def record_qk(
         scaling:float,               # The attention scale
         mask:torch.Tensor|None=None, # Boolean (True: allowed) or additive float
         causal:bool=False):          # Mask keys after each query
-    """Report one attention call's queries and keys to the `QKClip` attached to `module`; use the
-    (query, key) it returns"""
+    ("Report one attention call's queries and keys to the `QKClip` attached to `module`; use the "
+     "(query, key) it returns")
     clip = getattr(module, '_qk_clip', None)
     return (query, key) if clip is None else clip.record(module, query, key, scaling, mask, causal)
 
@@ -183,8 +183,8 @@ _MHA_SIGNATURE = inspect.signature(nn.MultiheadAttention.forward)
 
 @torch.no_grad()
 def _measure_mha(m:nn.MultiheadAttention, args, kwargs):
-    """Forward pre-hook: the logits `nn.MultiheadAttention` is about to form, from its inputs and
-    masks"""
+    ("Forward pre-hook: the logits `nn.MultiheadAttention` is about to form, from its inputs and "
+     "masks")
     a = _MHA_SIGNATURE.bind(m, *args, **kwargs).arguments
     query, key = a['query'], a['key']
     if query.dim() == 2: query, key = query.unsqueeze(0), key.unsqueeze(0)
@@ -225,8 +225,8 @@ def _measure_mha(m:nn.MultiheadAttention, args, kwargs):
 def max_logit_metrics(max_logits:dict,    # Layer name -> per-head max logits
                       per_head:bool=False # Also one entry per head
                      ) -> dict:
-    """{layer: per-head maxima} (torch or NumPy) as flat numbers for a logger; the torch and Keras
-    clips both report this way"""
+    ("{layer: per-head maxima} (torch or NumPy) as flat numbers for a logger; the torch and Keras "
+     "clips both report this way")
     out = {
         'qk_clip/max_logit': max(
             (float(v.max()) for v in max_logits.values()), default=float('nan')
@@ -240,8 +240,8 @@ def max_logit_metrics(max_logits:dict,    # Layer name -> per-head max logits
 
 # %% ../nbs/05c_muonclip.ipynb #b413234b
 class QKClip(StepHook):
-    """QK-clip (MuonClip): measure each head's max attention logit in the forward pass and cap it
-    at `tau` after each step"""
+    ("QK-clip (MuonClip): measure each head's max attention logit in the forward pass and cap it "
+     "at `tau` after each step")
     def __init__(self,
                  # The model; its attention layers are found by `qk_block`
                  model:nn.Module,
@@ -289,8 +289,8 @@ class QKClip(StepHook):
                 self._handles.append(m.register_forward_pre_hook(_measure_mha, with_kwargs=True))
 
     def record(self, module, query, key, scaling, mask=None, causal=False):
-        """Measure one attention call; while clipping in flight, clip the layer and return its
-        rescaled (query, key)"""
+        ("Measure one attention call; while clipping in flight, clip the layer and return its "
+         "rescaled (query, key)")
         return self._merge(module, max_logits(query, key, scaling, mask, causal), query, key)
 
     def _merge(self, module, logits, query=None, key=None):
@@ -305,8 +305,8 @@ class QKClip(StepHook):
         return query * q_f.view(1, -1, 1, 1).to(query), key * k_f.view(1, -1, 1, 1).to(key)
 
     def pending(self) -> dict:
-        """Max logits measured since the last step (e.g. by a forward pass under
-        `torch.no_grad()`), per layer"""
+        ("Max logits measured since the last step (e.g. by a forward pass under "
+         "`torch.no_grad()`), per layer")
         return {self.blocks[m].name: v.detach().float().cpu() for m, v in self._seen.items()}
 
     def _keep_batch(self, model, args, kwargs):
@@ -349,8 +349,8 @@ class QKClip(StepHook):
                 if m in seen: self._clip(self.blocks[m], self._reduced(seen[m]))
 
     def _clip(self, block:QKBlock, s:torch.Tensor):
-        """Scale the heads of one layer whose max logit is over `tau` (GQA: see the rule above);
-        returns the (query, key) factors or None"""
+        ("Scale the heads of one layer whose max logit is over `tau` (GQA: see the rule above); "
+         "returns the (query, key) factors or None")
         if self.tau is None: return None
         s, g, n = s.double().tolist(), block.num_heads // block.num_kv_heads, 0
         q_f = torch.ones(block.num_heads, dtype=torch.float64)
@@ -371,16 +371,16 @@ class QKClip(StepHook):
         return q_f, k_f
 
     def metrics(self, per_head:bool=False) -> dict:
-        """The last step's max logits as flat numbers for a logger: 'qk_clip/max_logit/<layer>'
-        (and '…/head<h>')"""
+        ("The last step's max logits as flat numbers for a logger: 'qk_clip/max_logit/<layer>' "
+         "(and '…/head<h>')")
         return max_logit_metrics(self.max_logits, per_head)
 
     def state_dict(self) -> dict: return {'clipped': dict(self.clipped)}
     def load_state_dict(self, state:dict): self.clipped = dict(state['clipped'])
 
     def remove(self):
-        """Stop measuring: remove the hooks and give a transformers model back its attention
-        implementation"""
+        ("Stop measuring: remove the hooks and give a transformers model back its attention "
+         "implementation")
         for h in self._handles: h.remove()
         for m in self.blocks: m.__dict__.pop('_qk_clip', None)
         for m, impl in self._switched: m.set_attn_implementation(impl)
@@ -392,8 +392,8 @@ def attach_qk_clip(
         model:nn.Module,                 # The model whose attention layers it updates
         # `QKClip`'s arguments: tau, alpha, blocks, remeasure, process_group
         **kwargs) -> QKClip:
-    """Create a `QKClip` for `model` and run it after every `optimizer.step()`; `.remove()`
-    detaches both"""
+    ("Create a `QKClip` for `model` and run it after every `optimizer.step()`; `.remove()` "
+     "detaches both")
     clip = QKClip(model, **kwargs)
     handle = attach_step_hooks(optimizer, clip, key='qk_clip')
     remove = clip.remove

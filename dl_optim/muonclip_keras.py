@@ -26,8 +26,8 @@ def keras_max_logits(
         mask=None,          # Boolean attention mask (True: allowed), or None
         causal:bool=False   # Apply a causal mask as well
     ) -> np.ndarray:
-    """Each head's largest pre-softmax logit over the batch and the allowed positions, as a float64
-    NumPy array"""
+    ("Each head's largest pre-softmax logit over the batch and the allowed positions, as a float64 "
+     "NumPy array")
     if KerasOps().tracing(query):
         raise RuntimeError(
             'QK-clip measures attention logits eagerly, but this step is traced (jit): compile the'
@@ -56,8 +56,8 @@ def _attention_layers(model) -> list:
 
 # %% ../nbs/05d_muonclip_keras.ipynb #49737424
 def _scale_head(dense, head:int, factor:float):
-    """Multiply one head's slice of an EinsumDense kernel (…, heads, head_dim) and bias (heads,
-    head_dim) by `factor`"""
+    ("Multiply one head's slice of an EinsumDense kernel (…, heads, head_dim) and bias (heads, "
+     "head_dim) by `factor`")
     for v in [dense.kernel] + ([dense.bias] if getattr(dense, 'bias', None) is not None else []):
         a = ops.convert_to_numpy(v).copy()
         a[..., head, :] *= factor
@@ -66,8 +66,8 @@ def _scale_head(dense, head:int, factor:float):
 # %% ../nbs/05d_muonclip_keras.ipynb #351e3409
 @keras.saving.register_keras_serializable(package='dl_optim')
 class KerasQKClip(KerasStepHook):
-    """QK-clip for Keras `MultiHeadAttention` layers: a step hook of the Keras Muon, or
-    `.callback()` for any optimizer"""
+    ("QK-clip for Keras `MultiHeadAttention` layers: a step hook of the Keras Muon, or "
+     "`.callback()` for any optimizer")
     def __init__(self,
                  # The Keras model (or `bind(model)` later, e.g. after loading a saved optimizer)
                  model=None,
@@ -202,13 +202,13 @@ class KerasQKClip(KerasStepHook):
         return {l.name: v for l, v in self._seen.items()}
 
     def metrics(self, per_head:bool=False) -> dict:
-        """The last step's max logits as flat numbers for a logger
-        (`dl_optim.muonclip.max_logit_metrics`)"""
+        ("The last step's max logits as flat numbers for a logger "
+         "(`dl_optim.muonclip.max_logit_metrics`)")
         return max_logit_metrics(self.max_logits, per_head)
 
     def callback(self):
-        """A `keras.callbacks.Callback` that clips after every training batch, for optimizers
-        without step hooks (torch, TensorFlow)"""
+        ("A `keras.callbacks.Callback` that clips after every training batch, for optimizers "
+         "without step hooks (torch, TensorFlow)")
         if keras.backend.backend() == 'jax':
             raise RuntimeError(
                 "JAX's fit keeps the weights outside the model between batches, so a callback"

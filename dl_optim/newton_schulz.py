@@ -42,8 +42,8 @@ def compose(x,                      # Scalars or an array
 # %% ../nbs/01_newton_schulz.ipynb #7989feba
 @dataclass(frozen=True)
 class Schedule:
-    """Polynomials (a, b, c) applied in turn to X / (input_scale · ‖X‖_F); `name='svd'` means the
-    exact polar factor"""
+    ("Polynomials (a, b, c) applied in turn to X / (input_scale · ‖X‖_F); `name='svd'` means the "
+     "exact polar factor")
     name: str                 # 'polar_express', 'jordan', 'cubic', 'custom' or 'svd'
     coefficients: tuple = ()  # The (a, b, c) triples, one per step
     input_scale: float = 1.0  # X is divided by input_scale · ‖X‖_F first
@@ -57,8 +57,8 @@ class Schedule:
         return sum(2 if c == 0 else 3 for a, b, c in self.coefficients)
 
     def as_dict(self) -> dict:
-        """The schedule as plain data (str, float tuples) that `resolve_schedule` takes back and
-        `torch.load(weights_only=True)` reads"""
+        ("The schedule as plain data (str, float tuples) that `resolve_schedule` takes back and "
+         "`torch.load(weights_only=True)` reads")
         return dict(name=self.name,
                     coefficients=tuple(tuple(map(float, t)) for t in self.coefficients),
                     input_scale=float(self.input_scale))
@@ -72,8 +72,8 @@ JORDAN = (3.4445, -4.7750, 2.0315)
 # %% ../nbs/01_newton_schulz.ipynb #8d0241bc
 def plot_schedules(schedules:dict, # Label -> `Schedule`
                    title:str=''):   # The figure's title
-    """Plot each schedule's first polynomial on [0, 1.2] and its full composition on a log axis;
-    returns the figure"""
+    ("Plot each schedule's first polynomial on [0, 1.2] and its full composition on a log axis; "
+     "returns the figure")
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(7.5, 3.4))
     x = np.linspace(0, 1.2, 1201)
@@ -126,8 +126,8 @@ def polar_express_coefficients(lower:float=1e-3,   # Smallest normalised singula
                                # Fit on [max(ℓ, cushion·u), u] (κ), then re-centre
                                cushion:float=2e-2
                               ) -> list[tuple[float, float, float]]:
-    """The Polar Express schedule: at each step the minimax odd quintic for the current interval of
-    singular values"""
+    ("The Polar Express schedule: at each step the minimax odd quintic for the current interval of "
+     "singular values")
     where = 'polar_express_coefficients'
     lower, safety, cushion = (
         _lower(lower, 'lower', where),
@@ -191,8 +191,8 @@ MAX_GAIN = 3.0
 
 @functools.lru_cache(maxsize=256)
 def _unstable_step(triples:tuple, input_scale:float) -> str|None:
-    """Why a custom schedule cannot orthogonalize (a value beyond `MAX_GAIN`, or a direction
-    flipped or zeroed), or None"""
+    ("Why a custom schedule cannot orthogonalize (a value beyond `MAX_GAIN`, or a direction "
+     "flipped or zeroed), or None")
     x = (
         np.concatenate([np.geomspace(1e-6, 1.0, 2001), np.linspace(0.0, 1.0, 2001)[1:]])
         * input_scale
@@ -210,8 +210,8 @@ def _unstable_step(triples:tuple, input_scale:float) -> str|None:
 
 # %% ../nbs/01_newton_schulz.ipynb #e9e76dc9
 def _checked(s:Schedule, value, where) -> Schedule:
-    """A custom schedule, if it keeps every singular value of a normalised input positive and
-    bounded at every step"""
+    ("A custom schedule, if it keeps every singular value of a normalised input positive and "
+     "bounded at every step")
     why = _unstable_step(s.coefficients, s.input_scale)
     if why:
         raise ConfigError(
@@ -292,8 +292,8 @@ def worst_case_error(schedule:Schedule,   # The schedule
 
 # %% ../nbs/01_newton_schulz.ipynb #411a0271
 def _cpu_has_fast_bf16() -> bool:
-    """Whether oneDNN has native bf16 matrix kernels on this CPU (AVX512-BF16 or AMX);
-    `DL_OPTIM_CPU_FAST_BF16=0|1` overrides"""
+    ("Whether oneDNN has native bf16 matrix kernels on this CPU (AVX512-BF16 or AMX); "
+     "`DL_OPTIM_CPU_FAST_BF16=0|1` overrides")
     forced = os.environ.get('DL_OPTIM_CPU_FAST_BF16')
     if forced is not None:
         return Choice('0', '1')(forced, 'DL_OPTIM_CPU_FAST_BF16', 'environment') == '1'
@@ -305,8 +305,8 @@ _CPU_FAST_BF16 = _cpu_has_fast_bf16()
 # %% ../nbs/01_newton_schulz.ipynb #5a5e1cbc
 def default_ns_dtype(device # A torch device or its name
                     ) -> torch.dtype:
-    """bfloat16 where the device has fast bf16 matrix products (CUDA with bf16, oneDNN bf16 CPUs),
-    else float32"""
+    ("bfloat16 where the device has fast bf16 matrix products (CUDA with bf16, oneDNN bf16 CPUs), "
+     "else float32")
     device = torch.device(device)
     if device.type == 'cuda':
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
@@ -315,8 +315,8 @@ def default_ns_dtype(device # A torch device or its name
 
 # %% ../nbs/01_newton_schulz.ipynb #41747182
 def _polar_svd(G:torch.Tensor) -> torch.Tensor:
-    """Exact polar factor U·Vᵀ in float64, with singular values below rounding level mapped to 0
-    (as NS does)"""
+    ("Exact polar factor U·Vᵀ in float64, with singular values below rounding level mapped to 0 "
+     "(as NS does)")
     X = G.to(torch.float64)
     U, S, Vh = torch.linalg.svd(X, full_matrices=False)
     tol = S.amax(dim=-1, keepdim=True) * max(X.shape[-2:]) * torch.finfo(torch.float64).eps
@@ -324,8 +324,8 @@ def _polar_svd(G:torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/01_newton_schulz.ipynb #bdea2b75
 def _ns_loop(X:torch.Tensor, coefficients, A:torch.Tensor|None=None) -> torch.Tensor:
-    """Run the polynomials on a contiguous wide (…, m, n) tensor, m ≤ n, with fused GEMM epilogues;
-    `A`: X·Xᵀ if known"""
+    ("Run the polynomials on a contiguous wide (…, m, n) tensor, m ≤ n, with fused GEMM epilogues; "
+     "`A`: X·Xᵀ if known")
     mm = torch.addmm if X.ndim == 2 else torch.baddbmm
     for a, b, c in coefficients:
         A = X @ X.mT if A is None else A
@@ -363,8 +363,8 @@ def ns_method_for(shape,              # The matrix (or batch) shape
                   dtype,              # The compute dtype
                   method:str='auto'   # 'standard', 'gram' or 'auto'
                  ) -> str:
-    """'standard' or 'gram': what `orthogonalize` runs on (…, m, n) matrices (`method='auto'`: Gram
-    where `gram_pays`)"""
+    ("'standard' or 'gram': what `orthogonalize` runs on (…, m, n) matrices (`method='auto'`: Gram "
+     "where `gram_pays`)")
     if method != 'auto': return method
     name = dtype if isinstance(dtype, str) else str(dtype).removeprefix('torch.')
     return 'gram' if gram_pays(shape[-2], shape[-1], schedule.coefficients, name) else 'standard'
@@ -384,8 +384,8 @@ def orthogonalize(G:torch.Tensor,                # (…, m, n) matrix or batch o
                   # 'standard', 'gram' (Gram Newton–Schulz) or 'auto' (Gram where it pays)
                   method:str='auto'
                  ) -> torch.Tensor:
-    """Approximate the polar factor U·Vᵀ of each matrix in `G` by a Newton–Schulz schedule; same
-    shape and dtype as `G`"""
+    ("Approximate the polar factor U·Vᵀ of each matrix in `G` by a Newton–Schulz schedule; same "
+     "shape and dtype as `G`")
     if G.ndim < 2:
         raise ValueError(
             f"orthogonalize needs a matrix or a batch of matrices, got shape {tuple(G.shape)}")
@@ -418,8 +418,8 @@ def matrix_with_spectrum(
         seed:int=0,           # Random seed
         dtype=torch.float64   # The result's dtype
     ) -> torch.Tensor:
-    """A random m×n matrix with a chosen spectrum: 'gaussian', 'power_law' (σᵢ = 1/i),
-    'ill_conditioned' (cond 1e3), 'rank_deficient'"""
+    ("A random m×n matrix with a chosen spectrum: 'gaussian', 'power_law' (σᵢ = 1/i), "
+     "'ill_conditioned' (cond 1e3), 'rank_deficient'")
     g = torch.Generator().manual_seed(seed)
     k = min(m, n)
     U = torch.linalg.qr(torch.randn(m, k, generator=g, dtype=torch.float64))[0]

@@ -18,8 +18,8 @@ from keras import ops
 
 # %% ../nbs/01a_newton_schulz_keras.ipynb #9bf11370
 def default_ns_dtype_keras() -> str:
-    """'bfloat16' when the Keras backend computes on a GPU, else 'float32' (CPU bf16 matmuls are
-    slow on most CPUs)"""
+    ("'bfloat16' when the Keras backend computes on a GPU, else 'float32' (CPU bf16 matmuls are "
+     "slow on most CPUs)")
     backend = keras.backend.backend()
     if backend == 'jax':
         import jax
@@ -44,8 +44,8 @@ def orthogonalize_keras(G,                            # (…, m, n) tensor of th
                         precondition:str|None=None,   # As in `orthogonalize`: None or 'aol'
                         # As in `orthogonalize`: 'standard', 'gram' or 'auto'
                         method:str='auto'):
-    """`orthogonalize` in `keras.ops`: jit-safe (no branching on values), same schedules, same
-    numerics, same options"""
+    ("`orthogonalize` in `keras.ops`: jit-safe (no branching on values), same schedules, same "
+     "numerics, same options")
     if len(G.shape) < 2:
         raise ValueError(
             f"orthogonalize needs a matrix or a batch of matrices, got shape {tuple(G.shape)}")

@@ -16,8 +16,8 @@ __all__ = ['NORMUON', 'NorMuonVariant', 'NorMuon', 'DistNorMuon']
 
 # %% ../nbs/05b_normuon.ipynb #d3a23385
 class NorMuonVariant(MuonVariant):
-    """NorMuon's stage after Newton–Schulz: rows divided by the RMS of their EMA second moment, the
-    Frobenius norm kept"""
+    ("NorMuon's stage after Newton–Schulz: rows divided by the RMS of their EMA second moment, the "
+     "Frobenius norm kept")
     name = 'normuon'
     spec = Spec(
         Hyper('beta2', 0.95, Number(0, 1, high_open=True), 'EMA rate of the per-row second moment'),
@@ -41,12 +41,12 @@ NORMUON = register_variant(NorMuonVariant())
 
 # %% ../nbs/05b_normuon.ipynb #776ac453
 class NorMuon(Muon):
-    """Muon with NorMuon's neuron-wise normalization; every `Muon` argument, plus `beta2` and
-    `normuon_eps`"""
+    ("Muon with NorMuon's neuron-wise normalization; every `Muon` argument, plus `beta2` and "
+     "`normuon_eps`")
     variant = NORMUON
 
 # %% ../nbs/05b_normuon.ipynb #8f4e05f9
 class DistNorMuon(DistMuon):
-    """`DistMuon` with NorMuon's neuron-wise normalization: each owner keeps its matrices' second
-    moments"""
+    ("`DistMuon` with NorMuon's neuron-wise normalization: each owner keeps its matrices' second "
+     "moments")
     variant = NORMUON

@@ -20,8 +20,8 @@ class TorchOps:
     def scale_(self, x, factor): return x.mul_(factor)
     def sub_(self, x, value): return x.sub_(value)
     def add_scaled_(self, x, value, alpha):
-        """x ← x + alpha·value; `alpha` a number or a 0-D tensor (a tensor learning rate under
-        `torch.compile`)"""
+        ("x ← x + alpha·value; `alpha` a number or a 0-D tensor (a tensor learning rate under "
+         "`torch.compile`)")
         return x.add_(value * alpha.to(x.dtype)) if isinstance(alpha, torch.Tensor) else x.add_(
             value, alpha=alpha)
     def zeros(self, shape, like): return torch.zeros(shape, dtype=like.dtype, device=like.device)
@@ -83,8 +83,8 @@ TORCH = TorchOps()
 
 # %% ../nbs/00a_ops.ipynb #8730e3e1
 class KerasOps:
-    """The same operations through `keras.ops`; given an optimizer, variables are written through
-    its `assign*` methods"""
+    ("The same operations through `keras.ops`; given an optimizer, variables are written through "
+     "its `assign*` methods")
     name = 'keras'
     def __init__(self,
                  # The Keras optimizer whose variables `zeros_like` creates (None: plain tensors)
@@ -183,8 +183,8 @@ class KerasOps:
 # %% ../nbs/00a_ops.ipynb #6bb25c46
 def ops_for(x # A torch tensor, or a Keras variable or tensor
            ) -> TorchOps|KerasOps:
-    """The namespace for `x`: torch tensors take the native torch path, everything else goes
-    through `keras.ops`"""
+    ("The namespace for `x`: torch tensors take the native torch path, everything else goes "
+     "through `keras.ops`")
     return TORCH if isinstance(x, torch.Tensor) else KerasOps()
 
 # %% ../nbs/00a_ops.ipynb #09c03fb6
@@ -197,8 +197,8 @@ def closure_loss(closure): # torch's optional `closure` of `step()`: re-evaluate
 def with_grads(params,  # The parameters of a group
                who:str  # The caller, for the error on sparse gradients
               ) -> tuple[list, list]:
-    """The parameters that have a gradient, and their gradients; sparse gradients are an error
-    naming the optimizer"""
+    ("The parameters that have a gradient, and their gradients; sparse gradients are an error "
+     "naming the optimizer")
     params = [p for p in params if p.grad is not None]
     if any(p.grad.is_sparse for p in params):
         raise RuntimeError(f'{who} does not support sparse gradients')

@@ -18,8 +18,8 @@ __all__ = ['OPTIMIZER_SCHEMAS', 'OPTIMIZER_TYPES', 'QK_CLIP_SCHEMA', 'CLIPPING_K
 
 # %% ../nbs/06_optimizers.ipynb #c0ed101e
 class WeightDecayExclusions:
-    """Mixin for a Keras optimizer: weight-decay exclusion patterns as an argument and a
-    `get_config` key, so they are saved"""
+    ("Mixin for a Keras optimizer: weight-decay exclusion patterns as an argument and a "
+     "`get_config` key, so they are saved")
     def __init__(self, *args,
                  # Regular expressions searched in variable names (Keras's `var_names`)
                  exclude_from_weight_decay=None,
@@ -72,8 +72,8 @@ QK_CLIP_SCHEMA = {
 }
 
 def _muon_schema(variant=None) -> dict:
-    """Muon's config keys are its spec's Keras names (and a variant's); Muon checks their values
-    itself, so there is one validator"""
+    ("Muon's config keys are its spec's Keras names (and a variant's); Muon checks their values "
+     "itself, so there is one validator")
     from dl_optim.keras_muon import KERAS_SPEC
     spec = KERAS_SPEC + (variant.spec if variant is not None else KERAS_SPEC.__class__())
     skip = {'learning_rate', 'weight_decay'}   # the builder's own lr argument and common key
@@ -85,8 +85,8 @@ def _muon_schema(variant=None) -> dict:
 
 # %% ../nbs/06_optimizers.ipynb #02adc3dd
 def _optimizer_type(config, where:str):
-    """The config's `type`, and the Muon variant it names (`{\"type\": \"normuon\"}` builds the
-    Keras Muon with that variant)"""
+    ("The config's `type`, and the Muon variant it names (`{\"type\": \"normuon\"}` builds the "
+     "Keras Muon with that variant)")
     try: return config_type(config, OPTIMIZER_TYPES, where), None
     except ConfigError as e:
         name = config.get('type') if isinstance(config, dict) else None

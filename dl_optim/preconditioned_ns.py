@@ -16,8 +16,8 @@ def aol_start(xp,                   # `dl_optim.ops.TORCH` or a `KerasOps`
               X,
               # Row sums below this (relative to a unit-norm X) are raised to it
               floor:float=1e-8):
-    """Rows of X scaled by (Σ_j |XXᵀ|_ij)^(−1/2), so the spectral norm is at most 1; returns
-    (scaled X, its Gram matrix)"""
+    ("Rows of X scaled by (Σ_j |XXᵀ|_ij)^(−1/2), so the spectral norm is at most 1; returns "
+     "(scaled X, its Gram matrix)")
     A = xp.gram(X)
     s = xp.cast_like(xp.rsqrt(xp.clamp_min(xp.abs_rowsum(xp.wide(A)), floor)), X)
     return X * s, A * s * xp.swap_last(s)

@@ -66,8 +66,8 @@ def build_preset(name:str,                  # A key of `TRAINING_PRESETS`
                  model:nn.Module,           # The model to train
                  # Override the preset's step budget (the schedule follows)
                  max_steps:int|None=None):
-    """(optimizer, scheduler, preset) for a named preset: call `scheduler.step()` after each
-    `optimizer.step()`"""
+    ("(optimizer, scheduler, preset) for a named preset: call `scheduler.step()` after each "
+     "`optimizer.step()`")
     from dl_optim.schedules import to_torch_scheduler
     w = 'build_preset'
     p = dict(TRAINING_PRESETS[Choice(*TRAINING_PRESETS)(name, 'name', w)])

@@ -57,8 +57,8 @@ def component_match(name:str, # A dotted or slashed name
 # %% ../nbs/02_routing.ipynb #b5957ce2
 @dataclass(frozen=True)
 class MatrixView:
-    """How Muon sees a parameter: `batch` matrices of `rows` (outputs) × `cols` (inputs);
-    `transposed`: stored (in, out)"""
+    ("How Muon sees a parameter: `batch` matrices of `rows` (outputs) × `cols` (inputs); "
+     "`transposed`: stored (in, out)")
     batch: int                # Matrices (1 for a plain matrix)
     rows: int                 # Outputs
     cols: int                 # Inputs
@@ -251,8 +251,8 @@ def row_blocks_for(name:str,               # The parameter's name
                    head_dim:int|None=None, # Rows per head, for `per_head_names`
                    where:str='Muon'        # The caller, for the error
                   ) -> int:
-    """The opt-in split of a matrix's output rows: `rows // head_dim` per attention head, 3 for a
-    fused QKV, else 1"""
+    ("The opt-in split of a matrix's output rows: `rows // head_dim` per attention head, 3 for a "
+     "fused QKV, else 1")
     if view is None: return 1
     if (p := substring_match(name, per_head_names)):
         if head_dim is None:
@@ -287,8 +287,8 @@ class RoutingReport(list):
             c['tensors'] += 1; c['elements'] += math.prod(r.shape)
         return out
     def by_shape(self) -> list:
-        """The routes decided by shape alone (no layer type, name rule or explicit choice): check
-        these"""
+        ("The routes decided by shape alone (no layer type, name rule or explicit choice): check "
+         "these")
         return [r for r in self if r.by_shape]
     def __str__(self):
         cells = [('name', 'shape', 'route', 'reason')] + [

@@ -34,8 +34,8 @@ class ConstantSchedule(keras.optimizers.schedules.LearningRateSchedule):
 # %% ../nbs/04_schedules.ipynb #ed8634e7
 @_register
 class StableDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Hold `learning_rate` for `stable_steps`, then decay to `alpha·learning_rate` over
-    `decay_steps` (linear or cosine)"""
+    ("Hold `learning_rate` for `stable_steps`, then decay to `alpha·learning_rate` over "
+     "`decay_steps` (linear or cosine)")
     def __init__(self,
                  learning_rate:float,       # The rate of the stable phase
                  stable_steps:int,          # Steps at `learning_rate`
@@ -57,8 +57,8 @@ class StableDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
 # %% ../nbs/04_schedules.ipynb #c3eed3b9
 @_register
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warmup from `warmup_start_lr` to `primary(0)` over `warmup_steps`, then `primary(step
-    − warmup_steps)`"""
+    ("Linear warmup from `warmup_start_lr` to `primary(0)` over `warmup_steps`, then `primary(step "
+     "− warmup_steps)`")
     def __init__(self,
                  primary,                   # The Keras schedule that runs after the warmup
                  warmup_steps:int=0,        # Steps of linear warmup
@@ -131,8 +131,8 @@ def _primary(kind:str, c:dict):
 # %% ../nbs/04_schedules.ipynb #f9cc502c
 def parse_schedule_config(config # A schedule config dict in the dl_techniques guide's format
                           ) -> tuple[str, dict]:
-    """Validate a learning-rate schedule config; return its type and the complete, canonical
-    parameters"""
+    ("Validate a learning-rate schedule config; return its type and the complete, canonical "
+     "parameters")
     where = 'learning-rate schedule config'
     kind = config_type(config, SCHEDULE_TYPES, where)
     return kind, parse_config(config, {**SCHEDULE_SCHEMAS[kind], **_WARMUP}, f'{where} ({kind})',
@@ -141,8 +141,8 @@ def parse_schedule_config(config # A schedule config dict in the dl_techniques g
 # %% ../nbs/04_schedules.ipynb #9f1b043d
 def learning_rate_schedule_builder(config:dict # `type` plus that type's keys and the warmup keys
                                    ) -> WarmupSchedule:
-    """Build a warmed-up Keras learning-rate schedule from a flat config dict in the dl_techniques
-    guide's format"""
+    ("Build a warmed-up Keras learning-rate schedule from a flat config dict in the dl_techniques "
+     "guide's format")
     kind, c = parse_schedule_config(config)
     return WarmupSchedule(_primary(kind, c), c['warmup_steps'], c['warmup_start_lr'])
 
@@ -151,8 +151,8 @@ PLOT_POINTS = 4000   # most steps a plot evaluates, however long the schedule
 
 def schedule_values(config_or_schedule, # A config dict or a built schedule
                     steps):             # The steps to evaluate at
-    """The schedule's learning rate at steps 0..steps−1 (`steps` an int) or at the given steps (an
-    array), as a NumPy array"""
+    ("The schedule's learning rate at steps 0..steps−1 (`steps` an int) or at the given steps (an "
+     "array), as a NumPy array")
     import numpy as np
     s = (
         learning_rate_schedule_builder(config_or_schedule)
@@ -194,8 +194,8 @@ def plot_schedule(config:dict,           # A schedule config dict
                   steps:int|None=None,
                   ax=None,               # A matplotlib axis to draw on (default: a new figure)
                   title:str|None=None):  # The title (default: the schedule type)
-    """Plot the learning rate of a schedule config over `steps` (default: the whole schedule plus a
-    margin), phases shaded"""
+    ("Plot the learning rate of a schedule config over `steps` (default: the whole schedule plus a "
+     "margin), phases shaded")
     import matplotlib.pyplot as plt
     kind, c = parse_schedule_config(config)
     steps = (
@@ -221,8 +221,8 @@ def plot_schedule(config:dict,           # A schedule config dict
 
 # %% ../nbs/04_schedules.ipynb #0054a06a
 def _peak(schedule) -> float:
-    """The reference learning rate η0 of a built schedule (the primary's
-    `learning_rate`/`initial_learning_rate`)"""
+    ("The reference learning rate η0 of a built schedule (the primary's "
+     "`learning_rate`/`initial_learning_rate`)")
     p = schedule.primary if isinstance(schedule, WarmupSchedule) else schedule
     for attr in ('learning_rate', 'initial_learning_rate'):
         if hasattr(p, attr): return float(getattr(p, attr))
@@ -230,8 +230,8 @@ def _peak(schedule) -> float:
 
 # %% ../nbs/04_schedules.ipynb #e729cb95
 class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
-    """A torch LR scheduler driven by a Keras learning-rate schedule: group lr = base lr ·
-    schedule(step) / η0"""
+    ("A torch LR scheduler driven by a Keras learning-rate schedule: group lr = base lr · "
+     "schedule(step) / η0")
     # steps evaluated per call of the schedule (one vectorized call instead of 1024 scalar ones)
     block = 1024
     def __init__(self,
@@ -261,8 +261,8 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
 def to_torch_scheduler(config_or_schedule, # A schedule config dict or a built schedule
                        optimizer           # The torch optimizer to drive
                       ) -> ScheduleLR:
-    """A torch LR scheduler that makes `optimizer` follow a schedule config (or a built Keras
-    schedule), step by step"""
+    ("A torch LR scheduler that makes `optimizer` follow a schedule config (or a built Keras "
+     "schedule), step by step")
     s = (
         learning_rate_schedule_builder(config_or_schedule)
         if isinstance(config_or_schedule, dict)

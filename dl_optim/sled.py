@@ -33,8 +33,8 @@ def sled_reference(
         use_tau_in_update:bool=True,  # divide the step by τ
         inactive_logit_value:float=-1e9,  # η, written outside the top-k
         num_steps:int=1):             # T, evolution steps with rate α(1 − t/T)
-    """SLED for one position, written literally in NumPy float64 (slow; the yardstick for the fast
-    processor)"""
+    ("SLED for one position, written literally in NumPy float64 (slow; the yardstick for the fast "
+     "processor)")
     z = np.asarray(layer_logits, dtype=np.float64)
     early, final = z[:-1], z[-1]
     V = z.shape[-1]; k = min(evolution_scale, V)
@@ -76,8 +76,8 @@ def sled_layer_scores(xp,                 # `TORCH` or a `KerasOps`
                       final,              # Final-layer logits
                       top,                # Candidate token ids [batch, k]
                       temperature:float): # Softmax temperature
-    """Phase 1 for one early layer: m = max(cos(z_n − z_N, p_n − e_i), 0)² on the candidates, `[B,
-    k]`, by the O(V) closed form"""
+    ("Phase 1 for one early layer: m = max(cos(z_n − z_N, p_n − e_i), 0)² on the candidates, `[B, "
+     "k]`, by the O(V) closed form")
     p = tempered_softmax(xp, early, temperature)
     d = early - final
     dp, dd, pp = xp.rowsum(d * p), xp.rowsum(d * d), xp.rowsum(p * p)
@@ -104,8 +104,8 @@ def sled_evolve(xp,                     # `TORCH` or a `KerasOps`
                 temperature:float,      # Softmax temperature
                 tau_update:float,       # Temperature of the evolved distribution
                 num_steps:int):         # Evolution steps
-    """Phase 3: T gradient steps of KL(P_latent ‖ softmax(h/τ)) from h = z_N over the full
-    vocabulary, rate α(1 − t/T)"""
+    ("Phase 3: T gradient steps of KL(P_latent ‖ softmax(h/τ)) from h = z_N over the full "
+     "vocabulary, rate α(1 − t/T)")
     target = xp.scatter(top, latent, final)
     h = final
     for t in range(num_steps):
@@ -117,8 +117,8 @@ def sled_evolve(xp,                     # `TORCH` or a `KerasOps`
 # %% ../nbs/09_sled.ipynb #9e4a34b7
 def sled_latent(xp,           # `TORCH` or a `KerasOps`
                 scores:list): # Per-early-layer scores on the candidates
-    """Phase 2: P_latent on the candidates, `[B, k]`: per-layer scores summed and normalised per
-    row (0 where no layer scores)"""
+    ("Phase 2: P_latent on the candidates, `[B, k]`: per-layer scores summed and normalised per "
+     "row (0 where no layer scores)")
     total = scores[0]
     for s in scores[1:]: total = total + s
     norm = xp.rowsum(total)
@@ -140,8 +140,8 @@ SLED_SCHEMA = dict(
 _FINITE_MIN = {'float16': -65504.0}
 
 def _parse_sled(config:dict, where:str):
-    """Validate SLED parameters; `evolution_lower_bound` (the official name) is accepted for
-    `inactive_logit_value`"""
+    ("Validate SLED parameters; `evolution_lower_bound` (the official name) is accepted for "
+     "`inactive_logit_value`")
     config = dict(check_mapping(config, where))
     if 'evolution_lower_bound' in config:
         if 'inactive_logit_value' in config:
@@ -174,8 +174,8 @@ def _parse_sled(config:dict, where:str):
 
 # %% ../nbs/09_sled.ipynb #81cdfd42
 class SledLogitsProcessor:
-    """SLED: evolve the final logits towards what the early layers point at;
-    `__call__(layer_logits) -> [B, V]`"""
+    ("SLED: evolve the final logits towards what the early layers point at; "
+     "`__call__(layer_logits) -> [B, V]`")
     def __init__(self,
                  # α: size of the evolution step (official experiments: 1.75–2.5)
                  evolution_rate:float=0.5,
@@ -203,8 +203,8 @@ class SledLogitsProcessor:
         )
 
     def _layers(self, layer_logits):
-        """Split the input into (ops namespace, list of [B, V] arrays), with clear errors for the
-        wrong structure"""
+        ("Split the input into (ops namespace, list of [B, V] arrays), with clear errors for the "
+         "wrong structure")
         if isinstance(layer_logits, (list, tuple)):
             layers = list(layer_logits)
             if not layers:
@@ -288,8 +288,8 @@ def sled_builder(
 _FINAL_NORM_NAMES = ('norm', 'ln_f', 'final_layernorm', 'final_layer_norm', 'norm_f')
 
 def final_norm_of(model): # A Hugging Face causal LM
-    """The final normalisation module of a transformers causal LM (Llama/Mistral/Qwen `norm`, GPT-2
-    `ln_f`, ...)"""
+    ("The final normalisation module of a transformers causal LM (Llama/Mistral/Qwen `norm`, GPT-2 "
+     "`ln_f`, ...)")
     decoder = model.get_decoder() if hasattr(model, 'get_decoder') else model
     for name in _FINAL_NORM_NAMES:
         if isinstance(getattr(decoder, name, None), torch.nn.Module): return getattr(decoder, name)
@@ -312,8 +312,8 @@ def transformers_layer_logits(model,                 # A transformers causal LM 
                               normalize_early:bool=False,
                               # The norm module, when `final_norm_of` cannot find it
                               final_norm=None):
-    """Logits `[L+1, B, V]` (or `[L+1, P, V]` for P (row, col) positions) for SLED: the LM head on
-    the early states, then the final logits"""
+    ("Logits `[L+1, B, V]` (or `[L+1, P, V]` for P (row, col) positions) for SLED: the LM head on "
+     "the early states, then the final logits")
     normalize_early = Boolean()(normalize_early, 'normalize_early', 'transformers_layer_logits')
     hidden = outputs.hidden_states
     if hidden is None: raise ValueError('run the model with output_hidden_states=True')
@@ -334,8 +334,8 @@ def transformers_layer_logits(model,                 # A transformers causal LM 
 
 # %% ../nbs/09_sled.ipynb #b5b136e5
 def _cache_argument(model) -> str:
-    """What `model.forward` calls its KV cache: `cache` (transformers 5.x) or `past_key_values`
-    (4.x, deprecated in 5.x)"""
+    ("What `model.forward` calls its KV cache: `cache` (transformers 5.x) or `past_key_values` "
+     "(4.x, deprecated in 5.x)")
     import inspect
     return 'cache' if 'cache' in inspect.signature(model.forward).parameters else 'past_key_values'
 

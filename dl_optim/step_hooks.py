@@ -13,8 +13,8 @@ __all__ = ['StepHook', 'StepHookHandle', 'attach_step_hooks']
 
 # %% ../nbs/03b_step_hooks.ipynb #62a19abe
 class StepHook:
-    """Something done around an optimizer step: `before_step` may rewrite gradients, `after_step`
-    weights; state saved with the optimizer"""
+    ("Something done around an optimizer step: `before_step` may rewrite gradients, `after_step` "
+     "weights; state saved with the optimizer")
     def before_step(self, indexed_params:list):
         "Called before each step with `[(index, param), ...]`; may rewrite `param.grad` in place"
     def after_step(self, indexed_params:list):
@@ -44,8 +44,8 @@ def attach_step_hooks(optimizer:torch.optim.Optimizer, # Any torch optimizer
                       *hooks:StepHook,
                       # Where their state goes in the optimizer's `state_dict`
                       key:str='step_hooks'):
-    """Run `hooks` around every `optimizer.step()`; their state is saved and loaded with the
-    optimizer's"""
+    ("Run `hooks` around every `optimizer.step()`; their state is saved and loaded with the "
+     "optimizer's")
     if not hooks: raise ValueError('attach_step_hooks needs at least one hook')
     for h in hooks:
         if not all(

@@ -14,8 +14,8 @@ __all__ = ['KerasStepHook', 'StepHooksMixin']
 
 # %% ../nbs/03c_step_hooks_keras.ipynb #aeb76b06
 class KerasStepHook:
-    """A step hook for Keras optimizers: `build` adds its state, `before_step` returns gradients,
-    `after_step` assigns weights"""
+    ("A step hook for Keras optimizers: `build` adds its state, `before_step` returns gradients, "
+     "`after_step` assigns weights")
     def build(self, optimizer, variables:list): pass
     def before_step(self, optimizer, grads:list, variables:list) -> list: return grads
     def after_step(self, optimizer, variables:list): pass

@@ -35,6 +35,9 @@ DEFECTS = {   # defect class -> (planted HTML fragment, words the problem must c
     'missing alt text': ('<img src="{narrow}">', 'alt text'),
     'plot too wide to read': ('<img alt="a wide grid" src="{wide}">', 'shows 10-pt text'),
     'long code line': ('<pre><code>x = ' + '1 + ' * 30 + '1</code></pre>', 'longer than 100'),
+    'long API signature': ('<div class="cell-output cell-output-display"><div class="sourceCode">'
+                           '<pre class="sourceCode python"><code>def f(' + 'a, ' * 40 + ')</code></pre>'
+                           '</div></div>', 'longer than 100'),
     'seed reference': ('<p>as seed 002 says</p>', 'outside the repository'),
     'issue reference': ('<p>see issue #19</p>', 'outside the repository'),
     'shared path': ('<p>from ../shared/research/muon_family.md</p>', 'outside the repository'),

@@ -54,7 +54,7 @@ class Page(HTMLParser):
     def __init__(self, text: str):
         super().__init__(convert_charrefs=True)
         self.text, self.outputs, self.links, self.ids, self.images, self.scripts = [], [], [], set(), [], []
-        self.code = []   # code blocks (not outputs)
+        self.code = []   # highlighted code blocks (cells and API signatures; not plain outputs)
         self._stack, self._output_depth, self._pre, self._code = [], None, None, None
         self.feed(text)
     def handle_starttag(self, tag, attrs):
@@ -69,13 +69,15 @@ class Page(HTMLParser):
         self._stack.append(tag)
         if 'cell-output' in (a.get('class') or '') and self._output_depth is None: self._output_depth = len(self._stack)
         if tag == 'pre' and self._output_depth is not None: self._pre = []
-        elif tag == 'pre': self._code = []
+        # code: highlighted blocks anywhere, API signatures (a cell's output) included
+        if tag == 'pre' and (self._output_depth is None or 'sourceCode' in (a.get('class') or '')):
+            self._code = []
     def handle_endtag(self, tag):
         if tag not in self._stack: return
         while self._stack:
             t = self._stack.pop()
             if t == 'pre' and self._pre is not None: self.outputs.append(''.join(self._pre)); self._pre = None
-            elif t == 'pre' and self._code is not None: self.code.append(''.join(self._code)); self._code = None
+            if t == 'pre' and self._code is not None: self.code.append(''.join(self._code)); self._code = None
             if self._output_depth is not None and len(self._stack) < self._output_depth: self._output_depth = None
             if t == tag: break
     def handle_data(self, data):

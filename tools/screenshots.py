@@ -42,7 +42,7 @@ MEASURE = """<script>
 window.addEventListener('load', () => {
   const wide = [];
   for (const pre of document.querySelectorAll('div.sourceCode pre, pre.sourceCode')) {
-    if (pre.closest('.cell-output') || pre.scrollWidth <= pre.clientWidth) continue;
+    if (pre.scrollWidth <= pre.clientWidth) continue;   // plain outputs wrap; signatures and code must fit
     wide.push(pre.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, ''));
   }
   document.body.setAttribute('data-wide-code', JSON.stringify(wide));
@@ -50,7 +50,7 @@ window.addEventListener('load', () => {
 </script></body>"""
 
 def scrolling_code(page: Path) -> list:
-    "The longest line of each code block (outputs aside) that scrolls sideways in a 1280-px window"
+    "The longest line of each code block (API signatures included) that scrolls sideways in a 1280-px window"
     probe = page.with_name(f'_probe_{page.name}')   # next to the page, so that its styles load
     try:
         probe.write_text(page.read_text().replace('</body>', MEASURE, 1))

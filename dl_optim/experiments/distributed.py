@@ -15,8 +15,8 @@ from ..distributed import DistMuon
 
 def _bench_worker(rank: int, world: int, init_file: str, shapes, rounds: int, threads: int,
                   mode: str, out):
-    """One rank of the step-time benchmark on random gradients; mode 'dist' (DistMuon) or 'ddp'
-    (all-reduce + Muon)"""
+    ("One rank of the step-time benchmark on random gradients; mode 'dist' (DistMuon) or 'ddp' "
+     "(all-reduce + Muon)")
     import time, statistics
     torch.set_num_threads(threads)
     if world > 1:
@@ -50,8 +50,8 @@ def step_time(world:int,               # Processes
               mode:str='dist',         # 'dist' (DistMuon) or 'ddp' (all-reduce + Muon)
               rounds:int=3,            # Timed steps (the median is returned)
               threads:int|None=None):  # Threads per process (None: cores / world)
-    """Median step time (s) and per-step collective input bytes of one rank, on `world` local gloo
-    processes"""
+    ("Median step time (s) and per-step collective input bytes of one rank, on `world` local gloo "
+     "processes")
     import tempfile, importlib, torch.multiprocessing as mp
     threads = threads or max(1, (os.cpu_count() or 1) // world)
     ctx = mp.get_context('spawn'); out = ctx.SimpleQueue()
@@ -71,8 +71,8 @@ def step_time(world:int,               # Processes
 # %% ../../nbs/15_distributed_experiments.ipynb #94012fe1
 def _race_rank(rank: int, world: int, init_file: str, name: str, cfg: dict, train: bytes,
                val: bytes, queue):
-    """One rank of a distributed race entrant: the race's own `train_one` on this rank's share;
-    rank 0 reports and returns the curve"""
+    ("One rank of a distributed race entrant: the race's own `train_one` on this rank's share; "
+     "rank 0 reports and returns the curve")
     from dl_optim.experiments import race as R
     cfg = R.RaceConfig(**cfg)
     torch.set_num_threads(cfg.threads)
@@ -89,8 +89,8 @@ def _race_rank(rank: int, world: int, init_file: str, name: str, cfg: dict, trai
 
 # %% ../../nbs/15_distributed_experiments.ipynb #43dcbf83
 def _wait_for_ranks(procs, queue, on_progress) -> dict:
-    """Rank 0's curve; if any rank fails or dies, every rank is stopped and `ChildProcessError`
-    says which, never a hang"""
+    ("Rank 0's curve; if any rank fails or dies, every rank is stopped and `ChildProcessError` "
+     "says which, never a hang")
     import time
     while True:
         if not queue.empty():
@@ -114,8 +114,8 @@ def run_race_distributed(cfg,                          # A `RaceConfig`
                          nproc:int=2,                  # Data-parallel processes per entrant
                          progress:bool=True            # Progress bars
                         ) -> dict:
-    """`run_race` with every entrant trained data-parallel on `nproc` local gloo processes (Muon as
-    `DistMuon`)"""
+    ("`run_race` with every entrant trained data-parallel on `nproc` local gloo processes (Muon as "
+     "`DistMuon`)")
     import tempfile, time, sys, importlib
     from dataclasses import asdict
     import torch.multiprocessing as mp

@@ -71,8 +71,8 @@ def grokking_run(method:str,               # One of `GROKKING_METHODS`
                  target:float=0.95,        # Validation accuracy that counts as generalised
                  threads:int=1             # torch threads
                 ) -> dict:
-    """Train (full batch, the race's `train_loop`) until validation accuracy passes `target`; the
-    curves and the step it first did (None if never)"""
+    ("Train (full batch, the race's `train_loop`) until validation accuracy passes `target`; the "
+     "curves and the step it first did (None if never)")
     torch.set_num_threads(threads)
     (xt, yt), (xv, yv) = modular_addition(p, train_fraction, seed)
     torch.manual_seed(seed)
@@ -136,8 +136,8 @@ def grokking_table(results # `grokking_experiment`'s list
 # %% ../../nbs/14_grokking_experiment.ipynb #72359fb4
 def plot_grokking(results,     # `grokking_experiment`'s list
                   cols:int=2):  # Panels per row
-    """One panel per method: train (dashed) and validation (solid) accuracy over steps, one line
-    per seed"""
+    ("One panel per method: train (dashed) and validation (solid) accuracy over steps, one line "
+     "per seed")
     import matplotlib.pyplot as plt
     methods = list(dict.fromkeys(r['method'] for r in results))
     rows = math.ceil(len(methods) / cols)

