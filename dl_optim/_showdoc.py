@@ -28,6 +28,7 @@ def _commas(code:str) -> list:
             out.append((i + 2, len(opens), opens[-1] if opens else 0))
     return out
 
+# %% ../nbs/97_showdoc.ipynb #54bcb710
 def _split_code(code:str, width:int) -> list:
     "`code` in lines of at most `width` characters, broken after commas at its outermost level"
     commas = _commas(code)
@@ -37,11 +38,12 @@ def _split_code(code:str, width:int) -> list:
     indent = re.match(r'\s*', code).group() if top == 0 else ' ' * cuts[0][1]
     lines, start, prefix = [], 0, ''
     for (i, _), nxt in zip(cuts, cuts[1:] + [(len(code), 0)]):
-        if len(prefix) + nxt[0] - start > width:
+        if len(prefix) + len(code[start:nxt[0]].rstrip()) > width:
             lines.append(prefix + code[start:i].rstrip()); start, prefix = i, indent
     lines.append(prefix + code[start:])
     return lines
 
+# %% ../nbs/97_showdoc.ipynb #c3ba9669
 def fit_signature(sig:str,                    # A signature as fastcore's `DocmentText` formats it
                   width:int=SIGNATURE_WIDTH   # The longest line allowed
                  ) -> str:
