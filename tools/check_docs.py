@@ -32,7 +32,9 @@ OUTSIDE = re.compile(r'\bseeds?\s*0\d\d\b|\bseed (?:guide|document)s?\b|\bseeds/
 RAW_TEX = re.compile(r'\\[(\[]|\\[)\]]|\$[^$\n]*\\[A-Za-z]+[^$\n]*\$')
 PIPE_RULE = re.compile(r'^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$', re.M)
 
-MAX_CODE_LINE = 100       # characters; a code block at the body column shows about 100 before it scrolls
+# characters: the width the API signatures are fitted to (dl_optim._showdoc), and what a code block of the body
+# column shows before it scrolls (nbs/styles.css)
+from dl_optim._showdoc import SIGNATURE_WIDTH as MAX_CODE_LINE   # noqa: E402
 
 def long_lines(code: str) -> list:
     "Lines of `code` longer than `MAX_CODE_LINE` characters (cell directives `#|` aside)"
