@@ -68,7 +68,7 @@ class DeepSupervisionCallback(keras.callbacks.Callback):
     def __init__(self,
                  schedule:DeepSupervisionSchedule,  # The weight schedule
                  holder:SupervisionWeights,         # The weights the losses read
-                 update:str='epoch'):               # Update per 'epoch' or per 'batch'
+                 update:str='epoch'):               # Update per 'epoch' or per 'step' (batch)
         super().__init__()
         self.schedule, self.holder = schedule, holder
         self.update = Choice('epoch', 'step')(update, 'update', 'DeepSupervisionCallback')
@@ -96,14 +96,15 @@ class KerasDeepSupervision:
     def __init__(self,
                  model,                             # A Keras model with several outputs
                  schedule:DeepSupervisionSchedule,  # The weight schedule
-                 update:str='epoch'):               # Update per 'epoch' or per 'batch'
+                 update:str='epoch'):               # Update per 'epoch' or per 'step' (batch)
         n_out = len(model.outputs)
         if n_out != schedule.no_outputs:
             raise ConfigError('no_outputs', schedule.no_outputs,
                               f'{n_out}, the number of outputs of the model',
                               'KerasDeepSupervision')
-        self.schedule, self.update = schedule, update
-        self.holder = SupervisionWeights(schedule.no_outputs, name='deep_supervision')
+        self.schedule, self.holder = schedule, SupervisionWeights(schedule.no_outputs,
+                                                                 name='deep_supervision')
+        self.update = Choice('epoch', 'step')(update, 'update', 'KerasDeepSupervision')
         # tracked: the weights become part of the model's state
         model.deep_supervision = self.holder
     def losses(self, base='mse') -> list:

@@ -19,7 +19,7 @@ from .muon_core import muon_update, muon_variant
 from .ops import TORCH, closure_loss, with_grads
 
 # %% auto #0
-__all__ = ['HYPER_SPEC', 'module_kind', 'param_kind', 'module_layout', 'describe_module', 'Muon', 'initial_lr', 'muon_momentum',
+__all__ = ['HYPER_SPEC', 'module_kind', 'param_kind', 'module_layout', 'describe_module', 'initial_lr', 'Muon', 'muon_momentum',
            'MomentumWarmup']
 
 # %% ../nbs/03_muon.ipynb #311d566b
@@ -93,6 +93,137 @@ def _check_hyper(spec, hyper:dict, where:str) -> dict:
     out = spec.check(hyper, where)
     resolve_schedule(out['coefficients'], out['ns_steps'], 'ns_steps', where)
     return out
+
+# %% ../nbs/03_muon.ipynb #4670816f
+def initial_lr(lr): # A learning rate: a number or a 0-D tensor
+    ("A group's `initial_lr` from its `lr`, set at construction as torch's schedulers would (a "
+     "tensor is copied)")
+    return lr.clone() if isinstance(lr, torch.Tensor) else lr
+
+# %% ../nbs/03_muon.ipynb #412080cd
+def _entries(params, model) -> list[dict]:
+    ("Normalise a module, named parameters or plain tensors into dicts with name, param, kind, "
+     "is_head, tied_to_embedding, layout, groups")
+    if isinstance(params, nn.Module): return describe_module(params)
+    if isinstance(params, torch.Tensor):
+        raise TypeError(
+            "params must be an iterable of tensors, an nn.Module or param groups, not a single"
+            " tensor"
+        )
+    known = {id(e['param']): e for e in describe_module(model)} if model is not None else {}
+    out = []
+    for i, item in enumerate(params):
+        name, p = (
+            item
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+            else (f'param{i}', item)
+        )
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"parameter {name!r} is a {type(p).__name__}, not a tensor")
+        out.append(
+            known.get(id(p)) or dict(name=name, param=p, kind=None, is_head=False,
+                                     tied_to_embedding=False, layout='torch', groups=1))
+    return out
+
+# %% ../nbs/03_muon.ipynb #0316024a
+def _warn_by_shape(report):
+    ("One warning per optimizer when tensors reached Muon by their shape alone (an embedding or a "
+     "head among them would be missed)")
+    n = sum(r.by_shape and r.route == 'muon' for r in report)
+    if n:
+        warnings.warn(
+            f'Muon: {n} tensor(s) were routed to Muon by their shape alone (layer type unknown:'
+            ' plain tensors, named_parameters(), or bare nn.Parameters of custom modules); an'
+            ' embedding or output head among them would be orthogonalized. Pass the nn.Module'
+            ' itself, or model=model, or param groups with use_muon; routing_report() marks them.',
+            UserWarning,
+            stacklevel=4,
+        )
+
+# %% ../nbs/03_muon.ipynb #70c4f7a0
+def _route_one(e, rules:dict, forced, gi:int, where:str) -> Route:
+    "The route of one parameter entry: the routing rules, or the group's `use_muon`"
+    p = e['param']
+    if forced is None:
+        base = (
+            matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups'])
+            if 0 not in p.shape
+            else None
+        )
+        blocks = row_blocks_for(e['name'], base, rules['qkv_names'], rules['per_head_names'],
+                                rules['head_dim'])
+        return route_parameter(e['name'], tuple(p.shape), e['kind'], e['is_head'],
+                               e['tied_to_embedding'], e['layout'], groups=e['groups'],
+                               row_blocks=blocks, embedding_names=rules['exclude_embedding_names'],
+                               head_names=rules['head_names'], muon_names=rules['muon_names'],
+                               adamw_names=rules['adamw_names'])
+    if forced:
+        if p.ndim < 2 or p.numel() == 0:
+            raise ConfigError(
+                'use_muon',
+                True,
+                f"only for tensors with 2 or more dimensions, none of them 0; {e['name']!r} has"
+                f" shape {tuple(p.shape)}",
+                where,
+            )
+        return Route(e['name'], tuple(p.shape), 'muon', f'param group {gi}: use_muon=True',
+                     matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups']))
+    return Route(e['name'], tuple(p.shape), 'adamw', f'param group {gi}: use_muon=False')
+
+# %% ../nbs/03_muon.ipynb #c6fead23
+def _route_groups(params, spec, hyper:dict, rules:dict, model, name:str='Muon'):
+    ("Whatever the user passed, as internal groups marked `use_muon` with their route's "
+     "hyper-parameters (torch names)")
+    if isinstance(params, nn.Module) or isinstance(params, torch.Tensor):
+        user_groups = [{'params': params}]
+    else:
+        params = list(params)
+        if not params: raise ValueError(f"{name} got an empty parameter list")
+        user_groups = params if isinstance(params[0], dict) else [{'params': params}]
+    groups, report, seen, views = [], [], set(), {}
+    allowed = set(spec.names()) | {'params', 'use_muon'}
+    for gi, ug in enumerate(user_groups):
+        if not isinstance(ug, dict):
+            raise TypeError(f"param group {gi} is a {type(ug).__name__}; give all groups as dicts")
+        where = f'{name} param group {gi}'
+        for k in ug:
+            if k not in allowed:
+                raise ConfigError(k, ug[k], f'params, use_muon or a {name} argument', where,
+                                  did_you_mean(k, allowed))
+        forced = Boolean()(ug['use_muon'], 'use_muon', where) if 'use_muon' in ug else None
+        gh = _check_hyper(spec, {**hyper, **{k: v for k, v in ug.items() if k in hyper}}, where)
+        split = {True: ([], []), False: ([], [])}
+        for e in _entries(ug['params'], model):
+            p = e['param']
+            if id(p) in seen:
+                raise ValueError(f"parameter {e['name']!r} appears in more than one group")
+            seen.add(id(p))
+            if p.is_sparse:
+                raise ValueError(
+                    f"parameter {e['name']!r} is sparse; Muon and AdamW here need dense tensors"
+                )
+            if p.is_complex():
+                raise ValueError(
+                    f"parameter {e['name']!r} is complex; Muon is defined for real matrices (view"
+                    " it with torch.view_as_real)"
+                )
+            r = _route_one(e, rules, forced, gi, where)
+            report.append(r)
+            if r.route == 'muon':
+                views[p] = r.view
+            split[r.route == 'muon'][0].append(p)
+            split[r.route == 'muon'][1].append(e['name'].split(' ')[0])
+        sides = {
+            True: [h for h in spec if h.torch and h not in ADAMW_SPEC],
+            False: [h for h in ADAMW_SPEC if h.torch],
+        }
+        for muon_side, (ps, names) in split.items():
+            if not ps: continue
+            keys = {h.group: gh[h.torch] for h in sides[muon_side]}
+            groups.append(
+                dict(params=ps, param_names=names, use_muon=muon_side, **keys,
+                     initial_lr=initial_lr(keys['lr'])))
+    return groups, report, views
 
 # %% ../nbs/03_muon.ipynb #25fe4490
 _M, _A, _R = MUON_SPEC.defaults(), ADAMW_SPEC.defaults(), ROUTING_SPEC.defaults()
@@ -237,137 +368,6 @@ class Muon(torch.optim.Optimizer):
     def __repr__(self):
         plan = ', '.join(f'{m} on {n} matrices' for m, n in sorted(self.ns_plan().items()))
         return super().__repr__() + f"\nNewton–Schulz: {plan or 'no Muon matrices'}"
-
-# %% ../nbs/03_muon.ipynb #4670816f
-def initial_lr(lr): # A learning rate: a number or a 0-D tensor
-    ("A group's `initial_lr` from its `lr`, set at construction as torch's schedulers would (a "
-     "tensor is copied)")
-    return lr.clone() if isinstance(lr, torch.Tensor) else lr
-
-# %% ../nbs/03_muon.ipynb #412080cd
-def _entries(params, model) -> list[dict]:
-    ("Normalise a module, named parameters or plain tensors into dicts with name, param, kind, "
-     "is_head, tied_to_embedding, layout, groups")
-    if isinstance(params, nn.Module): return describe_module(params)
-    if isinstance(params, torch.Tensor):
-        raise TypeError(
-            "params must be an iterable of tensors, an nn.Module or param groups, not a single"
-            " tensor"
-        )
-    known = {id(e['param']): e for e in describe_module(model)} if model is not None else {}
-    out = []
-    for i, item in enumerate(params):
-        name, p = (
-            item
-            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
-            else (f'param{i}', item)
-        )
-        if not isinstance(p, torch.Tensor):
-            raise TypeError(f"parameter {name!r} is a {type(p).__name__}, not a tensor")
-        out.append(
-            known.get(id(p)) or dict(name=name, param=p, kind=None, is_head=False,
-                                     tied_to_embedding=False, layout='torch', groups=1))
-    return out
-
-# %% ../nbs/03_muon.ipynb #0316024a
-def _warn_by_shape(report):
-    ("One warning per optimizer when tensors reached Muon by their shape alone (an embedding or a "
-     "head among them would be missed)")
-    n = sum(r.by_shape and r.route == 'muon' for r in report)
-    if n:
-        warnings.warn(
-            f'Muon: {n} tensor(s) were routed to Muon by their shape alone (layer type unknown:'
-            ' plain tensors, named_parameters(), or bare nn.Parameters of custom modules); an'
-            ' embedding or output head among them would be orthogonalized. Pass the nn.Module'
-            ' itself, or model=model, or param groups with use_muon; routing_report() marks them.',
-            UserWarning,
-            stacklevel=4,
-        )
-
-# %% ../nbs/03_muon.ipynb #70c4f7a0
-def _route_one(e, rules:dict, forced, gi:int, where:str) -> Route:
-    "The route of one parameter entry: the routing rules, or the group's `use_muon`"
-    p = e['param']
-    if forced is None:
-        base = (
-            matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups'])
-            if 0 not in p.shape
-            else None
-        )
-        blocks = row_blocks_for(e['name'], base, rules['qkv_names'], rules['per_head_names'],
-                                rules['head_dim'])
-        return route_parameter(e['name'], tuple(p.shape), e['kind'], e['is_head'],
-                               e['tied_to_embedding'], e['layout'], groups=e['groups'],
-                               row_blocks=blocks, embedding_names=rules['exclude_embedding_names'],
-                               head_names=rules['head_names'], muon_names=rules['muon_names'],
-                               adamw_names=rules['adamw_names'])
-    if forced:
-        if p.ndim < 2 or p.numel() == 0:
-            raise ConfigError(
-                'use_muon',
-                True,
-                f"only for tensors with 2 or more dimensions, none of them 0; {e['name']!r} has"
-                f" shape {tuple(p.shape)}",
-                where,
-            )
-        return Route(e['name'], tuple(p.shape), 'muon', f'param group {gi}: use_muon=True',
-                     matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups']))
-    return Route(e['name'], tuple(p.shape), 'adamw', f'param group {gi}: use_muon=False')
-
-# %% ../nbs/03_muon.ipynb #c6fead23
-def _route_groups(params, spec, hyper:dict, rules:dict, model, name:str='Muon'):
-    ("Whatever the user passed, as internal groups marked `use_muon` with their route's "
-     "hyper-parameters (torch names)")
-    if isinstance(params, nn.Module) or isinstance(params, torch.Tensor):
-        user_groups = [{'params': params}]
-    else:
-        params = list(params)
-        if not params: raise ValueError(f"{name} got an empty parameter list")
-        user_groups = params if isinstance(params[0], dict) else [{'params': params}]
-    groups, report, seen, views = [], [], set(), {}
-    allowed = set(spec.names()) | {'params', 'use_muon'}
-    for gi, ug in enumerate(user_groups):
-        if not isinstance(ug, dict):
-            raise TypeError(f"param group {gi} is a {type(ug).__name__}; give all groups as dicts")
-        where = f'{name} param group {gi}'
-        for k in ug:
-            if k not in allowed:
-                raise ConfigError(k, ug[k], f'params, use_muon or a {name} argument', where,
-                                  did_you_mean(k, allowed))
-        forced = Boolean()(ug['use_muon'], 'use_muon', where) if 'use_muon' in ug else None
-        gh = _check_hyper(spec, {**hyper, **{k: v for k, v in ug.items() if k in hyper}}, where)
-        split = {True: ([], []), False: ([], [])}
-        for e in _entries(ug['params'], model):
-            p = e['param']
-            if id(p) in seen:
-                raise ValueError(f"parameter {e['name']!r} appears in more than one group")
-            seen.add(id(p))
-            if p.is_sparse:
-                raise ValueError(
-                    f"parameter {e['name']!r} is sparse; Muon and AdamW here need dense tensors"
-                )
-            if p.is_complex():
-                raise ValueError(
-                    f"parameter {e['name']!r} is complex; Muon is defined for real matrices (view"
-                    " it with torch.view_as_real)"
-                )
-            r = _route_one(e, rules, forced, gi, where)
-            report.append(r)
-            if r.route == 'muon':
-                views[p] = r.view
-            split[r.route == 'muon'][0].append(p)
-            split[r.route == 'muon'][1].append(e['name'].split(' ')[0])
-        sides = {
-            True: [h for h in spec if h.torch and h not in ADAMW_SPEC],
-            False: [h for h in ADAMW_SPEC if h.torch],
-        }
-        for muon_side, (ps, names) in split.items():
-            if not ps: continue
-            keys = {h.group: gh[h.torch] for h in sides[muon_side]}
-            groups.append(
-                dict(params=ps, param_names=names, use_muon=muon_side, **keys,
-                     initial_lr=initial_lr(keys['lr'])))
-    return groups, report, views
 
 # %% ../nbs/03_muon.ipynb #c88b68dc
 def muon_momentum(step:int,             # The optimizer step

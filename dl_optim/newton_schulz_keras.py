@@ -18,8 +18,8 @@ from keras import ops
 
 # %% ../nbs/01a_newton_schulz_keras.ipynb #9bf11370
 def default_ns_dtype_keras() -> str:
-    ("'bfloat16' when the Keras backend computes on a GPU, else 'float32' (CPU bf16 matmuls are "
-     "slow on most CPUs)")
+    ("The Newton–Schulz dtype for the Keras backend: torch's rule (`default_ns_dtype`) under "
+     "torch; 'bfloat16' on a GPU, else 'float32', under JAX and TensorFlow")
     backend = keras.backend.backend()
     if backend == 'jax':
         import jax

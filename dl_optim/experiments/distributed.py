@@ -24,9 +24,8 @@ def _bench_worker(rank: int, world: int, init_file: str, shapes, rounds: int, th
                                 world_size=world)
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(s) * 0.02) for s, k in shapes for _ in range(k)]
-    named = [(f'layers.{i}.weight', p) for i, p in enumerate(params)]
-    opt = DistMuon(named, ns_dtype=torch.float32) if mode == 'dist' else Muon(
-        named, ns_dtype=torch.float32)
+    groups = [{'params': params, 'use_muon': True}]   # every matrix on Muon, as measured
+    opt = (DistMuon if mode == 'dist' else Muon)(groups, ns_dtype=torch.float32)
     times = []
     for r in range(rounds + 1):
         for p in params: p.grad = torch.randn_like(p) * 1e-3

@@ -6,7 +6,7 @@ Docs: https://dl-optim.github.io/dl_optim/qk_clip_stress.html.md"""
 
 # %% ../../nbs/16_qk_clip_stress.ipynb #6c5365a7
 from __future__ import annotations
-import json, multiprocessing as mp, time
+import importlib, json, multiprocessing as mp, time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -80,8 +80,10 @@ def stress_experiment(seeds=(0, 1, 2),         # Seeds
         for s in seeds
         for n in ('muon', 'muonclip')
     ]
+    # by module, so it pickles from a notebook too
+    worker = importlib.import_module('dl_optim.experiments.qk_clip_stress')._stress_worker
     with ProcessPoolExecutor(processes, mp_context=mp.get_context('spawn')) as ex:
-        return list(ex.map(_stress_worker, jobs))
+        return list(ex.map(worker, jobs))
 
 # %% ../../nbs/16_qk_clip_stress.ipynb #6cf4fb12
 def plot_stress(

