@@ -8,7 +8,7 @@ Docs: https://dl-optim.github.io/dl_optim/showdoc.html.md"""
 __all__ = ['SIGNATURE_WIDTH', 'fit_signature', 'DocRenderer']
 
 # %% ../nbs/97_showdoc.ipynb #246bc18b
-import re, textwrap
+import re
 from nbdev.showdoc import BasicMarkdownRenderer
 
 # %% ../nbs/97_showdoc.ipynb #012c383f
@@ -43,6 +43,30 @@ def _split_code(code:str, width:int) -> list:
     lines.append(prefix + code[start:])
     return lines
 
+# %% ../nbs/97_showdoc.ipynb #f037ec92
+def _fill(words:list, first:int, rest:int) -> list:
+    "Greedy lines of `words`: the first at most `first` characters, the others at most `rest`"
+    lines, cur = [], ''
+    for w in words:
+        if cur and len(cur) + 1 + len(w) > (rest if lines else first): lines.append(cur); cur = w
+        else: cur = f'{cur} {w}' if cur else w
+    return lines + [cur]
+
+# %% ../nbs/97_showdoc.ipynb #0a229182
+def _comment_lines(comment:str, # A parameter's comment
+                   room:int,    # Characters left after the code on its line
+                   cont:int     # Characters of a continuation line
+                  ) -> list:
+    ("The comment's lines (the first after the code, '' if none fits there): as many as a greedy "
+     "fill needs, balanced")
+    words = comment.split()
+    if room < 20 or len(words[0]) > room: return [''] + _comment_lines(comment, cont, cont)
+    greedy = _fill(words, room, cont)
+    for limit in range(len(comment) // len(greedy), max(room, cont)):
+        lines = _fill(words, min(limit, room), min(limit, cont))
+        if len(lines) == len(greedy): return lines
+    return greedy
+
 # %% ../nbs/97_showdoc.ipynb #c3ba9669
 def fit_signature(sig:str,                    # A signature as fastcore's `DocmentText` formats it
                   width:int=SIGNATURE_WIDTH   # The longest line allowed
@@ -55,20 +79,27 @@ def fit_signature(sig:str,                    # A signature as fastcore's `Docme
         ind = re.match(r'\s*', line).group()
         out += _split_code(code, width)
         if not comment: continue
-        room = width - len(out[-1]) - 3
-        words = textwrap.wrap(comment, max(room, 1), break_long_words=False)
-        first = words[0] if words and len(words[0]) <= room and room >= 20 else ''
+        first, *rest = _comment_lines(comment, width - len(out[-1]) - 3, width - len(ind) - 2)
         if first: out[-1] += ' # ' + first
-        rest = comment[len(first):].strip()
-        rest_lines = textwrap.wrap(rest, width - len(ind) - 2, break_long_words=False)
-        out += [ind + '# ' + w for w in rest_lines]
+        out += [ind + '# ' + w for w in rest]
     return '\n'.join(out)
 
 # %% ../nbs/97_showdoc.ipynb #133a757d
 class DocRenderer(BasicMarkdownRenderer):
-    "nbdev's `show_doc` entry, with the signature fitted within `SIGNATURE_WIDTH` characters"
+    ("nbdev's `show_doc` entry: the signature fitted within `SIGNATURE_WIDTH` characters, the "
+     "title naming the class of a patched method and showing dunders as written")
+    def __init__(self, sym, name:str|None=None, **kwargs):
+        super().__init__(sym, name, **kwargs)
+        # nbdev names a decorated function after the function inside (`step`); the decorated
+        # one carries the class `@patch` gave it (`Muon.step`)
+        outer = getattr(sym, '__qualname__', '')
+        if name is None and '.' in outer and outer.endswith('.' + self.nm): self.nm = outer
+
     def _repr_markdown_(self):
         md = super()._repr_markdown_()
+        # `__repr__` in a Markdown title would read as a bold "repr"
+        title = re.search(r'^#+ (.*)$', md, re.M)
+        if title: md = md[:title.start(1)] + title.group(1).replace('_', r'\_') + md[title.end(1):]
         fence = re.search(r'```python\n(.*?)\n```', md, re.S)
         if not fence: return md
         return md[:fence.start(1)] + fit_signature(fence.group(1)) + md[fence.end(1):]

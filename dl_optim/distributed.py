@@ -240,7 +240,8 @@ def _adamw_group(self:ShardedComms, group):
 # %% ../nbs/12_distributed.ipynb #a6b7e8ba
 @patch
 @torch.no_grad()
-def step(self:DistMuon, closure=None):
+def step(self:DistMuon,
+         closure=None): # Re-evaluates the model and returns the loss (torch's convention)
     "One step: Muon buckets (reduce-scatter, owner update, all-gather), then the AdamW groups"
     loss = closure_loss(closure)
     for b in self._buckets: self._muon_bucket(b)

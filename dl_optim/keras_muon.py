@@ -7,6 +7,7 @@ Docs: https://dl-optim.github.io/dl_optim/keras_muon.html.md"""
 # %% ../nbs/05_keras_muon.ipynb #3fafe868
 from __future__ import annotations
 import warnings
+from fastcore.basics import patch
 from .config import ConfigError, Number, Boolean
 from .newton_schulz import resolve_schedule, JORDAN
 from .routing import route_parameter, matrix_view, RoutingReport, Route, row_blocks_for
@@ -266,70 +267,74 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
         variables = variables if variables is not None else self._trainable_variables
         return RoutingReport([self._route(v) for v in variables])
 
-    def build(self, var_list):
-        ("Route each variable once; Muon variables get the core's state (momentum, a variant's "
-         "own), Adam ones two moments")
-        if self.built: return
-        super().build(var_list)
-        routes = [self._route(v) for v in var_list]
-        # a named or excluded head is fine
-        if not any(r.reason.startswith(('output head', 'override')) for r in routes):
-            warnings.warn(
-                'Muon found no output head among the variables (none produces a model output by'
-                ' name or by Muon.for_model(model)); a final Dense would be orthogonalized. Build'
-                ' it with Muon.for_model(model, ...) or name the head in head_names.',
-                UserWarning,
-                stacklevel=2,
-            )
-        if any(r.by_shape and r.route == 'muon' for r in routes):
-            warnings.warn(
-                f'Muon: {sum(r.by_shape and r.route == "muon" for r in routes)} kernel(s) were'
-                ' split by a guess (no EinsumDense equation known); use Muon.for_model(model).',
-                UserWarning,
-                stacklevel=2,
-            )
-        self._xp = KerasOps(self)
-        n = len(var_list)
-        self._muon_state, self._adam_m, self._adam_v = [None] * n, [None] * n, [None] * n
-        self._views = [None] * n
-        for var, r in zip(var_list, routes):
-            i = self._get_variable_index(var)
-            if r.route == 'muon':
-                self._views[i] = r.view
-                self._muon_state[i] = {
-                    k: (
-                        self.add_variable_from_reference(var, 'momentum')
-                        if k == 'momentum_buffer'
-                        else self.add_variable(shape, dtype=var.dtype, name=f'{var.name}_{k}')
-                    )
-                    for k, shape in muon_state_shapes(
-                        tuple(var.shape), r.view, self.variant
-                    ).items()
-                }
-            else:
-                self._adam_m[i] = self.add_variable_from_reference(var, 'adam_m')
-                self._adam_v[i] = self.add_variable_from_reference(var, 'adam_v')
-
-    def update_step(self, gradient, variable, learning_rate):
-        ("Muon variables through the core's `muon_update`; the others through (N)Adam with "
-         "decoupled decay")
-        i = self._get_variable_index(variable)
-        lr, g = ops.cast(learning_rate, variable.dtype), ops.cast(gradient, variable.dtype)
-        if self._muon_state[i] is not None:
-            hyper = {
-                k: getattr(self, _ATTRS.get(k, k))
-                for k in MUON_SPEC.names() + self.variant.spec.names()
-                if k != 'lr'
+# %% ../nbs/05_keras_muon.ipynb #327b280f
+@patch
+def build(self:Muon, var_list):
+    ("Route each variable once; Muon variables get the core's state (momentum, a variant's "
+     "own), Adam ones two moments")
+    if self.built: return
+    keras.optimizers.Optimizer.build(self, var_list)
+    routes = [self._route(v) for v in var_list]
+    # a named or excluded head is fine
+    if not any(r.reason.startswith(('output head', 'override')) for r in routes):
+        warnings.warn(
+            'Muon found no output head among the variables (none produces a model output by'
+            ' name or by Muon.for_model(model)); a final Dense would be orthogonalized. Build'
+            ' it with Muon.for_model(model, ...) or name the head in head_names.',
+            UserWarning,
+            stacklevel=2,
+        )
+    if any(r.by_shape and r.route == 'muon' for r in routes):
+        warnings.warn(
+            f'Muon: {sum(r.by_shape and r.route == "muon" for r in routes)} kernel(s) were'
+            ' split by a guess (no EinsumDense equation known); use Muon.for_model(model).',
+            UserWarning,
+            stacklevel=2,
+        )
+    self._xp = KerasOps(self)
+    n = len(var_list)
+    self._muon_state, self._adam_m, self._adam_v = [None] * n, [None] * n, [None] * n
+    self._views = [None] * n
+    for var, r in zip(var_list, routes):
+        i = self._get_variable_index(var)
+        if r.route == 'muon':
+            self._views[i] = r.view
+            self._muon_state[i] = {
+                k: (
+                    self.add_variable_from_reference(var, 'momentum')
+                    if k == 'momentum_buffer'
+                    else self.add_variable(shape, dtype=var.dtype, name=f'{var.name}_{k}')
+                )
+                for k, shape in muon_state_shapes(
+                    tuple(var.shape), r.view, self.variant
+                ).items()
             }
-            return muon_update(self._xp, [variable], [g], [self._muon_state[i]], [self._views[i]],
-                               {**hyper, 'lr': lr}, self.variant,
-                               decay=[self._use_weight_decay(variable)])
-        adam_lr = lr * self.adam_lr_ratio if self.adam_lr_ratio is not None else ops.cast(
-            self.adam_learning_rate, variable.dtype)
-        update = adam_direction(self, g, variable, self._adam_m[i], self._adam_v[i],
-                                self.adam_beta_1, self.adam_beta_2, self.adam_epsilon,
-                                nesterov=self.use_nadam, caution=self.caution)
-        wd = self.muon_weight_decay if self.adam_weight_decay is None else self.adam_weight_decay
-        if wd and self._use_weight_decay(variable):
-            self.assign(variable, variable * (1.0 - adam_lr * wd))
-        self.assign_sub(variable, update * adam_lr)
+        else:
+            self._adam_m[i] = self.add_variable_from_reference(var, 'adam_m')
+            self._adam_v[i] = self.add_variable_from_reference(var, 'adam_v')
+
+# %% ../nbs/05_keras_muon.ipynb #f8ed7dae
+@patch
+def update_step(self:Muon, gradient, variable, learning_rate):
+    ("Muon variables through the core's `muon_update`; the others through (N)Adam with "
+     "decoupled decay")
+    i = self._get_variable_index(variable)
+    lr, g = ops.cast(learning_rate, variable.dtype), ops.cast(gradient, variable.dtype)
+    if self._muon_state[i] is not None:
+        hyper = {
+            k: getattr(self, _ATTRS.get(k, k))
+            for k in MUON_SPEC.names() + self.variant.spec.names()
+            if k != 'lr'
+        }
+        return muon_update(self._xp, [variable], [g], [self._muon_state[i]], [self._views[i]],
+                           {**hyper, 'lr': lr}, self.variant,
+                           decay=[self._use_weight_decay(variable)])
+    adam_lr = lr * self.adam_lr_ratio if self.adam_lr_ratio is not None else ops.cast(
+        self.adam_learning_rate, variable.dtype)
+    update = adam_direction(self, g, variable, self._adam_m[i], self._adam_v[i],
+                            self.adam_beta_1, self.adam_beta_2, self.adam_epsilon,
+                            nesterov=self.use_nadam, caution=self.caution)
+    wd = self.muon_weight_decay if self.adam_weight_decay is None else self.adam_weight_decay
+    if wd and self._use_weight_decay(variable):
+        self.assign(variable, variable * (1.0 - adam_lr * wd))
+    self.assign_sub(variable, update * adam_lr)

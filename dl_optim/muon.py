@@ -7,6 +7,7 @@ Docs: https://dl-optim.github.io/dl_optim/muon.html.md"""
 # %% ../nbs/03_muon.ipynb #9fceb661
 from __future__ import annotations
 import warnings
+from fastcore.basics import patch
 from collections import defaultdict
 import torch
 from torch import nn
@@ -235,8 +236,8 @@ class Muon(torch.optim.Optimizer):
     variant:MuonVariant = PLAIN_MUON
 
     def __init__(self,
-                 # `nn.Module`, `named_parameters()`, tensors, or param groups (dicts; `use_muon`
-                 # optional)
+                 # `nn.Module`, `named_parameters()`, tensors,
+                 # or param groups (dicts; `use_muon` optional)
                  params,
                  # Muon learning rate (before the shape scale)
                  lr:float=_M['lr'],
@@ -322,52 +323,60 @@ class Muon(torch.optim.Optimizer):
         _warn_by_shape(report)
         return groups, report, views
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        ("One step: Muon groups through the core's `muon_update`, AdamW groups through torch's "
-         "AdamW (`adamw_update`)")
-        loss = closure_loss(closure)
-        for group in self.param_groups:
-            (self._muon_step if group['use_muon'] else self._adamw_step)(
-                group, *with_grads(group['params'], type(self).__name__)
-            )
-        return loss
+# %% ../nbs/03_muon.ipynb #3d3e7220
+@patch
+@torch.no_grad()
+def step(self:Muon,
+         closure=None): # Re-evaluates the model and returns the loss (torch's convention)
+    ("One step: Muon groups through the core's `muon_update`, AdamW groups through torch's "
+     "AdamW (`adamw_update`)")
+    loss = closure_loss(closure)
+    for group in self.param_groups:
+        (self._muon_step if group['use_muon'] else self._adamw_step)(
+            group, *with_grads(group['params'], type(self).__name__)
+        )
+    return loss
 
-    def _muon_step(self, group, params, grads, keys=None):
-        ("The Muon update on explicit tensors (`DistMuon` passes a rank's own matrices and their "
-         "reduced gradients)")
-        # the tensors state and views are kept under (DistMuon: FSDP2's DTensors)
-        keys = params if keys is None else keys
-        # groups added later: from the shape
-        views = [self._views.get(k) or matrix_view(tuple(p.shape)) for k, p in zip(keys, params)]
-        muon_update(TORCH, params, grads, [self.state[k] for k in keys], views, group, self.variant)
+# %% ../nbs/03_muon.ipynb #c09dee0b
+@patch
+def _muon_step(self:Muon, group, params, grads, keys=None):
+    ("The Muon update on explicit tensors (`DistMuon` passes a rank's own matrices and their "
+     "reduced gradients)")
+    # the tensors state and views are kept under (DistMuon: FSDP2's DTensors)
+    keys = params if keys is None else keys
+    # groups added later: from the shape
+    views = [self._views.get(k) or matrix_view(tuple(p.shape)) for k, p in zip(keys, params)]
+    muon_update(TORCH, params, grads, [self.state[k] for k in keys], views, group, self.variant)
 
-    def _adamw_step(self, group, params, grads):
-        "torch's AdamW on explicit tensors"
-        adamw_update(params, grads, [self.state[p] for p in params], group['lr'], group['betas'],
-                     group['eps'], group['weight_decay'], group['caution'])
+# %% ../nbs/03_muon.ipynb #defa8919
+@patch
+def _adamw_step(self:Muon, group, params, grads):
+    "torch's AdamW on explicit tensors"
+    adamw_update(params, grads, [self.state[p] for p in params], group['lr'], group['betas'],
+                 group['eps'], group['weight_decay'], group['caution'])
 
-    def ns_plan(self) -> dict:
-        ("Matrices per Newton–Schulz method ('standard', 'gram'), as `ns_method` resolves for each "
-         "shape and compute dtype")
-        plan = {}
-        for g in self.param_groups:
-            if not g['use_muon']: continue
-            sched = resolve_schedule(g['coefficients'], g['ns_steps'])
-            for p in g['params']:
-                v = self._views.get(p) or matrix_view(tuple(p.shape))
-                m = ns_method_for(
-                    (v.rows, v.cols),
-                    sched,
-                    g['ns_dtype'] or default_ns_dtype(p.device),
-                    g['ns_method'],
-                )
-                plan[m] = plan.get(m, 0) + v.batch
-        return plan
+# %% ../nbs/03_muon.ipynb #40fe2d90
+@patch
+def ns_plan(self:Muon) -> dict:
+    ("Matrices per Newton–Schulz method ('standard', 'gram'), as `ns_method` resolves for each "
+     "shape and compute dtype")
+    plan = {}
+    for g in self.param_groups:
+        if not g['use_muon']: continue
+        sched = resolve_schedule(g['coefficients'], g['ns_steps'])
+        for p in g['params']:
+            v = self._views.get(p) or matrix_view(tuple(p.shape))
+            m = ns_method_for((v.rows, v.cols), sched,
+                              g['ns_dtype'] or default_ns_dtype(p.device), g['ns_method'])
+            plan[m] = plan.get(m, 0) + v.batch
+    return plan
 
-    def __repr__(self):
-        plan = ', '.join(f'{m} on {n} matrices' for m, n in sorted(self.ns_plan().items()))
-        return super().__repr__() + f"\nNewton–Schulz: {plan or 'no Muon matrices'}"
+# %% ../nbs/03_muon.ipynb #5c8e3847
+@patch
+def __repr__(self:Muon):
+    "torch's summary of the param groups, then the Newton–Schulz plan (`ns_plan`)"
+    plan = ', '.join(f'{m} on {n} matrices' for m, n in sorted(self.ns_plan().items()))
+    return torch.optim.Optimizer.__repr__(self) + f"\nNewton–Schulz: {plan or 'no Muon matrices'}"
 
 # %% ../nbs/03_muon.ipynb #c88b68dc
 def muon_momentum(step:int,             # The optimizer step

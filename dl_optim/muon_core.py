@@ -271,8 +271,8 @@ def muon_update(xp,                          # `TORCH` or a `KerasOps`
                 # Per-parameter state (`init_muon_state` fills a new one)
                 states:list[dict],
                 views:list,                  # Per-parameter `MatrixView`
-                # lr, momentum, nesterov, ns_steps, coefficients, weight_decay, adjust_lr, ns_dtype,
-                # cautious_weight_decay
+                # lr, momentum, nesterov, ns_steps, coefficients,
+                # weight_decay, adjust_lr, ns_dtype, cautious_weight_decay
                 hyper:dict,
                 variant:MuonVariant=PLAIN_MUON, # The Muon variant (plain Muon, NorMuon, …)
                 # Per-parameter: whether weight decay applies (Keras exclusions); None: all

@@ -8,6 +8,7 @@ Docs: https://dl-optim.github.io/dl_optim/muonclip.html.md"""
 from __future__ import annotations
 import inspect, math, sys, warnings
 from dataclasses import dataclass
+from fastcore.basics import patch
 import torch
 from torch import nn
 from .config import Number, Boolean
@@ -327,64 +328,75 @@ class QKClip(StepHook):
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.process_group)
         return t.to(logits.device)
 
-    def after_step(self, indexed_params=None):
-        "Clip every head over `tau` (the step hook's after-step)"
-        seen, self._seen, batches, self._batches = self._seen, {}, self._batches, []
-        self.max_logits = {self.blocks[m].name: v.detach().float().cpu() for m, v in seen.items()}
-        self.last_clipped = {}
-        if self.tau is None: return      # measuring only
-        # re-run the updated model on the step's batches, clipping each layer as it is reached
-        if self.remeasure and batches:
-            modes = {m: m.training for m in self._model.modules()}
-            self._model.eval(); self._clipping = True
-            try:
-                with torch.no_grad():
-                    for args, kwargs in batches: self._model(*args, **kwargs)
-            finally:
-                self._clipping = False
-                for m, t in modes.items(): m.training = t
-            self._seen = {}
-        else:
-            for m in self.blocks:
-                if m in seen: self._clip(self.blocks[m], self._reduced(seen[m]))
+# %% ../nbs/05c_muonclip.ipynb #ad653aa5
+@patch
+def after_step(self:QKClip, indexed_params=None):
+    "Clip every head over `tau` (the step hook's after-step)"
+    seen, self._seen, batches, self._batches = self._seen, {}, self._batches, []
+    self.max_logits = {self.blocks[m].name: v.detach().float().cpu() for m, v in seen.items()}
+    self.last_clipped = {}
+    if self.tau is None: return      # measuring only
+    # re-run the updated model on the step's batches, clipping each layer as it is reached
+    if self.remeasure and batches:
+        modes = {m: m.training for m in self._model.modules()}
+        self._model.eval(); self._clipping = True
+        try:
+            with torch.no_grad():
+                for args, kwargs in batches: self._model(*args, **kwargs)
+        finally:
+            self._clipping = False
+            for m, t in modes.items(): m.training = t
+        self._seen = {}
+    else:
+        for m in self.blocks:
+            if m in seen: self._clip(self.blocks[m], self._reduced(seen[m]))
 
-    def _clip(self, block:QKBlock, s:torch.Tensor):
-        ("Scale the heads of one layer whose max logit is over `tau` (GQA: see the rule above); "
-         "returns the (query, key) factors or None")
-        if self.tau is None: return None
-        s, g, n = s.double().tolist(), block.num_heads // block.num_kv_heads, 0
-        q_f = torch.ones(block.num_heads, dtype=torch.float64)
-        k_f = torch.ones(block.num_kv_heads, dtype=torch.float64)
-        for j in range(block.num_kv_heads):
-            gamma = {h: self.tau / s[h] for h in range(j * g, (j + 1) * g) if s[h] > self.tau}
-            if not gamma: continue
-            self.last_clipped[block.name] = sorted(
-                set(self.last_clipped.get(block.name, [])) | set(gamma))
-            key_share = min(gamma.values()) ** (1 - self.alpha) if len(gamma) == g else 1.0
-            if key_share != 1.0: block.scale_key(j, key_share); k_f[j] = key_share
-            for h, gh in gamma.items():
-                block.scale_query(h, gh / key_share)
-                q_f[h] = gh / key_share
-            n += len(gamma)
-        if not n: return None
-        self.clipped[block.name] = self.clipped.get(block.name, 0) + n
-        return q_f, k_f
+# %% ../nbs/05c_muonclip.ipynb #28cf1248
+@patch
+def _clip(self:QKClip, block:QKBlock, s:torch.Tensor):
+    ("Scale the heads of one layer whose max logit is over `tau` (GQA: see the rule above); "
+     "returns the (query, key) factors or None")
+    if self.tau is None: return None
+    s, g, n = s.double().tolist(), block.num_heads // block.num_kv_heads, 0
+    q_f = torch.ones(block.num_heads, dtype=torch.float64)
+    k_f = torch.ones(block.num_kv_heads, dtype=torch.float64)
+    for j in range(block.num_kv_heads):
+        gamma = {h: self.tau / s[h] for h in range(j * g, (j + 1) * g) if s[h] > self.tau}
+        if not gamma: continue
+        self.last_clipped[block.name] = sorted(
+            set(self.last_clipped.get(block.name, [])) | set(gamma))
+        key_share = min(gamma.values()) ** (1 - self.alpha) if len(gamma) == g else 1.0
+        if key_share != 1.0: block.scale_key(j, key_share); k_f[j] = key_share
+        for h, gh in gamma.items():
+            block.scale_query(h, gh / key_share)
+            q_f[h] = gh / key_share
+        n += len(gamma)
+    if not n: return None
+    self.clipped[block.name] = self.clipped.get(block.name, 0) + n
+    return q_f, k_f
 
-    def metrics(self, per_head:bool=False) -> dict:
-        ("The last step's max logits as flat numbers for a logger: 'qk_clip/max_logit/<layer>' "
-         "(and '…/head<h>')")
-        return max_logit_metrics(self.max_logits, per_head)
+# %% ../nbs/05c_muonclip.ipynb #69b212b7
+@patch
+def metrics(self:QKClip, per_head:bool=False) -> dict:
+    ("The last step's max logits as flat numbers for a logger: 'qk_clip/max_logit/<layer>' "
+     "(and '…/head<h>')")
+    return max_logit_metrics(self.max_logits, per_head)
 
-    def state_dict(self) -> dict: return {'clipped': dict(self.clipped)}
-    def load_state_dict(self, state:dict): self.clipped = dict(state['clipped'])
+# %% ../nbs/05c_muonclip.ipynb #9f0141ea
+@patch
+def state_dict(self:QKClip) -> dict: return {'clipped': dict(self.clipped)}
+@patch
+def load_state_dict(self:QKClip, state:dict): self.clipped = dict(state['clipped'])
 
-    def remove(self):
-        ("Stop measuring: remove the hooks and give a transformers model back its attention "
-         "implementation")
-        for h in self._handles: h.remove()
-        for m in self.blocks: m.__dict__.pop('_qk_clip', None)
-        for m, impl in self._switched: m.set_attn_implementation(impl)
-        self._handles, self._switched = [], []
+# %% ../nbs/05c_muonclip.ipynb #f4ebce76
+@patch
+def remove(self:QKClip):
+    ("Stop measuring: remove the hooks and give a transformers model back its attention "
+     "implementation")
+    for h in self._handles: h.remove()
+    for m in self.blocks: m.__dict__.pop('_qk_clip', None)
+    for m, impl in self._switched: m.set_attn_implementation(impl)
+    self._handles, self._switched = [], []
 
 # %% ../nbs/05c_muonclip.ipynb #a6898066
 def attach_qk_clip(

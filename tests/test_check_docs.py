@@ -30,6 +30,8 @@ DEFECTS = {   # defect class -> (planted HTML fragment, words the problem must c
     'pipe table as text': ('<div class="cell-output cell-output-stdout"><pre>| a | b |\n|---|---|\n| 1 | 2 |</pre></div>',
                            'Markdown table'),
     'inherited torch docstring': ('<div class="doc"><p>Base class for all neural network modules.</p></div>', 'inherited'),
+    'inherited object docstring': ('<div class="doc"><p>Return repr(self).</p></div>', 'inherited'),
+    'dunder title read as Markdown': ('<h3 id="muon.repr">Muon.<strong>repr</strong></h3>', 'bold or italics'),
     'broken page link': ('<a href="newton_schulz.html">NS</a>', 'broken link'),
     'broken anchor': ('<a href="other.html#nowhere">NS</a>', 'broken anchor'),
     'missing alt text': ('<img src="{narrow}">', 'alt text'),

@@ -8,7 +8,8 @@ API entry), no plot asks for a font below 9 pt, and no notebook code line (cell 
 100 characters. Per page (`page_problems`, also run on planted pages by the tests):
 - raw TeX in the rendered text (`\\(`, `\\[`, `$…\\cmd…$` outside code), or TeX left for a CDN script;
 - Markdown pipe tables printed as plain text in a code output;
-- an API entry showing a docstring inherited from torch or Keras;
+- an API entry showing a docstring inherited from torch, Keras or `object` (`Return repr(self).`);
+- a title in bold or italics: Markdown read in a name (`Muon.__repr__` shown as Muon.**repr**);
 - an internal link to a missing page or anchor;
 - an image without alt text, or a plot so wide that its 10-pt text would show below 9 pt;
 - a code line longer than 100 characters (it would scroll sideways at a 1280-px window);
@@ -25,10 +26,12 @@ MIN_SHOWN_PT, FIGURE_PT = 9, 10   # text must show at >= 9 pt; plots use fonts o
 MAX_FIGURE_INCHES = FIGURE_PT * SHOWN_WIDTH * 0.75 / (72 * MIN_SHOWN_PT)   # 8.5 in, at any dpi
 INHERITED = ('Base class for all neural network modules', 'Base class for all optimizers',
              'A layer is a callable object that takes as input one or more tensors',
-             'Abstract optimizer base class', 'Initialize self.  See help(type(self))')
+             'Abstract optimizer base class', 'Initialize self.  See help(type(self))',
+             'Return repr(self).', 'Return str(self).')
 OUTSIDE = re.compile(r'\bseeds?\s*0\d\d\b|\bseed (?:guide|document)s?\b|\bseeds/|\bshared/(?:seeds|research|hooks|gpu)\b'
                      r'|\.\./shared\b|\bDESIGN\.md\b|\b[Ii]ssue\s+#?\d{1,2}\b(?![\d.])|\bthe issue\'s\b'
                      r'|\bthe issue (?:names|asks|says|requires|lists|wants)\b|\b(?:model|example) of the issue\b', re.I)
+EMPHASIS_TITLE = re.compile(r'<h[1-6][^>]*>(?:(?!</h[1-6]>).)*?<(?:strong|em)>.*?</h[1-6]>', re.S)
 RAW_TEX = re.compile(r'\\[(\[]|\\[)\]]|\$[^$\n]*\\[A-Za-z]+[^$\n]*\$')
 PIPE_RULE = re.compile(r'^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$', re.M)
 
@@ -117,6 +120,9 @@ def page_problems(html: str, name: str, site: Path) -> list:
         if PIPE_RULE.search(out): problems.append(f'{name}: a Markdown table printed as text: {out.strip()[:60]!r}')
     for doc in INHERITED:
         if doc in text: problems.append(f'{name}: an API entry shows an inherited docstring: {doc!r}')
+    for m in EMPHASIS_TITLE.finditer(html):
+        shown = re.sub(r'<[^>]+>', '', m.group(0))
+        problems.append(f'{name}: a title in bold or italics (Markdown read in a name?): {shown[:60]!r}')
     for href in page.links:
         if href.startswith(('http:', 'https:', 'mailto:', 'data:', 'javascript:')) or href in ('#', ''): continue
         target, _, anchor = href.partition('#')
