@@ -320,7 +320,8 @@ def state_dict(self:DistMuon):
 
 # %% ../nbs/12_distributed.ipynb #821f5c4c
 @patch
-def load_state_dict(self:DistMuon, state_dict):
+def load_state_dict(self:DistMuon,
+                    state_dict): # From `state_dict()` of a `DistMuon` or a `Muon`, any world size
     ("Load a complete state (from any world size, or from a single-process `Muon`) and keep this "
      "rank's share")
     torch.optim.Optimizer.load_state_dict(self, state_dict)

@@ -269,7 +269,8 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
 
 # %% ../nbs/05_keras_muon.ipynb #327b280f
 @patch
-def build(self:Muon, var_list):
+def build(self:Muon,
+          var_list): # The variables to train (Keras calls `build` once, before the first step)
     ("Route each variable once; Muon variables get the core's state (momentum, a variant's "
      "own), Adam ones two moments")
     if self.built: return
@@ -315,7 +316,10 @@ def build(self:Muon, var_list):
 
 # %% ../nbs/05_keras_muon.ipynb #f8ed7dae
 @patch
-def update_step(self:Muon, gradient, variable, learning_rate):
+def update_step(self:Muon,
+                gradient,       # The variable's gradient
+                variable,       # The variable
+                learning_rate): # The current (scheduled) learning rate
     ("Muon variables through the core's `muon_update`; the others through (N)Adam with "
      "decoupled decay")
     i = self._get_variable_index(variable)

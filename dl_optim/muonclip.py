@@ -254,8 +254,8 @@ class QKClip(StepHook):
                  blocks:dict|None=None,
                  # Decide on the updated model's logits (one extra no-grad forward per step)
                  remeasure:bool=True,
-                 # torch.distributed group to reduce the maxima over (default: the world, if
-                 # initialised)
+                 # torch.distributed group to reduce the maxima over
+                 # (default: the world, if initialised)
                  process_group=None):
         where = 'QKClip'
         self.tau = Number(0, low_open=True, optional=True)(tau, 'tau', where)
@@ -330,7 +330,9 @@ class QKClip(StepHook):
 
 # %% ../nbs/05c_muonclip.ipynb #ad653aa5
 @patch
-def after_step(self:QKClip, indexed_params=None):
+def after_step(self:QKClip,
+               # From the optimizer's step hooks (unused: the clip reads the model)
+               indexed_params=None):
     "Clip every head over `tau` (the step hook's after-step)"
     seen, self._seen, batches, self._batches = self._seen, {}, self._batches, []
     self.max_logits = {self.blocks[m].name: v.detach().float().cpu() for m, v in seen.items()}
@@ -377,16 +379,23 @@ def _clip(self:QKClip, block:QKBlock, s:torch.Tensor):
 
 # %% ../nbs/05c_muonclip.ipynb #69b212b7
 @patch
-def metrics(self:QKClip, per_head:bool=False) -> dict:
+def metrics(self:QKClip,
+            per_head:bool=False # Also one entry per head
+           ) -> dict:
     ("The last step's max logits as flat numbers for a logger: 'qk_clip/max_logit/<layer>' "
      "(and '…/head<h>')")
     return max_logit_metrics(self.max_logits, per_head)
 
 # %% ../nbs/05c_muonclip.ipynb #9f0141ea
 @patch
-def state_dict(self:QKClip) -> dict: return {'clipped': dict(self.clipped)}
+def state_dict(self:QKClip) -> dict:
+    "The heads clipped so far, per layer (what a checkpoint keeps)"
+    return {'clipped': dict(self.clipped)}
 @patch
-def load_state_dict(self:QKClip, state:dict): self.clipped = dict(state['clipped'])
+def load_state_dict(self:QKClip,
+                    state:dict): # From `state_dict()`
+    "Restore the counts of clipped heads"
+    self.clipped = dict(state['clipped'])
 
 # %% ../nbs/05c_muonclip.ipynb #f4ebce76
 @patch

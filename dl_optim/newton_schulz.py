@@ -222,8 +222,8 @@ def _checked(s:Schedule, value, where) -> Schedule:
 
 # %% ../nbs/01_newton_schulz.ipynb #3ca52b69
 def resolve_schedule(
-        # A name from `NAMED_SCHEDULES`, an (a, b, c) tuple, a list of them, a `Schedule` or its
-        # `as_dict()`
+        # A name from `NAMED_SCHEDULES`, an (a, b, c) tuple, a list of them,
+        # a `Schedule` or its `as_dict()`
         coefficients='polar_express',
         # Steps; `None`: 5 for names and tuples, the list's length for lists
         steps:int|None=None,

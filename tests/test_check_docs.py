@@ -6,6 +6,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools'))
 from check_docs import page_problems, outside_refs, small_fonts, undocumented_params, long_lines   # noqa: E402
+from check_docs import patched_methods   # noqa: E402
 from check_docs import MAX_FIGURE_INCHES   # noqa: E402
 from offline_site import offline_page, page_names                        # noqa: E402
 
@@ -108,3 +109,12 @@ def _half_documented(a:int, b:int=2): ...   # only b's line has a comment
 def test_undocumented_params():
     assert undocumented_params(_documented) == []
     assert undocumented_params(_half_documented) == ['a']
+
+def test_patched_methods():
+    "The methods `@patch` adds get their own API entries, so the docs check reads them; class-body ones not"
+    from dl_optim.muon import Muon
+    from dl_optim.muonclip import QKClip
+    assert {'step', 'ns_plan', '__repr__'} <= set(patched_methods(Muon))
+    assert 'routing_report' not in patched_methods(Muon) and '_muon_step' not in patched_methods(Muon)
+    assert {'after_step', 'metrics', 'remove'} <= set(patched_methods(QKClip))
+    assert patched_methods(len) == {}

@@ -3,9 +3,10 @@
 
 Site-wide: every notebook became a page and is in the sidebar, every function and class in each module's `__all__`
 has its anchor on its page and its own docstring (not one inherited from torch or Keras), every saved plot is
-embedded, every parameter of an exported function or class has its docment (the comment after it, shown in the
-API entry), no plot asks for a font below 9 pt, and no notebook code line (cell directives aside) is longer than
-100 characters. Per page (`page_problems`, also run on planted pages by the tests):
+embedded, every parameter of an exported function or class, and of each method fastcore's `@patch` adds to
+one (nbdev gives those their own entries), has its docment (the comment after it, shown in the API entry), no
+plot asks for a font below 9 pt, and no notebook code line (cell directives aside) is longer than 100 characters.
+Per page (`page_problems`, also run on planted pages by the tests):
 - raw TeX in the rendered text (`\\(`, `\\[`, `$…\\cmd…$` outside code), or TeX left for a CDN script;
 - Markdown pipe tables printed as plain text in a code output;
 - an API entry showing a docstring inherited from torch, Keras or `object` (`Return repr(self).`);
@@ -171,7 +172,23 @@ def api_problems(page_of: dict) -> tuple:
             if obj.__module__ == modname:
                 missing = undocumented_params(obj)
                 if missing: undocumented.append(f'{modname}.{name}: {", ".join(missing)}')
+            for meth, f in patched_methods(obj).items():   # each has its own API entry
+                if not f.__doc__: problems.append(f'{modname}.{name}.{meth}: no docstring of its own')
+                missing = undocumented_params(f)
+                if missing: undocumented.append(f'{modname}.{name}.{meth}: {", ".join(missing)}')
     return problems, undocumented, n_syms
+
+def patched_methods(cls) -> dict:
+    "The public methods fastcore's `@patch` added to `cls` (defined at module level: nbdev shows each)"
+    if not inspect.isclass(cls): return {}
+    out = {}
+    for k, f in vars(cls).items():
+        if k.startswith('_') and not (k.startswith('__') and k.endswith('__')): continue
+        if not inspect.isfunction(f): continue
+        try: first = inspect.getsource(f).split('\n', 1)[0]
+        except (OSError, TypeError): continue
+        if first.startswith('@patch'): out[k] = f
+    return out
 
 def sidebar_notebooks() -> set:
     "Notebooks listed in nbs/sidebar.yml"
