@@ -323,20 +323,6 @@ class Muon(torch.optim.Optimizer):
         _warn_by_shape(report)
         return groups, report, views
 
-# %% ../nbs/03_muon.ipynb #3d3e7220
-@patch
-@torch.no_grad()
-def step(self:Muon,
-         closure=None): # Re-evaluates the model and returns the loss (torch's convention)
-    ("One step: Muon groups through the core's `muon_update`, AdamW groups through torch's "
-     "AdamW (`adamw_update`)")
-    loss = closure_loss(closure)
-    for group in self.param_groups:
-        (self._muon_step if group['use_muon'] else self._adamw_step)(
-            group, *with_grads(group['params'], type(self).__name__)
-        )
-    return loss
-
 # %% ../nbs/03_muon.ipynb #c09dee0b
 @patch
 def _muon_step(self:Muon, group, params, grads, keys=None):
@@ -354,6 +340,20 @@ def _adamw_step(self:Muon, group, params, grads):
     "torch's AdamW on explicit tensors"
     adamw_update(params, grads, [self.state[p] for p in params], group['lr'], group['betas'],
                  group['eps'], group['weight_decay'], group['caution'])
+
+# %% ../nbs/03_muon.ipynb #3d3e7220
+@patch
+@torch.no_grad()
+def step(self:Muon,
+         closure=None): # Re-evaluates the model and returns the loss (torch's convention)
+    ("One step: Muon groups through the core's `muon_update`, AdamW groups through torch's "
+     "AdamW (`adamw_update`)")
+    loss = closure_loss(closure)
+    for group in self.param_groups:
+        (self._muon_step if group['use_muon'] else self._adamw_step)(
+            group, *with_grads(group['params'], type(self).__name__)
+        )
+    return loss
 
 # %% ../nbs/03_muon.ipynb #40fe2d90
 @patch

@@ -328,6 +328,30 @@ class QKClip(StepHook):
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.process_group)
         return t.to(logits.device)
 
+# %% ../nbs/05c_muonclip.ipynb #28cf1248
+@patch
+def _clip(self:QKClip, block:QKBlock, s:torch.Tensor):
+    ("Scale the heads of one layer whose max logit is over `tau` (GQA: see the rule above); "
+     "returns the (query, key) factors or None")
+    if self.tau is None: return None
+    s, g, n = s.double().tolist(), block.num_heads // block.num_kv_heads, 0
+    q_f = torch.ones(block.num_heads, dtype=torch.float64)
+    k_f = torch.ones(block.num_kv_heads, dtype=torch.float64)
+    for j in range(block.num_kv_heads):
+        gamma = {h: self.tau / s[h] for h in range(j * g, (j + 1) * g) if s[h] > self.tau}
+        if not gamma: continue
+        self.last_clipped[block.name] = sorted(
+            set(self.last_clipped.get(block.name, [])) | set(gamma))
+        key_share = min(gamma.values()) ** (1 - self.alpha) if len(gamma) == g else 1.0
+        if key_share != 1.0: block.scale_key(j, key_share); k_f[j] = key_share
+        for h, gh in gamma.items():
+            block.scale_query(h, gh / key_share)
+            q_f[h] = gh / key_share
+        n += len(gamma)
+    if not n: return None
+    self.clipped[block.name] = self.clipped.get(block.name, 0) + n
+    return q_f, k_f
+
 # %% ../nbs/05c_muonclip.ipynb #ad653aa5
 @patch
 def after_step(self:QKClip,
@@ -352,30 +376,6 @@ def after_step(self:QKClip,
     else:
         for m in self.blocks:
             if m in seen: self._clip(self.blocks[m], self._reduced(seen[m]))
-
-# %% ../nbs/05c_muonclip.ipynb #28cf1248
-@patch
-def _clip(self:QKClip, block:QKBlock, s:torch.Tensor):
-    ("Scale the heads of one layer whose max logit is over `tau` (GQA: see the rule above); "
-     "returns the (query, key) factors or None")
-    if self.tau is None: return None
-    s, g, n = s.double().tolist(), block.num_heads // block.num_kv_heads, 0
-    q_f = torch.ones(block.num_heads, dtype=torch.float64)
-    k_f = torch.ones(block.num_kv_heads, dtype=torch.float64)
-    for j in range(block.num_kv_heads):
-        gamma = {h: self.tau / s[h] for h in range(j * g, (j + 1) * g) if s[h] > self.tau}
-        if not gamma: continue
-        self.last_clipped[block.name] = sorted(
-            set(self.last_clipped.get(block.name, [])) | set(gamma))
-        key_share = min(gamma.values()) ** (1 - self.alpha) if len(gamma) == g else 1.0
-        if key_share != 1.0: block.scale_key(j, key_share); k_f[j] = key_share
-        for h, gh in gamma.items():
-            block.scale_query(h, gh / key_share)
-            q_f[h] = gh / key_share
-        n += len(gamma)
-    if not n: return None
-    self.clipped[block.name] = self.clipped.get(block.name, 0) + n
-    return q_f, k_f
 
 # %% ../nbs/05c_muonclip.ipynb #69b212b7
 @patch
