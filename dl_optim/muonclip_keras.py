@@ -7,6 +7,7 @@ Docs: https://dl-optim.github.io/dl_optim/muonclip_keras.html.md"""
 # %% ../nbs/05d_muonclip_keras.ipynb #6aaf8782
 from __future__ import annotations
 import inspect
+from fastcore.basics import patch
 import numpy as np
 import keras
 from keras import ops
@@ -150,75 +151,90 @@ class KerasQKClip(KerasStepHook):
     def _merge(self, layer, logits):
         self._seen[layer] = np.maximum(self._seen[layer], logits) if layer in self._seen else logits
 
-    def _clip(self, layer, s:np.ndarray):
-        "Scale each head over `tau`; returns the per-head (query, key) factors, or None"
-        gamma = np.where(s > self.tau, self.tau / np.where(s > 0, s, 1.0), 1.0)
-        hit = [int(h) for h in np.flatnonzero(s > self.tau)]
-        if not hit: return None
-        q_f, k_f = gamma ** self.alpha, gamma ** (1 - self.alpha)
-        for h in hit:
-            if q_f[h] != 1.0: _scale_head(layer.query_dense, h, float(q_f[h]))
-            if k_f[h] != 1.0: _scale_head(layer.key_dense, h, float(k_f[h]))
-        self.last_clipped[layer.name] = sorted(
-            set(self.last_clipped.get(layer.name, [])) | set(hit))
-        self.clipped[layer.name] = self.clipped.get(layer.name, 0) + len(hit)
-        return q_f, k_f
-
-    def apply(self):
-        "Clip after an optimizer step (the step hook and the callback call this)"
-        if self.model is None:
-            raise RuntimeError(
-                'KerasQKClip is not bound to a model: call .bind(model) (a loaded optimizer needs'
-                ' it again)'
-            )
-        seen, self._seen, batches, self._batches = self._seen, {}, self._batches, []
-        if not seen and self._traced:
-            raise RuntimeError(
-                'QK-clip measures attention logits eagerly, but this step was traced (jit): compile'
-                ' the model with run_eagerly=True (JAX, TensorFlow) or run the forward pass eagerly'
-            )
-        self._traced = False
-        self.max_logits, self.last_clipped = {l.name: v for l, v in seen.items()}, {}
-        if self.remeasure and batches:
-            self._clipping = True
-            try:
-                for args, kwargs in batches: self.model(*args, **{**kwargs, 'training': False})
-            finally: self._clipping = False
-            self._seen = {}
-        else:
-            for layer, s in seen.items(): self._clip(layer, s)
-
-    def after_step(self, optimizer, variables):
-        if variables and KerasOps().tracing(variables[0].value):
-            raise RuntimeError(
-                'QK-clip rescales weights eagerly after each step, but this optimizer step is'
-                ' traced (jit): compile the model with run_eagerly=True (or jit_compile=False on'
-                ' JAX)'
-            )
-        self.apply()
-
     def pending(self) -> dict:
         "Max logits measured since the last step, per layer"
         return {l.name: v for l, v in self._seen.items()}
 
-    def metrics(self, per_head:bool=False) -> dict:
-        ("The last step's max logits as flat numbers for a logger "
-         "(`dl_optim.muonclip.max_logit_metrics`)")
-        return max_logit_metrics(self.max_logits, per_head)
-
-    def callback(self):
-        ("A `keras.callbacks.Callback` that clips after every training batch, for optimizers "
-         "without step hooks (torch, TensorFlow)")
-        if keras.backend.backend() == 'jax':
-            raise RuntimeError(
-                "JAX's fit keeps the weights outside the model between batches, so a callback"
-                " cannot rescale them: use the Keras Muon with step_hooks=[clip] (any dl_optim"
-                " optimizer with StepHooksMixin)"
-            )
-        clip = self
-        class QKClipCallback(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None): clip.apply()
-        return QKClipCallback()
-
     def get_config(self) -> dict:
         return dict(tau=self.tau, alpha=self.alpha, remeasure=self.remeasure)
+
+# %% ../nbs/05d_muonclip_keras.ipynb #3da92e73
+@patch
+def _clip(self:KerasQKClip, layer, s:np.ndarray):
+    "Scale each head over `tau`; returns the per-head (query, key) factors, or None"
+    gamma = np.where(s > self.tau, self.tau / np.where(s > 0, s, 1.0), 1.0)
+    hit = [int(h) for h in np.flatnonzero(s > self.tau)]
+    if not hit: return None
+    q_f, k_f = gamma ** self.alpha, gamma ** (1 - self.alpha)
+    for h in hit:
+        if q_f[h] != 1.0: _scale_head(layer.query_dense, h, float(q_f[h]))
+        if k_f[h] != 1.0: _scale_head(layer.key_dense, h, float(k_f[h]))
+    self.last_clipped[layer.name] = sorted(
+        set(self.last_clipped.get(layer.name, [])) | set(hit))
+    self.clipped[layer.name] = self.clipped.get(layer.name, 0) + len(hit)
+    return q_f, k_f
+
+# %% ../nbs/05d_muonclip_keras.ipynb #c288949a
+@patch
+def apply(self:KerasQKClip):
+    "Clip after an optimizer step (the step hook and the callback call this)"
+    if self.model is None:
+        raise RuntimeError(
+            'KerasQKClip is not bound to a model: call .bind(model) (a loaded optimizer needs'
+            ' it again)'
+        )
+    seen, self._seen, batches, self._batches = self._seen, {}, self._batches, []
+    if not seen and self._traced:
+        raise RuntimeError(
+            'QK-clip measures attention logits eagerly, but this step was traced (jit): compile'
+            ' the model with run_eagerly=True (JAX, TensorFlow) or run the forward pass eagerly'
+        )
+    self._traced = False
+    self.max_logits, self.last_clipped = {l.name: v for l, v in seen.items()}, {}
+    if self.remeasure and batches:
+        self._clipping = True
+        try:
+            for args, kwargs in batches: self.model(*args, **{**kwargs, 'training': False})
+        finally: self._clipping = False
+        self._seen = {}
+    else:
+        for layer, s in seen.items(): self._clip(layer, s)
+
+# %% ../nbs/05d_muonclip_keras.ipynb #ae35f0e1
+@patch
+def metrics(self:KerasQKClip,
+            per_head:bool=False # Also one entry per head
+           ) -> dict:
+    ("The last step's max logits as flat numbers for a logger "
+     "(`dl_optim.muonclip.max_logit_metrics`)")
+    return max_logit_metrics(self.max_logits, per_head)
+
+# %% ../nbs/05d_muonclip_keras.ipynb #3d4d7c49
+@patch
+def after_step(self:KerasQKClip,
+               optimizer, # The Keras optimizer that just stepped
+               variables): # Its variables (checked: the step must run eagerly)
+    "Clip after the optimizer step (the step hook's after-step)"
+    if variables and KerasOps().tracing(variables[0].value):
+        raise RuntimeError(
+            'QK-clip rescales weights eagerly after each step, but this optimizer step is'
+            ' traced (jit): compile the model with run_eagerly=True (or jit_compile=False on'
+            ' JAX)'
+        )
+    self.apply()
+
+# %% ../nbs/05d_muonclip_keras.ipynb #21527f82
+@patch
+def callback(self:KerasQKClip):
+    ("A `keras.callbacks.Callback` that clips after every training batch, for optimizers "
+     "without step hooks (torch, TensorFlow)")
+    if keras.backend.backend() == 'jax':
+        raise RuntimeError(
+            "JAX's fit keeps the weights outside the model between batches, so a callback"
+            " cannot rescale them: use the Keras Muon with step_hooks=[clip] (any dl_optim"
+            " optimizer with StepHooksMixin)"
+        )
+    clip = self
+    class QKClipCallback(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None): clip.apply()
+    return QKClipCallback()
