@@ -274,7 +274,7 @@ def build(self:Muon,
     ("Route each variable once; Muon variables get the core's state (momentum, a variant's "
      "own), Adam ones two moments")
     if self.built: return
-    keras.optimizers.Optimizer.build(self, var_list)
+    super(Muon, self).build(var_list)   # the step hooks' build, then Keras's
     routes = [self._route(v) for v in var_list]
     # a named or excluded head is fine
     if not any(r.reason.startswith(('output head', 'override')) for r in routes):

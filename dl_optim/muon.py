@@ -376,7 +376,7 @@ def ns_plan(self:Muon) -> dict:
 def __repr__(self:Muon):
     "torch's summary of the param groups, then the Newton–Schulz plan (`ns_plan`)"
     plan = ', '.join(f'{m} on {n} matrices' for m, n in sorted(self.ns_plan().items()))
-    return torch.optim.Optimizer.__repr__(self) + f"\nNewton–Schulz: {plan or 'no Muon matrices'}"
+    return super(Muon, self).__repr__() + f"\nNewton–Schulz: {plan or 'no Muon matrices'}"
 
 # %% ../nbs/03_muon.ipynb #c88b68dc
 def muon_momentum(step:int,             # The optimizer step
