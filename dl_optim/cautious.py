@@ -10,20 +10,23 @@ import torch
 from torch.optim.adamw import adamw as _torch_adamw
 from .config import Number, Boolean, Betas, Hyper, Spec, learning_rate
 from .ops import ops_for, closure_loss, with_grads
+from .optimizer_state import CheckedState, StateLayout
 
 # %% auto #0
-__all__ = ['CAUTION_FLOOR', 'ADAMW_TORCH_SPEC', 'cautious', 'init_adamw_state', 'adamw_update', 'AdamW']
+__all__ = ['CAUTION_FLOOR', 'ADAMW_TORCH_SPEC', 'cautious', 'init_adamw_state', 'adamw_state_layout', 'adamw_update', 'AdamW']
 
 # %% ../nbs/10_cautious.ipynb #2d76cc2d
 CAUTION_FLOOR = 1e-3   # smallest kept fraction used for the rescaling (caps it at 1000x)
 
-def cautious(update,   # The step direction u (the parameter moves by -lr * u)
-             grad):    # The gradient it is compared with
+def cautious(update,      # The step direction u (the parameter moves by -lr * u)
+             grad,        # The gradient it is compared with
+             # The kept fraction of a mask (default: its mean); a shard's caller averages over ranks
+             mean=None):
     ("Zero the components of `update` whose sign disagrees with `grad`; rescale by 1 / (kept "
      "fraction)")
     xp = ops_for(update)
     keep = xp.positive(update * grad)
-    return update * keep / xp.clamp_min(xp.mean(keep), CAUTION_FLOOR)
+    return update * keep / xp.clamp_min((mean or xp.mean)(keep), CAUTION_FLOOR)
 
 # %% ../nbs/10_cautious.ipynb #992350c7
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -49,6 +52,13 @@ def init_adamw_state(p,          # The parameter (or shard)
         state['exp_avg_sq'] = torch.zeros_like(p, memory_format=torch.preserve_format)
     return state
 
+# %% ../nbs/10_cautious.ipynb #2a55e096
+def adamw_state_layout(p # The parameter (whole: checkpoints are complete)
+                      ) -> StateLayout:
+    "What AdamW keeps for `p`, for checking a checkpoint: the step and both moments, together"
+    shape = tuple(p.shape)
+    return StateLayout({'step': (), 'exp_avg': shape, 'exp_avg_sq': shape})
+
 # %% ../nbs/10_cautious.ipynb #3c47e14e
 @torch.no_grad()
 def adamw_update(params:list,         # Tensors: whole parameters or shards
@@ -59,7 +69,10 @@ def adamw_update(params:list,         # Tensors: whole parameters or shards
                  eps:float,           # ε added to sqrt(v̂)
                  weight_decay:float,  # Decoupled weight decay
                  # Mask the Adam direction with `cautious`
-                 caution:bool=False):
+                 caution:bool=False,
+                 # Per tensor: the kept fraction of its mask, or None (its mean);
+                 # shards pass a mean over the ranks
+                 kept_means:list|None=None):
     "torch's AdamW (fused where it runs, else foreach) on explicit tensors, optionally cautious"
     if not params: return
     for p, st in zip(params, states): init_adamw_state(p, st)
@@ -78,9 +91,9 @@ def adamw_update(params:list,         # Tensors: whole parameters or shards
     directions = [torch.zeros_like(p) for p in params]
     # leaves -u in `directions`
     _torch_adamw(directions, grads, *moments, lr=1.0, weight_decay=0.0, **kernel)
-    for p, g, d in zip(params, grads, directions):
+    for p, g, d, mean in zip(params, grads, directions, kept_means or [None] * len(params)):
         if weight_decay: p.mul_(1 - lr * weight_decay)
-        p.sub_(cautious(d.neg_(), g) * lr)
+        p.sub_(cautious(d.neg_(), g, mean) * lr)
 
 # %% ../nbs/10_cautious.ipynb #3bad74e8
 ADAMW_TORCH_SPEC = Spec(   # torch.optim.AdamW's names and defaults, plus caution
@@ -90,7 +103,7 @@ ADAMW_TORCH_SPEC = Spec(   # torch.optim.AdamW's names and defaults, plus cautio
     Hyper('weight_decay', 1e-2, Number(0), "Decoupled weight decay (torch's AdamW default)"),
     Hyper('caution', False, Boolean(), 'Cautious updates'))
 
-class AdamW(torch.optim.Optimizer):
+class AdamW(CheckedState, torch.optim.Optimizer):
     ("AdamW (decoupled weight decay) with optional cautious updates; state compatible with "
      "`torch.optim.AdamW`")
     def __init__(self, params,      # Parameters or param groups
@@ -102,6 +115,11 @@ class AdamW(torch.optim.Optimizer):
         defaults = ADAMW_TORCH_SPEC.check(
             dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution), 'AdamW')
         super().__init__(params, defaults)   # the checked values, as plain Python
+
+    def _state_layout(self, group, p) -> StateLayout: return adamw_state_layout(p)
+    def _group_checks(self, group) -> dict:
+        "Each hyper-parameter's validator, for a checkpoint's groups"
+        return {h.name: h.check for h in ADAMW_TORCH_SPEC} | {'initial_lr': learning_rate}
 
     def add_param_group(self, param_group:dict):
         "Add a group, with `initial_lr` set from its `lr` (as torch's schedulers would)"

@@ -11,7 +11,7 @@ from keras import ops
 from .config import Number, Boolean
 from .cautious import cautious
 import warnings
-from .config import ConfigError
+from .config import ConfigError, Default, take_alias
 from .optimizers import WeightDecayExclusions
 
 # %% auto #0
@@ -52,7 +52,7 @@ class _CautiousAdamBase(WeightDecayExclusions, keras.optimizers.Optimizer):
                  beta_2:float=_SEED3['beta_2'],           # Second-moment decay
                  # Decoupled weight decay (Keras's, before the update)
                  weight_decay:float=_SEED3['weight_decay'],
-                 caution:bool=_SEED3['caution'],          # Cautious updates
+                 caution:bool=Default(_SEED3['caution']), # Cautious updates
                  epsilon:float=_SEED3['epsilon'],         # ε added to sqrt(v̂)
                  # The optimizer's name (default: the class name)
                  name:str|None=None,
@@ -66,10 +66,7 @@ class _CautiousAdamBase(WeightDecayExclusions, keras.optimizers.Optimizer):
                 DeprecationWarning,
                 stacklevel=2,
             )
-            if caution != _SEED3['caution']:
-                raise ConfigError('cation', kwargs['cation'], "only one of 'cation' and 'caution'",
-                                  w)
-            caution = kwargs.pop('cation')
+        caution = take_alias(kwargs, 'cation', 'caution', caution, Boolean(), w)
         checked = dict(
             beta_1=Number(0, 1, high_open=True)(beta_1, 'beta_1', w),
             beta_2=Number(0, 1, high_open=True)(beta_2, 'beta_2', w),

@@ -17,7 +17,7 @@ import numpy as np
 __all__ = ['MISSING', 'FLOAT32_MAX', 'FLOAT32_TINY', 'MAX_INTEGER', 'DEFAULTS', 'ConfigError', 'did_you_mean', 'Number',
            'Boolean', 'Choice', 'Strings', 'Betas', 'learning_rate', 'keras_learning_rate', 'input_file', 'output_dir',
            'output_file', 'Param', 'check_mapping', 'check_known_keys', 'check_required_keys', 'parse_config',
-           'config_type', 'nested_config', 'Hyper', 'Spec']
+           'config_type', 'nested_config', 'Default', 'given', 'take_alias', 'Hyper', 'Spec']
 
 # %% ../nbs/00_config.ipynb #f4605204
 class _Missing:
@@ -312,6 +312,30 @@ def nested_config(config:Mapping,    # A config with an optional inner `config` 
             raise ConfigError(k, config[k], 'known keys are config, type', where,
                               did_you_mean(k, ('type', 'config')))
     return config.get('config', {})
+
+# %% ../nbs/00_config.ipynb #f9557919
+class Default:
+    "A parameter's default, marked: a deprecated alias can tell it from a value passed on purpose"
+    def __init__(self, value): self.value = value
+    def __repr__(self): return repr(self.value)
+
+def given(value):
+    "`value` itself, or the default a `Default` marks"
+    return value.value if isinstance(value, Default) else value
+
+# %% ../nbs/00_config.ipynb #b4b4719f
+def take_alias(kwargs:dict,   # The constructor's extra keyword arguments (the alias is popped)
+               alias:str,     # The deprecated name
+               target:str,    # The current name
+               value,         # The target's value as received (a `Default` when not given)
+               check:Callable,# The target's validator, applied under the name the user wrote
+               where:str):    # The caller, for the error
+    "The setting from `target` or its deprecated `alias`; both given (any values) is a ConfigError"
+    if alias not in kwargs: return given(value)
+    if not isinstance(value, Default):
+        raise ConfigError(alias, kwargs[alias], f'only one of {alias!r} and {target!r} (the same'
+                          ' setting)', where)
+    return check(kwargs.pop(alias), alias, where)
 
 # %% ../nbs/00_config.ipynb #5e152d14
 def _frozen(d):

@@ -13,10 +13,11 @@ import torch.distributed as dist
 from fastcore.basics import patch
 from .muon import Muon, initial_lr
 from .muon_core import muon_state_shapes
-from .cautious import adamw_update, ADAMW_TORCH_SPEC
+from .cautious import adamw_update, adamw_state_layout, ADAMW_TORCH_SPEC
+from .optimizer_state import CheckedState, StateLayout
 from .routing import matrix_view
 from .ops import closure_loss
-from .config import ConfigError, Boolean, Number, did_you_mean
+from .config import ConfigError, Boolean, Number, did_you_mean, learning_rate
 
 # %% auto #0
 __all__ = ['ADAMW_SHARD_MIN_NUMEL', 'ownership', 'ShardedComms', 'DistMuon', 'DistAdamW', 'ownership_table', 'ns_flops']
@@ -232,9 +233,12 @@ def _adamw_group(self:ShardedComms, group):
             whole_grads.append(
                 g if self.grads_synced or _is_dtensor(p) else self._all_reduce(g.clone()))
     shards = [_shard(self, p) for p in sharded]
+    # caution rescales by the kept fraction of the whole tensor: shards average it over the ranks
+    ranks_mean = lambda keep: self._all_reduce(keep.mean().reshape(1))[0]
     adamw_update(whole + shards, whole_grads + shard_grads,
                  [self.state[p] for p in whole + sharded], group['lr'], group['betas'],
-                 group['eps'], group['weight_decay'], group['caution'])
+                 group['eps'], group['weight_decay'], group['caution'],
+                 [None] * len(whole) + [ranks_mean] * len(shards))
     for p, local in zip(sharded, shards): self._all_gather(p, local.clone())
 
 # %% ../nbs/12_distributed.ipynb #a6b7e8ba
@@ -324,7 +328,7 @@ def load_state_dict(self:DistMuon,
                     state_dict): # From `state_dict()` of a `DistMuon` or a `Muon`, any world size
     ("Load a complete state (from any world size, or from a single-process `Muon`) and keep this "
      "rank's share")
-    torch.optim.Optimizer.load_state_dict(self, state_dict)
+    Muon.load_state_dict(self, state_dict)   # checked first (`CheckedState`)
     for b in self._buckets:
         for i, p in enumerate(b.params):
             st = self.state.get(p)
@@ -337,7 +341,7 @@ def load_state_dict(self:DistMuon,
 # %% ../nbs/12_distributed.ipynb #b7f1569f
 _AW = ADAMW_TORCH_SPEC.defaults()
 
-class DistAdamW(ShardedComms, torch.optim.Optimizer):
+class DistAdamW(CheckedState, ShardedComms, torch.optim.Optimizer):
     ("AdamW (optionally cautious) on torch.distributed, ZeRO-2 style: state sharded, complete "
      "`state_dict` on every rank")
     def __init__(self, params,                           # Parameters or param groups
@@ -387,8 +391,13 @@ class DistAdamW(ShardedComms, torch.optim.Optimizer):
     def load_state_dict(self, state_dict):
         ("Load a complete state (from any world size, a `DistAdamW` or a `torch.optim.AdamW`) and "
          "keep this rank's share")
-        torch.optim.Optimizer.load_state_dict(self, state_dict)
+        super().load_state_dict(state_dict)   # checked first (`CheckedState`)
         _adam_keep_shards(self)
+
+    def _state_layout(self, group, p) -> StateLayout: return adamw_state_layout(p)
+    def _group_checks(self, group) -> dict:
+        "Each hyper-parameter's validator, for a checkpoint's groups"
+        return {h.name: h.check for h in ADAMW_TORCH_SPEC} | {'initial_lr': learning_rate}
 
 # %% ../nbs/12_distributed.ipynb #fa4c4f39
 def ownership_table(shapes_counts, # ((rows, cols), count) pairs, one per shape

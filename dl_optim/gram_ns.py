@@ -6,6 +6,7 @@ Docs: https://dl-optim.github.io/dl_optim/gram_ns.html.md"""
 
 # %% ../nbs/01c_gram_ns.ipynb #0338ad81
 from __future__ import annotations
+from .config import Choice
 
 # %% auto #0
 __all__ = ['GRAM_MIN_SAVING', 'GRAM_AUTO_DTYPES', 'ns_products', 'restart_steps', 'gram_newton_schulz', 'gram_pays']
@@ -18,6 +19,7 @@ def ns_products(m:int,                   # Rows (either orientation: the smaller
                 restarts:tuple=()        # Gram: steps before which X is rebuilt and R recomputed
                ) -> int:
     "Multiply-adds of one Newton–Schulz run on an m × n matrix"
+    method = Choice('standard', 'gram')(method, 'method', 'ns_products')
     m, n = min(m, n), max(m, n)
     square, with_x = m ** 3, m * m * n
     if method == 'standard':

@@ -58,12 +58,34 @@ def orthograd(weight, # The weight
 GROKFAST_SCHEMA = dict(alpha=Param(Number(0, 1, high_open=True), 0.98), lamb=Param(Number(0), 2.0),
                        warmup_steps=Param(Number(0, integer=True), 0))
 
-def parse_grokfast(config,              # True, a dict of GrokFast's keys, or a `GrokFast`
+def parse_grokfast(config,              # None/False (off), True (defaults) or a dict of its keys
                    where:str='grokfast'  # The caller, for the error
-                  ) -> dict:
-    ("Validate GrokFast's settings (`alpha` in [0, 1), `lamb` >= 0, `warmup_steps` >= 0) and fill "
-     "in defaults")
-    return parse_config({} if config is True else config, GROKFAST_SCHEMA, where)
+                  ) -> dict|None:
+    ("GrokFast's settings checked and completed (`alpha` in [0, 1), `lamb` >= 0, `warmup_steps` "
+     ">= 0); None when off")
+    if config is None or config is False: return None
+    if config is True: config = {}
+    if not isinstance(config, dict):
+        raise ConfigError('grokfast', config, 'None or False (off), True (the defaults) or a dict'
+                          ' of alpha, lamb, warmup_steps', where)
+    return parse_config(config, GROKFAST_SCHEMA, where)
+
+# %% ../nbs/11_grokking.ipynb #d1c70fdd
+def _dense(p, i:int, who:str):
+    "Refuse a sparse gradient by name (the filters need the dense whole)"
+    if p.grad.is_sparse:
+        raise ValueError(f'{who} needs dense gradients; parameter {i} has a sparse one'
+                         ' (nn.Embedding(sparse=True)?): leave that parameter out of the optimizer')
+
+def _ema_state(v, key, where) -> dict:
+    "GrokFast's saved slow gradients: {parameter index: floating tensor}"
+    if not isinstance(v, dict) or not all(
+            isinstance(t, torch.Tensor) and t.is_floating_point() and str(k).isdigit()
+            for k, t in v.items()):
+        raise ConfigError(key, v, '{parameter index: floating tensor}', where)
+    return v
+
+_GROKFAST_STATE = dict(steps=Param(Number(0, integer=True)), ema=Param(_ema_state))
 
 # %% ../nbs/11_grokking.ipynb #7975f7b0
 class GrokFast(StepHook):
@@ -81,7 +103,8 @@ class GrokFast(StepHook):
         "Rewrite the gradients of `[(index, param), ...]` in place"
         self.steps += 1
         for i, p in indexed_params:
-            if p.grad is None: continue
+            if p.grad is None or p.numel() == 0: continue
+            _dense(p, i, 'GrokFast')
             e = self.ema.get(i)
             self.ema[i] = grokfast_init(p.grad.detach().clone()) if e is None else grokfast_ema(
                 e, p.grad, self.alpha)
@@ -91,6 +114,8 @@ class GrokFast(StepHook):
     def state_dict(self):
         return {'steps': self.steps, 'ema': {i: e.clone() for i, e in self.ema.items()}}
     def load_state_dict(self, sd):
+        "Restore the step count and the slow gradients, checked first"
+        sd = parse_config(sd, _GROKFAST_STATE, 'GrokFast state')
         self.steps, self.ema = sd['steps'], {int(i): e.clone() for i, e in sd['ema'].items()}
     def __repr__(self):
         return f'GrokFast(alpha={self.alpha}, lamb={self.lamb}, warmup_steps={self.warmup_steps})'
@@ -101,10 +126,14 @@ class OrthoGrad(StepHook):
     @torch.no_grad()
     def before_step(self, indexed_params):
         "Rewrite the gradients of `[(index, param), ...]` in place"
-        for _, p in indexed_params:
-            if p.grad is not None: p.grad.copy_(orthograd(p.detach(), p.grad))
+        for i, p in indexed_params:
+            if p.grad is None or p.numel() == 0: continue
+            _dense(p, i, 'OrthoGrad')
+            p.grad.copy_(orthograd(p.detach(), p.grad))
     def state_dict(self): return {}
-    def load_state_dict(self, sd): pass
+    def load_state_dict(self, sd):
+        "OrthoGrad keeps nothing: only an empty state loads"
+        parse_config(sd, {}, 'OrthoGrad state')
     def __repr__(self): return 'OrthoGrad()'
 
 # %% ../nbs/11_grokking.ipynb #ff262878

@@ -61,7 +61,7 @@ class GradientFiltersMixin(StepHooksMixin):
                  orthograd:bool=False,   # Project each gradient orthogonal to its weight
                  **kwargs):
         w = type(self).__name__
-        grokfast = None if grokfast in (None, False) else parse_grokfast(grokfast, f'{w}.grokfast')
+        grokfast = parse_grokfast(grokfast, f'{w}.grokfast')
         orthograd = Boolean()(orthograd, 'orthograd', w)
         super().__init__(*args, **kwargs)
         self.grokfast, self.orthograd = grokfast, orthograd
@@ -127,7 +127,8 @@ def gradient_filters(
             'gradient_filters needs an optimizer that has not been used yet (its state would be'
             ' lost)'
         )
-    if grokfast in (None, False) and not orthograd:
+    if parse_grokfast(grokfast, 'gradient_filters') is None and not Boolean()(
+            orthograd, 'orthograd', 'gradient_filters'):
         raise ConfigError('grokfast', grokfast,
                           'at least one filter: grokfast=True/{...} or orthograd=True',
                           'gradient_filters')

@@ -8,7 +8,7 @@ Docs: https://dl-optim.github.io/dl_optim/keras_muon.html.md"""
 from __future__ import annotations
 import warnings
 from fastcore.basics import patch
-from .config import ConfigError, Number, Boolean
+from .config import ConfigError, Number, Boolean, Default, given, take_alias
 from .newton_schulz import resolve_schedule, JORDAN
 from .routing import route_parameter, matrix_view, RoutingReport, Route, row_blocks_for
 from .routing import EMBEDDING_COMPONENTS
@@ -74,31 +74,25 @@ _ATTRS = {'weight_decay': 'muon_weight_decay'}
 
 def _legacy_aliases(kwargs:dict, momentum, coefficients, adam_epsilon, caution):
     ("The argument names of the Keras Muon in subtotechnoblade/Optimizers (muon_beta, muon_a/b/c, "
-     "epsilon, cation) mapped to ours")
-    w, _D = 'Muon', KERAS_SPEC.defaults('keras')
-    def take(alias, value, default, target, check):
-        if alias not in kwargs: return value
-        if value != default:
-            raise ConfigError(alias, kwargs[alias],
-                              f'only one of {alias!r} and {target!r} (the same setting)', w)
-        return check(kwargs.pop(alias), alias, w)   # errors name the argument the user wrote
-    momentum = take('muon_beta', momentum, _D['momentum'], 'momentum', MUON_SPEC['momentum'].check)
-    adam_epsilon = take('epsilon', adam_epsilon, _D['adam_epsilon'], 'adam_epsilon',
-                        ADAMW_SPEC['adam_eps'].check)
+     "epsilon, cation) mapped to ours: one name or the other, never both")
+    w = 'Muon'
+    momentum = take_alias(kwargs, 'muon_beta', 'momentum', momentum, MUON_SPEC['momentum'].check, w)
+    adam_epsilon = take_alias(kwargs, 'epsilon', 'adam_epsilon', adam_epsilon,
+                              ADAMW_SPEC['adam_eps'].check, w)
     if 'cation' in kwargs:
         warnings.warn(
             "Muon: 'cation' (subtotechnoblade/Optimizers' spelling) is deprecated; use caution=",
             DeprecationWarning, stacklevel=3)
-        caution = take('cation', caution, False, 'caution', Boolean())
+    caution = take_alias(kwargs, 'cation', 'caution', caution, Boolean(), w)
     abc = [k for k in ('muon_a', 'muon_b', 'muon_c') if k in kwargs]
     if abc:
-        if coefficients != _D['coefficients']:
+        if not isinstance(coefficients, Default):
             raise ConfigError(abc[0], kwargs[abc[0]], "only one of muon_a/b/c and 'coefficients'",
                               w)
         coefficients = tuple(
             Number()(kwargs.pop(k, d), k, w) for k, d in zip(('muon_a', 'muon_b', 'muon_c'), JORDAN)
         )
-    return momentum, coefficients, adam_epsilon, caution
+    return momentum, given(coefficients), adam_epsilon, caution
 
 # %% ../nbs/05_keras_muon.ipynb #184b8f75
 def output_layers(model # A built Keras model
@@ -155,14 +149,14 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
     def __init__(self,
                  # Muon learning rate: float or schedule
                  learning_rate=_K['learning_rate'],
-                 momentum:float=_K['momentum'],               # Momentum μ (EMA form)
+                 momentum:float=Default(_K['momentum']),      # Momentum μ (EMA form)
                  nesterov:bool=_K['nesterov'],                # Nesterov momentum
                  ns_steps:int=_K['ns_steps'],                 # Newton–Schulz steps
                  # Adam learning rate (constant) when `adam_lr_ratio` is None
                  adam_learning_rate:float=_K['adam_learning_rate'],
                  adam_beta_1:float=_K['adam_beta_1'],         # Adam β1
                  adam_beta_2:float=_K['adam_beta_2'],         # Adam β2
-                 adam_epsilon:float=_K['adam_epsilon'],       # Adam ε
+                 adam_epsilon:float=Default(_K['adam_epsilon']), # Adam ε
                  # Decoupled weight decay (both routes, each with its own lr)
                  weight_decay:float=_K['weight_decay'],
                  # Path substrings marking embeddings (→ Adam)
@@ -173,11 +167,11 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
                  exclude_layers=_K['exclude_layers'],
                  exclude_embeddings:bool=_K['exclude_embeddings'], # Route embeddings to Adam
                  # Cautious Adam updates (subtotechnoblade/Optimizers)
-                 caution:bool=_K['caution'],
+                 caution:bool=Default(_K['caution']),
                  # Nesterov Adam on the Adam side (subtotechnoblade/Optimizers)
                  use_nadam:bool=_K['use_nadam'],
                  # Newton–Schulz schedule, as in the torch Muon
-                 coefficients=_K['coefficients'],
+                 coefficients=Default(_K['coefficients']),
                  # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
                  adjust_lr:str|None=_K['adjust_lr'],
                  # NS compute dtype name; None: bf16 on GPUs, float32 on CPUs

@@ -11,12 +11,14 @@ from fastcore.basics import patch
 from collections import defaultdict
 import torch
 from torch import nn
-from .cautious import adamw_update
-from .config import ConfigError, Number, Boolean, did_you_mean
+from .cautious import adamw_update, adamw_state_layout
+from .config import ConfigError, Number, Boolean, did_you_mean, learning_rate
+from .config import Param, parse_config
 from .newton_schulz import resolve_schedule, default_ns_dtype, ns_method_for
 from .routing import route_parameter, matrix_view, RoutingReport, Route, row_blocks_for
 from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON
-from .muon_core import muon_update, muon_variant
+from .muon_core import muon_update, muon_variant, muon_state_shapes, MUON_VARIANTS
+from .optimizer_state import CheckedState, StateLayout
 from .ops import TORCH, closure_loss, with_grads
 
 # %% auto #0
@@ -171,8 +173,26 @@ def _route_one(e, rules:dict, forced, gi:int, where:str) -> Route:
                      matrix_view(tuple(p.shape), e['kind'], e['layout'], groups=e['groups']))
     return Route(e['name'], tuple(p.shape), 'adamw', f'param group {gi}: use_muon=False')
 
+# %% ../nbs/03_muon.ipynb #cd87956d
+def _group_side_keys(group:dict, adamw_names:list, gi:int, where:str):
+    "Refuse a group `lr` that would not reach the group's AdamW tensors (they need `adam_lr`)"
+    if 'lr' in group and 'adam_lr' not in group and adamw_names:
+        raise ConfigError('lr', group['lr'], "Muon's learning rate for the group's Muon tensors; "
+                          f"its {len(adamw_names)} AdamW tensor(s) ({adamw_names[0]!r}, …) need the"
+                          " group's 'adam_lr' too", where, 'set adam_lr in the group (or use_muon)')
+
+def _check_overridden(explicit:dict|None, user_groups:list, name:str):
+    "Refuse a constructor value that every param group overrides: it would never be used"
+    for k, v in (explicit or {}).items():
+        if user_groups and all(k in ug for ug in user_groups):
+            raise ConfigError(k, v, 'a value some param group uses: every group sets its own'
+                              f' {k!r} (group 0: {user_groups[0][k]!r})', name,
+                              f'drop {k} from the constructor, or from the groups (with Hugging'
+                              ' Face Trainer, set it in TrainingArguments)')
+
 # %% ../nbs/03_muon.ipynb #c6fead23
-def _route_groups(params, spec, hyper:dict, rules:dict, model, name:str='Muon'):
+def _route_groups(params, spec, hyper:dict, rules:dict, model, name:str='Muon',
+                  explicit:dict|None=None):
     ("Whatever the user passed, as internal groups marked `use_muon` with their route's "
      "hyper-parameters (torch names)")
     if isinstance(params, nn.Module) or isinstance(params, torch.Tensor):
@@ -218,18 +238,28 @@ def _route_groups(params, spec, hyper:dict, rules:dict, model, name:str='Muon'):
             True: [h for h in spec if h.torch and h not in ADAMW_SPEC],
             False: [h for h in ADAMW_SPEC if h.torch],
         }
+        _group_side_keys(ug, split[False][1], gi, where)
         for muon_side, (ps, names) in split.items():
             if not ps: continue
             keys = {h.group: gh[h.torch] for h in sides[muon_side]}
+            if not muon_side and 'weight_decay' in ug and 'adam_weight_decay' not in ug:
+                keys['weight_decay'] = gh['weight_decay']   # a group's decay covers the group
             groups.append(
                 dict(params=ps, param_names=names, use_muon=muon_side, **keys,
                      initial_lr=initial_lr(keys['lr'])))
+    _check_overridden(explicit, user_groups, name)
     return groups, report, views
+
+# %% ../nbs/03_muon.ipynb #c1fbacfd
+def _differs(value, default) -> bool:
+    "Whether a constructor argument was changed from its default (a tensor always counts as given)"
+    if isinstance(value, torch.Tensor) or type(value) is not type(default): return True
+    return value != default
 
 # %% ../nbs/03_muon.ipynb #25fe4490
 _M, _A, _R = MUON_SPEC.defaults(), ADAMW_SPEC.defaults(), ROUTING_SPEC.defaults()
 
-class Muon(torch.optim.Optimizer):
+class Muon(CheckedState, torch.optim.Optimizer):
     ("Muon for hidden matrices and AdamW for everything else, in one `torch.optim.Optimizer` with "
      "automatic routing")
     # a Muon variant subclasses Muon and sets its `MuonVariant` here
@@ -295,7 +325,10 @@ class Muon(torch.optim.Optimizer):
         if model is not None and not isinstance(model, nn.Module):
             raise ConfigError('model', model, 'an nn.Module or None', where)
         self._model = model
+        defaults = HYPER_SPEC.defaults()
+        self._explicit = {k: args[k] for k in HYPER_SPEC.names() if _differs(args[k], defaults[k])}
         groups, report, views = self._route(params)
+        self._explicit = {}   # only the constructor's own groups are checked against it
         self._report = RoutingReport(report)
         super().__init__(groups, defaults=dict(use_muon=False))
         self._views = views   # param -> MatrixView, from the layer kinds seen at routing time
@@ -310,6 +343,24 @@ class Muon(torch.optim.Optimizer):
         for g in groups: super().add_param_group(g)
         self._report.extend(report); self._views.update(views)
 
+    def _state_layout(self, group, p) -> StateLayout:
+        ("What `p` keeps, for checking a checkpoint: Muon's momentum (the variant's state "
+         "optional), or AdamW's")
+        if not group['use_muon']: return adamw_state_layout(p)
+        view = self._views.get(p) or matrix_view(tuple(p.shape))
+        shapes = muon_state_shapes(tuple(p.shape), view, self.variant)
+        return StateLayout({'momentum_buffer': shapes.pop('momentum_buffer')}, shapes)
+
+    def _group_checks(self, group) -> dict:
+        "Each hyper-parameter's validator by its group key, for a checkpoint's groups"
+        side = [h for h in self._spec if h.torch and (h in ADAMW_SPEC) != group['use_muon']]
+        return {h.group: h.check for h in side} | {'initial_lr': learning_rate}
+
+    def _foreign_key(self, key) -> str:
+        "Why a group key is refused: another Muon variant's hyper-parameter"
+        owner = next((v for v in MUON_VARIANTS.values() if key in v.spec.names()), None)
+        return f'it is the {owner.name!r} variant\'s: load the checkpoint into it' if owner else ''
+
     def routing_report(self) -> RoutingReport:
         "One row per parameter: name, shape, route ('muon' or 'adamw') and the rule that decided it"
         return self._report
@@ -318,8 +369,8 @@ class Muon(torch.optim.Optimizer):
         ("Internal groups (one Muon and one AdamW group per user group), the routing rows, and the "
          "Muon views")
         groups, report, views = _route_groups(params, self._spec, self._hyper, self._rules,
-                                              self._model,
-                                              type(self).__name__)
+                                              self._model, type(self).__name__,
+                                              getattr(self, '_explicit', None))
         _warn_by_shape(report)
         return groups, report, views
 
@@ -398,6 +449,8 @@ class MomentumWarmup:
                  end:float=0.95,        # Momentum from `warmup_steps` on
                  warmup_steps:int=300): # Steps of the linear ramp
         where = 'MomentumWarmup'
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ConfigError('optimizer', optimizer, 'a torch optimizer with Muon groups', where)
         self.optimizer = optimizer
         self.start = Number(0, 1, high_open=True)(start, 'start', where)
         self.end = Number(0, 1, high_open=True)(end, 'end', where)
@@ -426,5 +479,10 @@ class MomentumWarmup:
         return dict(start=self.start, end=self.end, warmup_steps=self.warmup_steps,
                     last_step=self.last_step)
     def load_state_dict(self, sd: dict):
-        self.__dict__.update({k: sd[k] for k in ('start', 'end', 'warmup_steps', 'last_step')})
+        "Restore from `state_dict()`: every key checked first"
+        _b = Number(0, 1, high_open=True)
+        count = Param(Number(0, integer=True))
+        sd = parse_config(sd, dict(start=Param(_b), end=Param(_b), warmup_steps=count,
+                                   last_step=count), 'MomentumWarmup state')
+        self.__dict__.update(sd)
         self._apply()

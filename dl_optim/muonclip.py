@@ -11,12 +11,21 @@ from dataclasses import dataclass
 from fastcore.basics import patch
 import torch
 from torch import nn
-from .config import Number, Boolean
+from .config import ConfigError, Number, Boolean, Param, parse_config
 from .step_hooks import StepHook, attach_step_hooks
 from .muon import Muon
 
 # %% auto #0
-__all__ = ['QKBlock', 'qk_block', 'max_logits', 'record_qk', 'max_logit_metrics', 'QKClip', 'attach_qk_clip', 'MuonClip']
+__all__ = ['QKBlock', 'qk_block', 'max_logits', 'record_qk', 'max_logit_metrics', 'QKClip', 'clip_counts', 'attach_qk_clip',
+           'MuonClip']
+
+# %% ../nbs/05c_muonclip.ipynb #4508fe42
+def _fits(start, key:str, tensor:str, heads:int, head_dim:int, outputs:int, where:str) -> int:
+    "`start` checked: `heads` × `head_dim` outputs of `tensor` from it must fit its `outputs`"
+    if heads * head_dim > outputs:
+        raise ConfigError(tensor, f'{outputs} outputs', f'at least {heads * head_dim} outputs'
+                          f' ({heads} heads of head_dim {head_dim})', where)
+    return Number(0, outputs - heads * head_dim, integer=True)(start, key, where)
 
 # %% ../nbs/05c_muonclip.ipynb #ebb5975f
 @dataclass(eq=False)
@@ -36,6 +45,40 @@ class QKBlock:
     out_axis: int = 0                     # 0: weights are (out, in); 1: (in, out)
     # First key output in `k_bias`, when it differs from `k_start`
     k_bias_start: int|None = None
+    # Key rows appended to every sequence, key outputs last (`nn.MultiheadAttention`'s bias_k)
+    k_extra: torch.Tensor|None = None
+
+    def __post_init__(self):
+        "Every field checked: a layout that does not fit its tensors would scale the wrong rows"
+        w = f'QKBlock {self.name!r}'
+        for key in ('q_weight', 'k_weight'):
+            t = getattr(self, key)
+            if not isinstance(t, torch.Tensor) or t.ndim != 2:
+                raise ConfigError(key, type(t).__name__, 'a 2-D weight tensor', w)
+        self.out_axis = Number(0, 1, integer=True)(self.out_axis, 'out_axis', w)
+        self.num_heads = Number(1, integer=True)(self.num_heads, 'num_heads', w)
+        self.num_kv_heads = Number(1, self.num_heads, integer=True)(self.num_kv_heads,
+                                                                    'num_kv_heads', w)
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError('num_kv_heads', self.num_kv_heads,
+                              f'a divisor of num_heads={self.num_heads}', w)
+        self.head_dim = Number(1, integer=True)(self.head_dim, 'head_dim', w)
+        q_out, k_out = self.q_weight.shape[self.out_axis], self.k_weight.shape[self.out_axis]
+        d = self.head_dim
+        self.q_start = _fits(self.q_start, 'q_start', 'q_weight', self.num_heads, d, q_out, w)
+        self.k_start = _fits(self.k_start, 'k_start', 'k_weight', self.num_kv_heads, d, k_out, w)
+        for key, start, heads in (('q_bias', self.q_start, self.num_heads),
+                                  ('k_bias', self.k_start if self.k_bias_start is None
+                                   else self.k_bias_start, self.num_kv_heads)):
+            b = getattr(self, key)
+            if b is None: continue
+            if not isinstance(b, torch.Tensor) or b.ndim != 1:
+                raise ConfigError(key, type(b).__name__, 'None or a 1-D bias tensor', w)
+            _fits(start, key + ' start', key, heads, self.head_dim, b.shape[0], w)
+        if self.k_extra is not None:
+            if not isinstance(self.k_extra, torch.Tensor) or self.k_extra.ndim < 1:
+                raise ConfigError('k_extra', type(self.k_extra).__name__, 'None or a tensor', w)
+            _fits(0, 'k_extra', 'k_extra', self.num_kv_heads, d, self.k_extra.shape[-1], w)
 
     def _scale(self, w, b, start, bias_start, factor:float):
         rows = slice(start, start + self.head_dim)
@@ -56,6 +99,8 @@ class QKBlock:
             start if self.k_bias_start is None else self.k_bias_start + head * self.head_dim
         )
         self._scale(self.k_weight, self.k_bias, start, bias_start, factor)
+        if self.k_extra is not None:
+            self.k_extra[..., head * self.head_dim:(head + 1) * self.head_dim].mul_(factor)
 
 # %% ../nbs/05c_muonclip.ipynb #7f361371
 def _has_qk_norm(m) -> bool:
@@ -74,10 +119,12 @@ def qk_block(m:nn.Module,  # An attention module
     if isinstance(m, nn.MultiheadAttention):
         E, H = m.embed_dim, m.num_heads
         b = m.in_proj_bias
+        extra = dict(k_extra=m.bias_k)   # add_bias_kv: one more key row per sequence
         if m._qkv_same_embed_dim:
-            return QKBlock(name, m.in_proj_weight, m.in_proj_weight, H, H, E // H, b, b, 0, E)
+            return QKBlock(name, m.in_proj_weight, m.in_proj_weight, H, H, E // H, b, b, 0, E,
+                           **extra)
         return QKBlock(name, m.q_proj_weight, m.k_proj_weight, H, H, E // H, b, b, 0, 0,
-                       k_bias_start=E)
+                       k_bias_start=E, **extra)
     q, k = getattr(m, 'q_proj', None), getattr(m, 'k_proj', None)
     if isinstance(q, nn.Linear) and isinstance(k, nn.Linear) and isinstance(
             getattr(m, 'head_dim', None), int):
@@ -140,6 +187,9 @@ def _attention_function(impl:str):
         query, key = record_qk(module, query, key,
                                query.shape[-1]**-0.5 if scaling is None else scaling,
                                attention_mask, causal)
+        if impl == 'eager' and getattr(module, 'reorder_and_upcast_attn', False):
+            # GPT-2's own eager path in float32 (its forward takes it only under the name 'eager')
+            return module._upcast_and_reordered_attn(query, key, value, attention_mask)
         if impl == 'eager': inner = sys.modules[type(module).__module__].eager_attention_forward
         else:
             from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -183,10 +233,8 @@ def record_qk(
 _MHA_SIGNATURE = inspect.signature(nn.MultiheadAttention.forward)
 
 @torch.no_grad()
-def _measure_mha(m:nn.MultiheadAttention, args, kwargs):
-    ("Forward pre-hook: the logits `nn.MultiheadAttention` is about to form, from its inputs and "
-     "masks")
-    a = _MHA_SIGNATURE.bind(m, *args, **kwargs).arguments
+def _mha_logits(m:nn.MultiheadAttention, a:dict) -> torch.Tensor:
+    "Each head's max logit `nn.MultiheadAttention` forms from its bound forward arguments `a`"
     query, key = a['query'], a['key']
     if query.dim() == 2: query, key = query.unsqueeze(0), key.unsqueeze(0)
     elif not m.batch_first: query, key = query.transpose(0, 1), key.transpose(0, 1)
@@ -220,7 +268,14 @@ def _measure_mha(m:nn.MultiheadAttention, args, kwargs):
     causal = bool(a.get('is_causal')) and am is None
     logits = max_logits(q, k, q.shape[-1] ** -0.5, mask, causal)
     if m.add_zero_attn: logits = logits.clamp_min(0.0)   # the zero key adds a logit 0 to every row
-    m._qk_clip._merge(m, logits)
+    return logits
+
+def _measure_mha(m:nn.MultiheadAttention, args, kwargs):
+    ("Forward pre-hook: measure the logits `nn.MultiheadAttention` is about to form (a training "
+     "forward when grad is enabled)")
+    training = torch.is_grad_enabled()
+    logits = _mha_logits(m, _MHA_SIGNATURE.bind(m, *args, **kwargs).arguments)
+    m._qk_clip._merge(m, logits, training=training)
 
 # %% ../nbs/05c_muonclip.ipynb #8bdf362c
 def max_logit_metrics(max_logits:dict,    # Layer name -> per-head max logits
@@ -238,6 +293,14 @@ def max_logit_metrics(max_logits:dict,    # Layer name -> per-head max logits
         if per_head:
             out.update({f'qk_clip/max_logit/{name}/head{h}': float(x) for h, x in enumerate(v)})
     return out
+
+# %% ../nbs/05c_muonclip.ipynb #d6c31247
+class _Detached:
+    "In a deep copy of a model, in place of its `QKClip`: measures nothing, keeps nothing"
+    remeasure = False
+    def _keep_batch(self, *args, **kwargs): pass
+    def _merge(self, module, logits, query=None, key=None, training=None): return query, key
+    def record(self, module, query, key, *args, **kwargs): return query, key
 
 # %% ../nbs/05c_muonclip.ipynb #b413234b
 class QKClip(StepHook):
@@ -258,6 +321,12 @@ class QKClip(StepHook):
                  # (default: the world, if initialised)
                  process_group=None):
         where = 'QKClip'
+        if not isinstance(model, nn.Module):
+            raise ConfigError('model', model, 'an nn.Module (the model whose attention layers are '
+                              'clipped)', where)
+        if blocks is not None and not (isinstance(blocks, dict) and all(
+                isinstance(m, nn.Module) and isinstance(b, QKBlock) for m, b in blocks.items())):
+            raise ConfigError('blocks', blocks, 'None or {attention module: QKBlock}', where)
         self.tau = Number(0, low_open=True, optional=True)(tau, 'tau', where)
         self.alpha = Number(0, 1)(alpha, 'alpha', where)
         self.remeasure, self.process_group = Boolean()(remeasure, 'remeasure', where), process_group
@@ -272,8 +341,13 @@ class QKClip(StepHook):
                 'QKClip found no attention layer it knows in the model; pass blocks={module:'
                 ' QKBlock(...)} for your own'
             )
+        if any(isinstance(getattr(m, '_qk_clip', None), QKClip) for m in self.blocks):
+            raise ConfigError('model', type(model).__name__, 'a model without a QKClip attached',
+                              where, 'one clip per model: remove() the attached one first (a second'
+                              ' would leave the first measuring nothing)')
         self.max_logits, self.clipped, self.last_clipped = {}, {}, {}
-        self._seen, self._batches, self._clipping = {}, [], False
+        # logits of training forwards (grad enabled), and of evaluation forwards (reported only)
+        self._seen, self._seen_eval, self._batches, self._clipping = {}, {}, [], False
         # transformers models switched to the measuring attention, outermost first
         self._switched, covered = [], set()
         for m in model.modules():
@@ -289,16 +363,20 @@ class QKClip(StepHook):
             if isinstance(m, nn.MultiheadAttention):
                 self._handles.append(m.register_forward_pre_hook(_measure_mha, with_kwargs=True))
 
+    def __deepcopy__(self, memo):
+        "A deep copy of the model gets no clip of its own: attach a new one to it"
+        return _Detached()
+
     def record(self, module, query, key, scaling, mask=None, causal=False):
         ("Measure one attention call; while clipping in flight, clip the layer and return its "
          "rescaled (query, key)")
         return self._merge(module, max_logits(query, key, scaling, mask, causal), query, key)
 
-    def _merge(self, module, logits, query=None, key=None):
+    def _merge(self, module, logits, query=None, key=None, training:bool|None=None):
         if not self._clipping:
-            self._seen[module] = (
-                torch.maximum(self._seen[module], logits) if module in self._seen else logits
-            )
+            training = torch.is_grad_enabled() if training is None else training
+            seen = self._seen if training else self._seen_eval
+            seen[module] = torch.maximum(seen[module], logits) if module in seen else logits
             return query, key
         factors = self._clip(self.blocks[module], self._reduced(logits))
         if factors is None or query is None: return query, key
@@ -306,9 +384,13 @@ class QKClip(StepHook):
         return query * q_f.view(1, -1, 1, 1).to(query), key * k_f.view(1, -1, 1, 1).to(key)
 
     def pending(self) -> dict:
-        ("Max logits measured since the last step (e.g. by a forward pass under "
-         "`torch.no_grad()`), per layer")
-        return {self.blocks[m].name: v.detach().float().cpu() for m, v in self._seen.items()}
+        ("Max logits measured since the last step, per layer: training forwards and evaluation "
+         "ones (under `torch.no_grad()`), which never decide a clip")
+        out = {}
+        for m, v in [*self._seen.items(), *self._seen_eval.items()]:
+            v, name = v.detach().float().cpu(), self.blocks[m].name
+            out[name] = torch.maximum(out[name], v) if name in out else v
+        return out
 
     def _keep_batch(self, model, args, kwargs):
         if self.remeasure and torch.is_grad_enabled() and not self._clipping:
@@ -359,6 +441,7 @@ def after_step(self:QKClip,
                indexed_params=None):
     "Clip every head over `tau` (the step hook's after-step)"
     seen, self._seen, batches, self._batches = self._seen, {}, self._batches, []
+    self._seen_eval = {}   # evaluation forwards are reported by `pending`, never clipped on
     self.max_logits = {self.blocks[m].name: v.detach().float().cpu() for m, v in seen.items()}
     self.last_clipped = {}
     if self.tau is None: return      # measuring only
@@ -386,6 +469,15 @@ def metrics(self:QKClip,
      "(and '…/head<h>')")
     return max_logit_metrics(self.max_logits, per_head)
 
+# %% ../nbs/05c_muonclip.ipynb #e550ee25
+def clip_counts(v,               # The saved counts
+                key='clipped',   # The config key, for the error
+                where='QKClip state'):
+    "Clipped-head counts as a checkpoint keeps them: {layer name: count >= 0}"
+    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+        raise ConfigError(key, v, '{layer name: count of clipped heads}', where)
+    return {k: Number(0, integer=True)(n, f'{key}[{k!r}]', where) for k, n in v.items()}
+
 # %% ../nbs/05c_muonclip.ipynb #9f0141ea
 @patch
 def state_dict(self:QKClip) -> dict:
@@ -394,8 +486,8 @@ def state_dict(self:QKClip) -> dict:
 @patch
 def load_state_dict(self:QKClip,
                     state:dict): # From `state_dict()`
-    "Restore the counts of clipped heads"
-    self.clipped = dict(state['clipped'])
+    "Restore the counts of clipped heads, checked first"
+    self.clipped = parse_config(state, dict(clipped=Param(clip_counts)), 'QKClip state')['clipped']
 
 # %% ../nbs/05c_muonclip.ipynb #f4ebce76
 @patch
@@ -415,8 +507,11 @@ def attach_qk_clip(
         **kwargs) -> QKClip:
     ("Create a `QKClip` for `model` and run it after every `optimizer.step()`; `.remove()` "
      "detaches both")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError('optimizer', optimizer, 'a torch.optim.Optimizer', 'attach_qk_clip')
     clip = QKClip(model, **kwargs)
-    handle = attach_step_hooks(optimizer, clip, key='qk_clip')
+    try: handle = attach_step_hooks(optimizer, clip, key='qk_clip')
+    except Exception: clip.remove(); raise   # no hooks left behind
     remove = clip.remove
     def remove_all(): handle.remove(); remove()
     clip.remove = remove_all

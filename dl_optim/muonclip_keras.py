@@ -11,10 +11,10 @@ from fastcore.basics import patch
 import numpy as np
 import keras
 from keras import ops
-from .config import Number, Boolean
+from .config import ConfigError, Number, Boolean
 from .ops import KerasOps
 from .step_hooks_keras import KerasStepHook
-from .muonclip import max_logit_metrics
+from .muonclip import max_logit_metrics, clip_counts
 
 # %% auto #0
 __all__ = ['keras_max_logits', 'KerasQKClip']
@@ -75,14 +75,19 @@ class KerasQKClip(KerasStepHook):
                  tau:float=100.0,            # The cap on each head's max attention logit
                  alpha:float=0.5,            # The query's share of the exponent
                  # Decide on the updated model's logits (one extra forward pass per step)
-                 remeasure:bool=True):
+                 remeasure:bool=True,
+                 # Heads clipped so far per layer (restored from a saved optimizer's config)
+                 clipped:dict|None=None):
         where = 'KerasQKClip'
         self.tau = Number(0, low_open=True)(tau, 'tau', where)
         self.alpha = Number(0, 1)(alpha, 'alpha', where)
         self.remeasure = Boolean()(remeasure, 'remeasure', where)
-        self.model, self.layers, self.max_logits, self.clipped = None, [], {}, {}
+        self.model, self.layers, self.max_logits = None, [], {}
+        self.clipped = clip_counts(clipped or {}, 'clipped', where)
         self.last_clipped = {}
-        self._seen, self._batches, self._clipping, self._traced = {}, [], False, False
+        # logits of training forwards (training=True), and of evaluation ones (reported only)
+        self._seen, self._seen_eval, self._batches = {}, {}, []
+        self._clipping, self._traced = False, False
         if model is not None: self.bind(model)
 
     def bind(self, model):
@@ -91,12 +96,18 @@ class KerasQKClip(KerasStepHook):
         if not layers:
             raise ValueError('KerasQKClip found no keras.layers.MultiHeadAttention in the model')
         for layer in layers:
+            owner = getattr(layer, '_qk_clip_owner', None)
+            if owner is not None and owner is not self:
+                raise ConfigError('model', model.name, 'a model without a KerasQKClip bound',
+                                  'KerasQKClip.bind', 'one clip per model: a second would leave'
+                                  ' the first measuring nothing')
             if not callable(getattr(type(layer), '_compute_attention', None)):
                 raise RuntimeError(
                     f'keras {keras.__version__}: MultiHeadAttention has no _compute_attention to'
                     ' measure the logits in'
                 )
             if '_compute_attention' not in vars(layer): self._wrap(layer)
+            layer._qk_clip_owner = self
         if self.remeasure and 'call' not in vars(model):
             call = model.call
             def keep(*args, **kwargs):
@@ -109,18 +120,27 @@ class KerasQKClip(KerasStepHook):
         self.model, self.layers = model, layers
         return self
 
+    def unbind(self):
+        "Stop measuring: the attention layers and `call` as they were (another clip may bind)"
+        for layer in self.layers:
+            if getattr(layer, '_qk_clip_owner', None) is self:
+                del layer._compute_attention, layer._qk_clip_owner
+        if self.model is not None and 'call' in vars(self.model): del self.model.call
+        self.model, self.layers, self._batches = None, [], []
+        return self
+
     def _wrap(self, layer):
         inner = layer._compute_attention
         sig = inspect.signature(inner)
         def compute_attention(*args, **kwargs):
             a = sig.bind(*args, **kwargs).arguments
             q, k = self._record(layer, a['query'], a['key'], a.get('attention_mask'),
-                                a.get('use_causal_mask', False))
+                                a.get('use_causal_mask', False), bool(a.get('training')))
             a['query'], a['key'] = q, k
             return inner(**a)
         layer._compute_attention = compute_attention
 
-    def _record(self, layer, query, key, mask, causal):
+    def _record(self, layer, query, key, mask, causal, training=True):
         scale, causal = float(layer._inverse_sqrt_key_dim), causal and mask is None
         if KerasOps().tracing(query):
             # JAX differentiates a traced forward even when eager:
@@ -129,8 +149,8 @@ class KerasQKClip(KerasStepHook):
                 import jax
                 jax.debug.callback(
                     lambda q, k, *m: self._merge(
-                        layer, keras_max_logits(q, k, scale, m[0] if m else None, causal)
-                    ),
+                        layer, keras_max_logits(q, k, scale, m[0] if m else None, causal),
+                        training),
                     query,
                     key,
                     *([] if mask is None else [mask])
@@ -140,7 +160,7 @@ class KerasQKClip(KerasStepHook):
             return query, key
         logits = keras_max_logits(query, key, scale, mask, causal)
         if not self._clipping:
-            self._merge(layer, logits)
+            self._merge(layer, logits, training)
             return query, key
         f = self._clip(layer, logits)
         if f is None: return query, key
@@ -148,15 +168,22 @@ class KerasQKClip(KerasStepHook):
         return query * ops.cast(np.reshape(f[0], shape), query.dtype), key * ops.cast(
             np.reshape(f[1], shape), key.dtype)
 
-    def _merge(self, layer, logits):
-        self._seen[layer] = np.maximum(self._seen[layer], logits) if layer in self._seen else logits
+    def _merge(self, layer, logits, training=True):
+        seen = self._seen if training else self._seen_eval
+        seen[layer] = np.maximum(seen[layer], logits) if layer in seen else logits
 
     def pending(self) -> dict:
-        "Max logits measured since the last step, per layer"
-        return {l.name: v for l, v in self._seen.items()}
+        ("Max logits measured since the last step, per layer: training forwards and evaluation "
+         "ones (which never decide a clip)")
+        out = {}
+        for l, v in [*self._seen.items(), *self._seen_eval.items()]:
+            out[l.name] = np.maximum(out[l.name], v) if l.name in out else v
+        return out
 
     def get_config(self) -> dict:
-        return dict(tau=self.tau, alpha=self.alpha, remeasure=self.remeasure)
+        "tau, alpha, remeasure and the counts so far: a saved optimizer keeps them"
+        return dict(tau=self.tau, alpha=self.alpha, remeasure=self.remeasure,
+                    clipped=dict(self.clipped))
 
 # %% ../nbs/05d_muonclip_keras.ipynb #3da92e73
 @patch
@@ -184,6 +211,7 @@ def apply(self:KerasQKClip):
             ' it again)'
         )
     seen, self._seen, batches, self._batches = self._seen, {}, self._batches, []
+    self._seen_eval = {}   # evaluation forwards are reported by `pending`, never clipped on
     if not seen and self._traced:
         raise RuntimeError(
             'QK-clip measures attention logits eagerly, but this step was traced (jit): compile'

@@ -10,7 +10,7 @@ import functools, math, os
 from dataclasses import dataclass
 import numpy as np
 import torch
-from .config import ConfigError, Number, Choice, did_you_mean
+from .config import ConfigError, Number, Choice, did_you_mean, FLOAT32_TINY
 from .ops import TORCH
 from .gram_ns import gram_newton_schulz, gram_pays, restart_steps
 from .preconditioned_ns import aol_start
@@ -19,7 +19,8 @@ from .preconditioned_ns import aol_start
 __all__ = ['CUBIC', 'JORDAN', 'NAMED_SCHEDULES', 'DEFAULT_STEPS', 'MAX_GAIN', 'NS_METHODS', 'PRECONDITIONERS', 'check_ns_method',
            'quintic', 'compose', 'Schedule', 'plot_schedules', 'minimax_quintic', 'polar_express_coefficients',
            'polar_express_schedule', 'resolve_schedule', 'worst_case_error', 'default_ns_dtype', 'check_precondition',
-           'ns_schedule', 'ns_method_for', 'orthogonalize', 'matrix_with_spectrum', 'polar_error']
+           'ns_schedule', 'ns_method_for', 'check_ns_input', 'unit_peak', 'orthogonalize', 'matrix_with_spectrum',
+           'polar_error']
 
 # %% ../nbs/01_newton_schulz.ipynb #f8718538
 def quintic(x,        # Scalars or an array
@@ -369,6 +370,30 @@ def ns_method_for(shape,              # The matrix (or batch) shape
     name = dtype if isinstance(dtype, str) else str(dtype).removeprefix('torch.')
     return 'gram' if gram_pays(shape[-2], shape[-1], schedule.coefficients, name) else 'standard'
 
+# %% ../nbs/01_newton_schulz.ipynb #e9c3c0b6
+def check_ns_input(shape:tuple,          # The input's shape
+                   dtype_name:str,       # Its dtype's name ('float32', 'int32', …)
+                   key:str='G',          # Its name, for the error
+                   where:str='orthogonalize'):
+    "Newton–Schulz's input: a real floating-point matrix or batch of them; ConfigError otherwise"
+    if len(shape) < 2:
+        raise ConfigError(key, f'shape {tuple(shape)}', 'a matrix or a batch of matrices (…, m, n)',
+                          where)
+    if dtype_name not in ('float16', 'bfloat16', 'float32', 'float64'):
+        raise ConfigError(key, f'dtype {dtype_name}',
+                          'a real floating-point tensor (float16, bfloat16, float32, float64)',
+                          where,
+                          'integers would become zeros, complex values lose their imaginary part')
+
+# %% ../nbs/01_newton_schulz.ipynb #827b9dec
+def unit_peak(xp,   # `TORCH` or a `KerasOps`
+              X):   # (…, m, n) real matrices
+    "(X / peak, ‖X / peak‖, peak) per matrix in float32 or wider: the norm cannot overflow"
+    X = xp.wide(X)
+    peak = xp.clamp_min(xp.abs_max_matrix(X), FLOAT32_TINY)
+    X = X / peak
+    return X, xp.frobenius(X), peak
+
 # %% ../nbs/01_newton_schulz.ipynb #9cb31fa3
 def orthogonalize(G:torch.Tensor,                # (…, m, n) matrix or batch of matrices
                   # Schedule: a name, (a, b, c), a list of them, or a `Schedule`
@@ -386,9 +411,10 @@ def orthogonalize(G:torch.Tensor,                # (…, m, n) matrix or batch o
                  ) -> torch.Tensor:
     ("Approximate the polar factor U·Vᵀ of each matrix in `G` by a Newton–Schulz schedule; same "
      "shape and dtype as `G`")
-    if G.ndim < 2:
-        raise ValueError(
-            f"orthogonalize needs a matrix or a batch of matrices, got shape {tuple(G.shape)}")
+    if not isinstance(G, torch.Tensor):
+        raise ConfigError('G', type(G).__name__, 'a torch tensor', 'orthogonalize')
+    check_ns_input(tuple(G.shape), TORCH.dtype_name(G), 'G', 'orthogonalize')
+    eps = Number(0)(eps, 'eps', 'orthogonalize')
     sched = ns_schedule(coefficients, steps, precondition)
     precondition = check_precondition(precondition, 'precondition', 'orthogonalize')
     method = check_ns_method(method, 'method', 'orthogonalize')
@@ -396,9 +422,8 @@ def orthogonalize(G:torch.Tensor,                # (…, m, n) matrix or batch o
     dtype = dtype or default_ns_dtype(G.device)
     tall = G.size(-2) > G.size(-1)
     X = G.mT if tall else G
-    norm = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True,
-                                    dtype=torch.promote_types(X.dtype, torch.float32))
-    X = (X * (1.0 / (norm * (1.0 if precondition else sched.input_scale) + eps))).to(dtype)
+    X, norm, peak = unit_peak(TORCH, X)
+    X = (X * (1.0 / (norm * (1.0 if precondition else sched.input_scale) + eps / peak))).to(dtype)
     batch_shape = X.shape[:-2]
     X = (X.reshape(-1, *X.shape[-2:]) if X.ndim > 3 else X).contiguous()
     X, A = aol_start(TORCH, X) if precondition else (X, None)

@@ -9,6 +9,8 @@ __all__ = ['default_ns_dtype_keras', 'orthogonalize_keras']
 
 # %% ../nbs/01a_newton_schulz_keras.ipynb #9fc83a6a
 from .newton_schulz import ns_schedule, ns_method_for, check_ns_method, check_precondition
+from .newton_schulz import check_ns_input, unit_peak
+from .config import Number
 from .gram_ns import gram_newton_schulz, restart_steps
 from .preconditioned_ns import aol_start
 from .ops import KerasOps
@@ -46,9 +48,9 @@ def orthogonalize_keras(G,                            # (…, m, n) tensor of th
                         method:str='auto'):
     ("`orthogonalize` in `keras.ops`: jit-safe (no branching on values), same schedules, same "
      "numerics, same options")
-    if len(G.shape) < 2:
-        raise ValueError(
-            f"orthogonalize needs a matrix or a batch of matrices, got shape {tuple(G.shape)}")
+    check_ns_input(tuple(G.shape), keras.backend.standardize_dtype(G.dtype), 'G',
+                   'orthogonalize_keras')
+    eps = Number(0)(eps, 'eps', 'orthogonalize_keras')
     sched = ns_schedule(coefficients, steps, precondition)
     precondition = check_precondition(precondition, 'precondition', 'orthogonalize_keras')
     method = check_ns_method(method, 'method', 'orthogonalize_keras')
@@ -62,9 +64,9 @@ def orthogonalize_keras(G,                            # (…, m, n) tensor of th
     tall = G.shape[-2] > G.shape[-1]
     X = ops.cast(G, 'float32')
     if tall: X = ops.swapaxes(X, -1, -2)
-    norm = ops.sqrt(ops.sum(ops.square(X), axis=(-2, -1), keepdims=True))
+    X, norm, peak = unit_peak(KerasOps(), X)     # the norm of entries near 1e30 would overflow
     low, high = (lambda t: ops.cast(t, dtype)), (lambda t: ops.cast(t, 'float32'))
-    X = low(X / (norm * (1.0 if precondition else sched.input_scale) + eps))
+    X = low(X / (norm * (1.0 if precondition else sched.input_scale) + eps / peak))
     X, A = aol_start(KerasOps(), X) if precondition else (X, None)
     if ns_method_for(X.shape, sched, dtype, method) == 'gram':
         X = gram_newton_schulz(KerasOps(), X, sched.coefficients,

@@ -40,6 +40,12 @@ class TorchOps:
     def mean(self, x): return x.mean()
     def sum(self, x): return x.sum()
     def abs_max(self, x): return x.abs().amax()
+    def abs_max_matrix(self, x):
+        "Each matrix's largest |entry|, (…, 1, 1)"
+        return torch.linalg.vector_norm(x, float('inf'), dim=(-2, -1), keepdim=True)
+    def frobenius(self, x):
+        "Each matrix's Frobenius norm, (…, 1, 1)"
+        return torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True)
     def wide(self, x): return x if x.dtype == torch.float64 else x.float()
     def finite_or(self, new, old): return torch.where(torch.isfinite(new).all(), new, old)
     def zeros_like(self, x): return torch.zeros_like(x)
@@ -125,6 +131,12 @@ class KerasOps:
     def mean(self, x): return self.ops.mean(x)
     def sum(self, x): return self.ops.sum(x)
     def abs_max(self, x): return self.ops.max(self.ops.abs(x))
+    def abs_max_matrix(self, x):
+        "Each matrix's largest |entry|, (…, 1, 1) (`amax`: torch.compile traces it, `max` not)"
+        return self.ops.amax(self.ops.abs(x), axis=(-2, -1), keepdims=True)
+    def frobenius(self, x):
+        sq = self.ops.sum(self.ops.square(x), axis=-1, keepdims=True)
+        return self.ops.sqrt(self.ops.sum(sq, axis=-2, keepdims=True))
     def wide(self, x): return x if self.dtype_name(x) == 'float64' else self.ops.cast(x, 'float32')
     def finite_or(self, new, old):
         return self.ops.where(self.ops.all(self.ops.isfinite(new)), new, old)

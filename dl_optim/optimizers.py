@@ -47,7 +47,7 @@ OPTIMIZER_SCHEMAS = {
     'adamw': _ADAM_KEYS(_OD['adamw']),
     'rmsprop': dict(
         rho=Param(_beta, _OD['rmsprop']['rho']),
-        momentum=Param(Number(0), _OD['rmsprop']['momentum']),
+        momentum=Param(_beta, _OD['rmsprop']['momentum']),
         epsilon=Param(_eps, _OD['rmsprop']['epsilon']),
         centered=Param(Boolean(), _OD['rmsprop']['centered']),
     ),
@@ -61,7 +61,7 @@ OPTIMIZER_SCHEMAS = {
         caution=Param(Boolean(), False),
     ),
     # Keras's SGD accepts [0, 1]
-    'sgd': dict(momentum=Param(Number(0, 1), 0.0), nesterov=Param(Boolean(), False)),
+    'sgd': dict(momentum=Param(_beta, 0.0), nesterov=Param(Boolean(), False)),
 }
 OPTIMIZER_TYPES = tuple(OPTIMIZER_SCHEMAS) + ('muon', 'muonclip')
 QK_CLIP_SCHEMA = {

@@ -241,6 +241,10 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
                  # torch's resume convention: the index of the last step taken
                  last_epoch:int=-1):
         self.schedule, self.peak, self._cached = schedule, _peak(schedule), (None, None)
+        if not (self.peak > 0 and math.isfinite(self.peak)):
+            raise ConfigError('learning_rate', self.peak, "a finite learning rate > 0: each"
+                              " group's lr follows schedule(step) / (the schedule's own rate)",
+                              'ScheduleLR')
         super().__init__(optimizer, last_epoch)
     def factor(self, step:int) -> float:
         "schedule(step) / η0, from a cached block of steps"

@@ -203,8 +203,8 @@ class SledLogitsProcessor:
         )
 
     def _layers(self, layer_logits):
-        ("Split the input into (ops namespace, list of [B, V] arrays), with clear errors for the "
-         "wrong structure")
+        ("(ops namespace, list of [N, V] arrays, the leading shape): leading axes flattened into "
+         "rows, clear errors for the wrong structure")
         if isinstance(layer_logits, (list, tuple)):
             layers = list(layer_logits)
             if not layers:
@@ -217,10 +217,10 @@ class SledLogitsProcessor:
         else:
             xp = ops_for(layer_logits)
             layer_logits = xp.convert(layer_logits, layer_logits)
-            if len(xp.shape(layer_logits)) != 3:
+            if len(xp.shape(layer_logits)) < 3:
                 raise ValueError(
-                    'SLED takes a list of [batch, vocab] logits or one [layers, batch, vocab]'
-                    f' array; got shape {xp.shape(layer_logits)}'
+                    'SLED takes a list of [..., vocab] logits (one per layer) or one [layers, ...,'
+                    f' vocab] array; got shape {xp.shape(layer_logits)}'
                 )
             layers = xp.unstack(layer_logits)
         if len(layers) < 2:
@@ -229,21 +229,24 @@ class SledLogitsProcessor:
                 f' got {len(layers)}'
             )
         shapes = [xp.shape(x) for x in layers]
-        if len(shapes[-1]) != 2:
+        if len(shapes[-1]) < 2:
             raise ValueError(
-                'each layer\'s logits must be [batch, vocab]; the final layer has shape'
-                f' {shapes[-1]}'
+                "each layer's logits must be [..., vocab] (e.g. [batch, vocab] or [batch, seq,"
+                f" vocab]); the final layer has shape {shapes[-1]}"
             )
         if any(s != shapes[-1] for s in shapes):
             raise ValueError(
                 f'every layer\'s logits must have the final layer\'s shape {shapes[-1]}; got'
                 f' {shapes}'
             )
-        return xp, layers
+        if shapes[-1][-1] < 1: raise ValueError(f'SLED needs a vocabulary; got shape {shapes[-1]}')
+        lead = shapes[-1][:-1]
+        return xp, [xp.reshape(x, (-1, shapes[-1][-1])) for x in layers], lead
 
     def __call__(self, layer_logits):
-        "Evolved `[B, V]` logits (final layer's dtype) from early-to-final layer logits"
-        xp, layers = self._layers(layer_logits)
+        ("Evolved logits (the final layer's shape and dtype, e.g. [B, V] or [B, T, V]) from "
+         "early-to-final layer logits")
+        xp, layers, lead = self._layers(layer_logits)
         out_dtype = xp.dtype_name(layers[-1])
         work = 'float64' if out_dtype == 'float64' else 'float32'
         layers = [xp.cast(x, work) for x in layers]
@@ -272,7 +275,7 @@ class SledLogitsProcessor:
                                 _FINITE_MIN.get(out_dtype, -math.inf))
         out = xp.where(keep, h, inactive)
         out = xp.where(xp.column(finite), out, math.nan)
-        return xp.cast(out, out_dtype)
+        return xp.reshape(xp.cast(out, out_dtype), (*lead, xp.shape(final)[-1]))
 
 # %% ../nbs/09_sled.ipynb #fdcd26db
 def sled_builder(

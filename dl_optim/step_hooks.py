@@ -7,6 +7,7 @@ Docs: https://dl-optim.github.io/dl_optim/step_hooks.html.md"""
 # %% ../nbs/03b_step_hooks.ipynb #214114c9
 from __future__ import annotations
 import torch
+from .config import ConfigError
 
 # %% auto #0
 __all__ = ['StepHook', 'StepHookHandle', 'attach_step_hooks']
@@ -46,8 +47,16 @@ def attach_step_hooks(optimizer:torch.optim.Optimizer, # Any torch optimizer
                       key:str='step_hooks'):
     ("Run `hooks` around every `optimizer.step()`; their state is saved and loaded with the "
      "optimizer's")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError('optimizer', optimizer, 'a torch.optim.Optimizer', 'attach_step_hooks')
+    if not isinstance(key, str) or not key.isidentifier() or key in ('state', 'param_groups'):
+        raise ConfigError('key', key, "a name (identifier) other than 'state' and 'param_groups'",
+                          'attach_step_hooks', "the optimizer's own state lives under those keys")
     if not hooks: raise ValueError('attach_step_hooks needs at least one hook')
     for h in hooks:
+        if isinstance(h, type):
+            raise ConfigError('hooks', h, 'hook instances', 'attach_step_hooks',
+                              f'{h.__name__} is a class: pass {h.__name__}()')
         if not all(
             callable(getattr(h, m, None))
             for m in ('before_step', 'after_step', 'state_dict', 'load_state_dict')

@@ -8,6 +8,7 @@ Docs: https://dl-optim.github.io/dl_optim/step_hooks_keras.html.md"""
 from __future__ import annotations
 import keras
 from .optimizers import WeightDecayExclusions
+from .config import ConfigError
 
 # %% auto #0
 __all__ = ['KerasStepHook', 'StepHooksMixin']
@@ -23,6 +24,15 @@ class KerasStepHook:
     @classmethod
     def from_config(cls, config:dict): return cls(**config)
 
+# %% ../nbs/03c_step_hooks_keras.ipynb #a29c60e9
+def _checked_grads(hook, grads, variables) -> list:
+    "A hook's gradients: one per variable, or an error naming the hook (never a silent shortfall)"
+    if not isinstance(grads, (list, tuple)) or len(grads) != len(variables):
+        n = len(grads) if isinstance(grads, (list, tuple)) else type(grads).__name__
+        raise ValueError(f'{type(hook).__name__}.before_step returned {n} gradient(s) for '
+                         f'{len(variables)} variables: it must return one per variable, in order')
+    return list(grads)
+
 # %% ../nbs/03c_step_hooks_keras.ipynb #cb0a27d4
 class StepHooksMixin(WeightDecayExclusions):
     "Mixin for a Keras optimizer: `step_hooks=[...]` run around its update, saved in `get_config`"
@@ -30,12 +40,17 @@ class StepHooksMixin(WeightDecayExclusions):
                  step_hooks=None, # Hooks run around every update (`KerasStepHook`s or configs)
                  **kwargs):
         super().__init__(*args, **kwargs)
+        where = type(self).__name__
+        if step_hooks is not None and not isinstance(step_hooks, (list, tuple)):
+            raise ConfigError('step_hooks', step_hooks, 'a list of KerasStepHooks (or configs)',
+                              where, 'wrap a single hook in a list: [hook]')
         hooks = [
             keras.saving.deserialize_keras_object(h) if isinstance(h, dict) else h
             for h in step_hooks or []
         ]
         for h in hooks:
-            if not isinstance(h, KerasStepHook): raise TypeError(f'{h!r} is not a KerasStepHook')
+            if not isinstance(h, KerasStepHook):
+                raise ConfigError('step_hooks', h, 'KerasStepHook instances (or configs)', where)
         self.step_hooks = hooks
 
     def _all_step_hooks(self) -> list:
@@ -52,7 +67,8 @@ class StepHooksMixin(WeightDecayExclusions):
         variables = self._trainable_variables if trainable_variables is None else list(
             trainable_variables)
         hooks = self._all_step_hooks()
-        for h in hooks: grads = h.before_step(self, list(grads), variables)
+        for h in hooks:
+            grads = _checked_grads(h, h.before_step(self, list(grads), variables), variables)
         out = super().apply(grads, trainable_variables)
         for h in hooks: h.after_step(self, variables)
         return out

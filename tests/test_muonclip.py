@@ -30,7 +30,7 @@ def twin_step(model, batch, loss_fn, quantile=0.5, make_opt=lambda m: Muon(m, lr
 def check(plain, clipped, clip, tau, batch, loss_fn):
     "Clipped heads ≤ tau on the same batch; every query/key head left alone is bitwise the plain step's (biases too)"
     with torch.no_grad(): loss_fn(clipped, batch)
-    after = clip.pending(); clip._seen = {}
+    after = clip.pending(); clip._seen, clip._seen_eval = {}, {}
     assert clip.last_clipped, 'nothing clipped: the check would not check anything'
     assert sum(map(len, clip.last_clipped.values())) < sum(b.num_heads for b in clip.blocks.values()), 'every head clipped'
     ref = {b.name: b for b in (qk_block(m, n) for n, m in plain.named_modules()) if b is not None}
@@ -168,7 +168,9 @@ def _dist_clip(rank, world, tmp):
         assert clip.last_clipped == ref_clip.last_clipped, (step, clip.last_clipped, ref_clip.last_clipped)
     assert sum(clip.clipped.values()) > 0
     for (n, p), q in zip(model.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(p, q, rtol=0, atol=1e-5, msg=lambda m: f'{n}: {m}')
+        # Adam divides a near-zero gradient by its own RMS: a last-bit difference in the reduction order moves such
+        # a bias coordinate by up to ~lr·1e-2 over three steps; Muon's matrices agree to 1e-5
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-5 if p.ndim > 1 else 1e-4, msg=lambda m: f'{n}: {m}')
 
 @pytest.mark.parametrize('world', [2])
 def test_distmuon_with_qk_clip_equals_single_process(world):

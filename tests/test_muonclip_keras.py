@@ -70,7 +70,7 @@ def test_clip_caps_heads_and_leaves_others_bitwise(remeasure):
     opt = Muon(learning_rate=0.02, step_hooks=[clip])
     step(clipped, opt, X)
     assert clip.last_clipped and sum(map(len, clip.last_clipped.values())) < 6
-    clip.model(X); after = clip.pending(); clip._seen = {}
+    clip.model(X); after = clip.pending(); clip._seen, clip._seen_eval = {}, {}
     for name, hit in clip.last_clipped.items():
         if remeasure:   # K2's rule (remeasure=False) caps the pre-update logits; the update may move them (see the torch tests)
             for h in hit: assert after[name][h] <= tau * (1 + 1e-4), (name, h, after[name][h], tau)
@@ -86,9 +86,9 @@ def test_builder_muonclip_and_config_round_trip():
     hook = opt.step_hooks[0]
     assert isinstance(hook, KerasQKClip) and hook.tau == 30.0 and hook.alpha == 0.25 and hook.model is model
     back = Muon.from_config(opt.get_config())
-    assert back.step_hooks[0].get_config() == dict(tau=30.0, alpha=0.25, remeasure=True)
+    assert back.step_hooks[0].get_config() == dict(tau=30.0, alpha=0.25, remeasure=True, clipped={})
     with pytest.raises(RuntimeError, match='bind'): back.step_hooks[0].apply()
-    back.step_hooks[0].bind(model)
+    hook.unbind(); back.step_hooks[0].bind(model)   # one clip per model: the old one lets go first
     with pytest.raises(ConfigError, match="'model'"): optimizer_builder({'type': 'muonclip'}, 0.01)
     with pytest.raises(ConfigError, match="'qk_clip_tau'"): optimizer_builder({'type': 'muonclip', 'qk_clip_tau': -1}, 0.01, model=model)
     with pytest.raises(ConfigError, match="'qk_clip_tau'"): optimizer_builder({'type': 'muonclip', 'qk_clip_tau': '100'}, 0.01, model=model)
