@@ -56,7 +56,7 @@ def _ns(args) -> dict:
 # %% ../nbs/99_cli.ipynb #6d141308
 def _info(args) -> dict:
     import dl_optim, platform
-    backend = dl_optim.choose_keras_backend()
+    backend = dl_optim.checked_keras_backend('dl-optim info')
     import torch, keras, numpy
     from dl_optim.newton_schulz import default_ns_dtype
     report = {
@@ -75,13 +75,25 @@ def _info(args) -> dict:
         for k, v in report.items(): print(f'{k:>15}: {v}')
     return report
 
+# %% ../nbs/99_cli.ipynb #4d9799d5
+def _unique_keys(pairs:list) -> dict:
+    "A JSON object's pairs as a dict; a key given twice is an error (JSON would keep the last)"
+    from dl_optim.config import ConfigError
+    seen = {}
+    for k, v in pairs:
+        if k in seen:
+            raise ConfigError(k, v, 'each key once', 'dl-optim plot',
+                              f'{k!r} is given twice ({seen[k]!r}, then {v!r})')
+        seen[k] = v
+    return seen
+
 # %% ../nbs/99_cli.ipynb #c140dcbd
 def _read_config(path) -> dict:
     ("A JSON config file as a dict; ConfigError if it is missing, not UTF-8 text, or not a JSON "
      "object")
     from dl_optim.config import ConfigError, input_file
     raw = input_file(path, 'CONFIG', 'dl-optim plot').read_bytes()
-    try: cfg = json.loads(raw.decode('utf-8'))
+    try: cfg = json.loads(raw.decode('utf-8'), object_pairs_hook=_unique_keys)
     except UnicodeDecodeError:
         raise ConfigError('CONFIG', str(path), 'a UTF-8 JSON file', 'dl-optim plot',
                           'this file is binary or in another encoding') from None
@@ -105,9 +117,13 @@ def _plot(args) -> dict:
     import matplotlib.pyplot as plt
     from dl_optim.config import Number
     cfg = _read_config(args.config)
+    if args.kind == 'lr':   # the schedules are Keras's
+        import dl_optim
+        dl_optim.checked_keras_backend('dl-optim plot')
     _image_path(args.output, '--output', 'dl-optim plot')
     if args.steps is not None: Number(1, integer=True)(args.steps, '--steps', 'dl-optim plot')
-    Number(1, integer=True)(args.outputs, '--outputs', 'dl-optim plot')
+    from dl_optim.deep_supervision import PLOT_MAX_OUTPUTS
+    Number(1, PLOT_MAX_OUTPUTS, integer=True)(args.outputs, '--outputs', 'dl-optim plot')
     if args.kind == 'lr':
         from dl_optim.schedules import plot_schedule
         fig = plot_schedule(cfg, steps=args.steps)

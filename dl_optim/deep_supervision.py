@@ -12,7 +12,7 @@ from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, parse_
 from .config import check_mapping, config_type, nested_config
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'DEEP_SUPERVISION_TYPES', 'normalise', 'mix', 'one_hot', 'DeepSupervisionSchedule',
+__all__ = ['STRATEGIES', 'DEEP_SUPERVISION_TYPES', 'PLOT_MAX_OUTPUTS', 'normalise', 'mix', 'one_hot', 'DeepSupervisionSchedule',
            'deep_supervision_schedule_builder', 'plot_deep_supervision', 'weighted_loss']
 
 # %% ../nbs/07_deep_supervision.ipynb #fd71b66c
@@ -201,6 +201,8 @@ def deep_supervision_schedule_builder(
     return DeepSupervisionSchedule(kind, params, no_outputs, invert_order)
 
 # %% ../nbs/07_deep_supervision.ipynb #390b32fd
+PLOT_MAX_OUTPUTS = 256   # bands a stacked-area plot can show
+
 def plot_deep_supervision(config:dict,           # A schedule config dict
                           no_outputs:int,        # Outputs of the model
                           invert_order:bool=False, # The final output is the last one
@@ -211,6 +213,8 @@ def plot_deep_supervision(config:dict,           # A schedule config dict
      "the figure")
     import matplotlib.pyplot as plt
 
+    # one band per output: past a few hundred a plot says nothing, and memory grows with each
+    Number(1, PLOT_MAX_OUTPUTS, integer=True)(no_outputs, 'no_outputs', 'plot_deep_supervision')
     s = deep_supervision_schedule_builder(config, no_outputs, invert_order)
     p = np.linspace(0, 1, points)
     W = np.stack([s(x) for x in p], axis=1)

@@ -16,7 +16,7 @@ from .muon_core import muon_state_shapes
 from .cautious import adamw_update, adamw_state_layout, ADAMW_TORCH_SPEC
 from .optimizer_state import CheckedState, StateLayout
 from .routing import matrix_view
-from .ops import closure_loss
+from .ops import closure_loss, with_grads
 from .config import ConfigError, Boolean, Number, did_you_mean, learning_rate
 
 # %% auto #0
@@ -216,6 +216,7 @@ def _adamw_group(self:ShardedComms, group):
     ("One AdamW group: whole tensors averaged and updated everywhere, sharded ones "
      "reduce-scattered, updated, all-gathered")
     params = group['params']
+    with_grads(params, type(self).__name__)   # a sparse gradient: a clear error, before any collective
     flags = _has_grad_flags(self, params)
     whole, whole_grads, sharded, shard_grads = [], [], [], []
     for i, p in enumerate(params):
@@ -248,6 +249,7 @@ def step(self:DistMuon,
          closure=None): # Re-evaluates the model and returns the loss (torch's convention)
     "One step: Muon buckets (reduce-scatter, owner update, all-gather), then the AdamW groups"
     loss = closure_loss(closure)
+    for g in self.param_groups: with_grads(g['params'], type(self).__name__)   # no sparse gradient
     for b in self._buckets: self._muon_bucket(b)
     for g in self.param_groups:
         if not g['use_muon']: self._adamw_group(g)

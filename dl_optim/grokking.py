@@ -106,6 +106,9 @@ class GrokFast(StepHook):
             if p.grad is None or p.numel() == 0: continue
             _dense(p, i, 'GrokFast')
             e = self.ema.get(i)
+            if e is not None and e.shape != p.grad.shape:   # a checkpoint of another model
+                raise ConfigError(f'ema[{i}].shape', tuple(e.shape), f'{tuple(p.grad.shape)}, the'
+                                  f' shape of parameter {i}', 'GrokFast state')
             self.ema[i] = grokfast_init(p.grad.detach().clone()) if e is None else grokfast_ema(
                 e, p.grad, self.alpha)
             if self.steps > self.warmup_steps:

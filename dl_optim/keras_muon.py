@@ -174,7 +174,8 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
                  coefficients=Default(_K['coefficients']),
                  # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
                  adjust_lr:str|None=_K['adjust_lr'],
-                 # NS compute dtype name; None: bf16 on GPUs, float32 on CPUs
+                 # NS compute dtype name; None: bf16 where the device has fast bf16 matrix
+                 # units (GPUs, AVX512-BF16/AMX CPUs), else float32, on every backend
                  ns_dtype:str|None=_K['ns_dtype'],
                  # Decay only coordinates where update and weight agree in sign
                  cautious_weight_decay:bool=_K['cautious_weight_decay'],
@@ -237,6 +238,10 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
         kind = keras_variable_kind(path, shape)
         if not self.exclude_embeddings and kind == 'embedding': kind = None
         info = self.layer_info.get(path, {})
+        if any(not -len(shape) <= a < len(shape) for a in info.get('in_axes') or ()):
+            raise ConfigError(f'layer_info[{path!r}].in_axes', list(info['in_axes']),
+                              f'axes of its {len(shape)}-D variable of shape {shape}',
+                              type(self).__name__)
         in_axes = info.get('in_axes') or mha_in_axes(path, shape)
         # an EinsumDense kernel with known input axes
         if in_axes is not None and kind is None: kind = 'linear'

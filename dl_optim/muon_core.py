@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 import torch
 from .config import ConfigError, Number, Boolean, Strings, Betas, Hyper, Spec, DEFAULTS
+from .config import check_known_keys
 from .config import learning_rate, keras_learning_rate
 from .newton_schulz import resolve_schedule, check_ns_method, check_precondition, Schedule
 from .routing import lr_scale, check_adjust_lr, DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES
@@ -54,6 +55,20 @@ def check_coefficients(
     resolve_schedule(v, where=where)   # raises ConfigError for unknown names or malformed tuples
     return v.as_dict() if isinstance(v, Schedule) else v
 
+# %% ../nbs/02b_muon_core.ipynb #5291743d
+def _layer_facts(facts:dict, key:str, where:str) -> dict:
+    "One variable's facts: `in_axes` (input axes of its kernel) and `is_head`, each checked"
+    check_known_keys(facts, ('in_axes', 'is_head'), where)
+    out = dict(facts)
+    axes = facts.get('in_axes')
+    if axes is not None:
+        if not isinstance(axes, (list, tuple)) or not all(
+                isinstance(a, int) and not isinstance(a, bool) for a in axes):
+            raise ConfigError(f'{key}.in_axes', axes, 'a list of axis indices, e.g. [0]', where)
+        out['in_axes'] = tuple(axes)
+    if 'is_head' in facts: out['is_head'] = Boolean()(facts['is_head'], f'{key}.is_head', where)
+    return out
+
 # %% ../nbs/02b_muon_core.ipynb #3792fe16
 def check_layer_info(info,             # Per-variable-path facts, as `model_layer_info` writes them
                      key='layer_info', # The config key, for the error
@@ -71,10 +86,7 @@ def check_layer_info(info,             # Per-variable-path facts, as `model_laye
             " builds it)",
             where,
         )
-    return {
-        k: {**v, 'in_axes': tuple(v['in_axes'])} if v.get('in_axes') is not None else dict(v)
-        for k, v in info.items()
-    }
+    return {k: _layer_facts(v, f'{key}[{k!r}]', where) for k, v in info.items()}
 
 # %% ../nbs/02b_muon_core.ipynb #da6cf4a1
 _mu = Number(0, 1, high_open=True)

@@ -19,21 +19,27 @@ import keras
 from keras import ops
 
 # %% ../nbs/01a_newton_schulz_keras.ipynb #9bf11370
-def default_ns_dtype_keras() -> str:
-    ("The Newton–Schulz dtype for the Keras backend: torch's rule (`default_ns_dtype`) under "
-     "torch; 'bfloat16' on a GPU, else 'float32', under JAX and TensorFlow")
+def _keras_on_gpu() -> bool:
+    "Whether the active Keras backend computes on a GPU"
     backend = keras.backend.backend()
-    if backend == 'jax':
-        import jax
-        return 'bfloat16' if jax.default_backend() == 'gpu' else 'float32'
     if backend == 'torch':
         import torch
-        from dl_optim.newton_schulz import default_ns_dtype
-        return str(default_ns_dtype('cuda' if torch.cuda.is_available() else 'cpu')).split('.')[1]
+        return torch.cuda.is_available()
+    if backend == 'jax':
+        import jax
+        return jax.default_backend() == 'gpu'
     if backend == 'tensorflow':
         import tensorflow as tf
-        return 'bfloat16' if tf.config.list_logical_devices('GPU') else 'float32'
-    return 'float32'
+        return bool(tf.config.list_logical_devices('GPU'))
+    return False
+
+def default_ns_dtype_keras() -> str:
+    ("The Newton–Schulz dtype on the device Keras computes on, by torch's rule "
+     "(`default_ns_dtype`): the same on every backend")
+    import torch
+    from dl_optim.newton_schulz import default_ns_dtype
+    if _keras_on_gpu() and not torch.cuda.is_available(): return 'bfloat16'   # a JAX/TF GPU
+    return str(default_ns_dtype('cuda' if _keras_on_gpu() else 'cpu')).split('.')[1]
 
 # %% ../nbs/01a_newton_schulz_keras.ipynb #31aca3b0
 def orthogonalize_keras(G,                            # (…, m, n) tensor of the active Keras backend

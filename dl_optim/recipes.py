@@ -8,12 +8,12 @@ Docs: https://dl-optim.github.io/dl_optim/muon_recipes.html.md"""
 from __future__ import annotations
 import torch
 from torch import nn
-from .config import ConfigError, Number, Boolean, Choice
+from .config import ConfigError, Number, Boolean, Choice, Param, parse_config
 from .muon import Muon
 from .newton_schulz import resolve_schedule, worst_case_error, orthogonalize
 
 # %% auto #0
-__all__ = ['BACKENDS', 'TRAINING_PRESETS', 'create_muon_optimizer', 'build_preset']
+__all__ = ['BACKENDS', 'TRAINING_PRESETS', 'PRESET_SCHEMA', 'create_muon_optimizer', 'build_preset']
 
 # %% ../nbs/03a_muon_recipes.ipynb #23d73f3e
 BACKENDS = {'newtonschulz5': ('polar_express', 5), 'newtonschulz10': ('polar_express', 10)}
@@ -31,6 +31,8 @@ def create_muon_optimizer(model:nn.Module,              # The model (routing rea
                           **kwargs) -> Muon:             # Any other `Muon` argument
     "A `Muon` for `model` from the factory arguments of Mamba-trainer-style scripts"
     w = 'create_muon_optimizer'
+    if not isinstance(model, nn.Module):
+        raise ConfigError('model', model, 'an nn.Module (the routing reads its layer types)', w)
     if backend == 'cayley':
         raise ConfigError(
             'backend',
@@ -62,6 +64,13 @@ TRAINING_PRESETS = {
     'muon_careful': dict(optimizer='muon', learning_rate=2e-3, max_steps=120_000, **_COMMON),
 }
 
+_b = Number(0, 1, high_open=True)
+PRESET_SCHEMA = dict(   # what a preset (built in or added to TRAINING_PRESETS) must say
+    optimizer=Param(Choice('adamw', 'muon')), learning_rate=Param(Number(0, low_open=True)),
+    max_steps=Param(Number(1, integer=True)), weight_decay=Param(Number(0)),
+    warmup_steps=Param(Number(0, integer=True)), adam_beta1=Param(_b), adam_beta2=Param(_b),
+    adam_epsilon=Param(Number(0, low_open=True)), max_grad_norm=Param(Number(0, optional=True)))
+
 def build_preset(name:str,                  # A key of `TRAINING_PRESETS`
                  model:nn.Module,           # The model to train
                  # Override the preset's step budget (the schedule follows)
@@ -70,7 +79,9 @@ def build_preset(name:str,                  # A key of `TRAINING_PRESETS`
      "`optimizer.step()`")
     from dl_optim.schedules import to_torch_scheduler
     w = 'build_preset'
-    p = dict(TRAINING_PRESETS[Choice(*TRAINING_PRESETS)(name, 'name', w)])
+    if not isinstance(model, nn.Module): raise ConfigError('model', model, 'an nn.Module', w)
+    name = Choice(*TRAINING_PRESETS)(name, 'name', w)
+    p = parse_config(TRAINING_PRESETS[name], PRESET_SCHEMA, f'{w}: preset {name!r}')
     if max_steps is not None: p['max_steps'] = Number(1, integer=True)(max_steps, 'max_steps', w)
     warmup = min(p['warmup_steps'], p['max_steps'] // 10)
     betas = (p['adam_beta1'], p['adam_beta2'])

@@ -228,6 +228,13 @@ def _peak(schedule) -> float:
         if hasattr(p, attr): return float(getattr(p, attr))
     return float(ops.convert_to_numpy(p(0)))
 
+# %% ../nbs/04_schedules.ipynb #10402017
+def _rates(v, n:int, key:str, where:str) -> list:
+    "One learning rate (a finite number >= 0) per param group of the optimizer"
+    if not isinstance(v, (list, tuple)) or len(v) != n:
+        raise ConfigError(key, v, f'{n} learning rates, one per param group', where)
+    return [Number(0)(x, f'{key}[{j}]', where) for j, x in enumerate(v)]
+
 # %% ../nbs/04_schedules.ipynb #e729cb95
 class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
     ("A torch LR scheduler driven by a Keras learning-rate schedule: group lr = base lr · "
@@ -260,6 +267,16 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
         return {
             k: v for k, v in self.__dict__.items() if k not in ('optimizer', 'schedule', '_cached')
         }
+    def load_state_dict(self, state_dict):
+        "torch's resume, after checking the position and the rates against this optimizer"
+        n, w = len(self.optimizer.param_groups), 'ScheduleLR state'
+        rates = lambda v, key, where: _rates(v, n, key, where)
+        checked = parse_config(state_dict, dict(
+            peak=Param(Number(0, low_open=True)), base_lrs=Param(rates),
+            last_epoch=Param(Number(-1, integer=True)), _step_count=Param(Number(0, integer=True)),
+            _last_lr=Param(rates, None), _is_initial=Param(Boolean(), False),
+            _get_lr_called_within_step=Param(Boolean(), False)), w)
+        super().load_state_dict({k: v for k, v in checked.items() if v is not None})
 
 # %% ../nbs/04_schedules.ipynb #f1a56923
 def to_torch_scheduler(config_or_schedule, # A schedule config dict or a built schedule

@@ -122,3 +122,26 @@ def test_bad_inputs():
     with pytest.raises(ConfigError, match="'alpha'"): KerasQKClip(alpha=2)
     with pytest.raises(ValueError, match='MultiHeadAttention'): KerasQKClip(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
     np.testing.assert_allclose(keras_max_logits(np.ones((1, 2, 1, 2)), np.ones((1, 2, 1, 2)), 0.5), [1.0])
+
+def test_clip_counts_survive_save_load_and_bind(tmp_path):
+    "model.save → load_model → bind: the counts of clipped heads go on, as the torch clip's do"
+    model = attention_model()
+    clip = KerasQKClip(model, tau=1e-3)
+    opt = Muon(learning_rate=0.01, step_hooks=[clip])
+    model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  run_eagerly=BACKEND != 'torch')
+    model.fit(X, X, epochs=1, batch_size=4, verbose=0)
+    counts = dict(clip.clipped)
+    assert counts
+    model.save(tmp_path / 'm.keras')
+    back = keras.models.load_model(tmp_path / 'm.keras')
+    hook = back.optimizer.step_hooks[0].bind(back)
+    assert hook.clipped == counts
+
+def test_one_clip_per_model_and_eval_forwards():
+    model = attention_model()
+    clip = KerasQKClip(model, tau=1e-3, remeasure=False)
+    with pytest.raises(ConfigError, match='one clip per model'): KerasQKClip(model)
+    model(X)                                   # evaluation: reported, never decides
+    assert set(clip.pending()) == {'mha', 'mha2'}
+    clip.apply(); assert clip.clipped == {}

@@ -118,7 +118,7 @@ def test_input_structures():
     torch.testing.assert_close(proc(tuple(x)), proc(x))
     with pytest.raises(ValueError, match='at least two'): proc(x[:1])
     with pytest.raises(ValueError, match='at least two'): proc([])
-    with pytest.raises(ValueError, match=r'\[layers, batch, vocab\]'): proc(x[0])
+    with pytest.raises(ValueError, match=r'\[layers, \.\.\., vocab\]'): proc(x[0])
     with pytest.raises(ValueError, match="final layer's shape"): proc([x[0], x[1, :, :50]])
 
 @pytest.mark.parametrize('key,value,fragment', [

@@ -23,8 +23,11 @@ def test_read_facts_errors(tmp_path):
     for line, frag in bad:
         (tmp_path / 'f.jsonl').write_text(line + '\n')
         with pytest.raises(ConfigError, match=frag): read_facts(tmp_path / 'f.jsonl')
-    (tmp_path / 'f.jsonl').write_text('{oops\n')
-    with pytest.raises(ValueError, match='not JSON'): read_facts(tmp_path / 'f.jsonl')
+    # malformed, empty or binary: a ConfigError naming the file (the CLI exits 2 with it, no traceback)
+    for raw, frag in ((b'{oops\n', 'one JSON object'), (b'', 'at least one item'), (b'\n  \n', 'at least one item'),
+                      (bytes(range(256)), 'binary')):
+        (tmp_path / 'f.jsonl').write_bytes(raw)
+        with pytest.raises(ConfigError, match=frag): read_facts(tmp_path / 'f.jsonl')
 
 def test_dola_picks_the_most_divergent_layer_and_filters():
     final = torch.tensor([[4.0, 3.5, 0.0, -2.0, -2.0, -2.0]])

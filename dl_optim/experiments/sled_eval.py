@@ -142,11 +142,16 @@ def read_facts(path # A facts .jsonl file
     ("Items from a JSONL facts file, each checked: prompt (str), choices (>= 2 str), answer (int "
      "index)")
     items = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+    try: text = Path(path).read_bytes().decode('utf-8')
+    except UnicodeDecodeError:
+        raise ConfigError('facts', str(path), 'a UTF-8 JSONL file (one JSON object a line)',
+                          'read_facts', 'this file is binary or in another encoding') from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip(): continue
-        try: it = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f'{path}:{n}: not JSON ({e})') from None
         where = f'{path}:{n}'
+        try: it = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError('<line>', line[:60], 'one JSON object', where, str(e)) from None
         if not isinstance(it, dict): raise ConfigError('<line>', it, 'a JSON object', where)
         if not isinstance(it.get('prompt'), str):
             raise ConfigError('prompt', it.get('prompt'), 'a string', where)
@@ -159,7 +164,8 @@ def read_facts(path # A facts .jsonl file
         if isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < len(ch):
             raise ConfigError('answer', a, f'an index in [0, {len(ch)})', where)
         items.append(it)
-    if not items: raise ValueError(f'{path}: no items')
+    if not items:
+        raise ConfigError('facts', str(path), 'a file with at least one item', 'read_facts')
     return items
 
 # %% ../../nbs/13_sled_eval.ipynb #6be73691
