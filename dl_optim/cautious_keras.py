@@ -12,7 +12,7 @@ from .config import Number, Boolean
 from .cautious import cautious
 import warnings
 from .config import ConfigError, Default, take_alias
-from .optimizers import WeightDecayExclusions
+from .weight_decay_keras import WeightDecayExclusions
 
 # %% auto #0
 __all__ = ['adam_direction', 'Adam', 'Nadam']

@@ -316,10 +316,11 @@ def nested_config(config:Mapping,    # A config with an optional inner `config` 
 # %% ../nbs/00_config.ipynb #f9557919
 class Default:
     "A parameter's default, marked: a deprecated alias can tell it from a value passed on purpose"
-    def __init__(self, value): self.value = value
+    def __init__(self, value): # The default value itself
+        self.value = value
     def __repr__(self): return repr(self.value)
 
-def given(value):
+def given(value): # A value as a constructor received it (perhaps a `Default`)
     "`value` itself, or the default a `Default` marks"
     return value.value if isinstance(value, Default) else value
 

@@ -216,7 +216,8 @@ def _adamw_group(self:ShardedComms, group):
     ("One AdamW group: whole tensors averaged and updated everywhere, sharded ones "
      "reduce-scattered, updated, all-gathered")
     params = group['params']
-    with_grads(params, type(self).__name__)   # a sparse gradient: a clear error, before any collective
+    # a sparse gradient: a clear error, before any collective
+    with_grads(params, type(self).__name__)
     flags = _has_grad_flags(self, params)
     whole, whole_grads, sharded, shard_grads = [], [], [], []
     for i, p in enumerate(params):

@@ -12,6 +12,8 @@ from .config import ConfigError, Boolean
 from .grokking import grokfast_ema, grokfast_init, grokfast_amplify, orthograd
 from .grokking import parse_grokfast
 from .step_hooks_keras import KerasStepHook, StepHooksMixin
+from .cautious_keras import Adam, Nadam
+from .keras_muon import Muon
 
 # %% auto #0
 __all__ = ['OrthoGradHook', 'GrokFastHook', 'GradientFiltersMixin', 'with_gradient_filters', 'gradient_filters']
@@ -143,8 +145,6 @@ def gradient_filters(
 
 # %% ../nbs/11a_grokking_keras.ipynb #28c17299
 def _register_known():
-    from dl_optim.cautious_keras import Adam, Nadam
-    from dl_optim.keras_muon import Muon
     builtin = [
         getattr(keras.optimizers, n)
         for n in (

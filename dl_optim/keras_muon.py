@@ -20,6 +20,7 @@ from keras import ops
 from .ops import KerasOps
 from .cautious_keras import adam_direction
 from .step_hooks_keras import StepHooksMixin
+from .newton_schulz_keras import orthogonalize_keras
 
 # %% auto #0
 __all__ = ['KERAS_SPEC', 'keras_variable_kind', 'einsum_in_axes', 'mha_in_axes', 'output_layers', 'model_layer_info', 'Muon']
@@ -331,7 +332,8 @@ def update_step(self:Muon,
         }
         return muon_update(self._xp, [variable], [g], [self._muon_state[i]], [self._views[i]],
                            {**hyper, 'lr': lr}, self.variant,
-                           decay=[self._use_weight_decay(variable)])
+                           decay=[self._use_weight_decay(variable)],
+                           orthogonalize=orthogonalize_keras)
     adam_lr = lr * self.adam_lr_ratio if self.adam_lr_ratio is not None else ops.cast(
         self.adam_learning_rate, variable.dtype)
     update = adam_direction(self, g, variable, self._adam_m[i], self._adam_v[i],

@@ -14,7 +14,7 @@ from torch import nn
 from .cautious import adamw_update, adamw_state_layout
 from .config import ConfigError, Number, Boolean, did_you_mean, learning_rate
 from .config import Param, parse_config
-from .newton_schulz import resolve_schedule, default_ns_dtype, ns_method_for
+from .newton_schulz import resolve_schedule, default_ns_dtype, ns_method_for, orthogonalize
 from .routing import route_parameter, matrix_view, RoutingReport, Route, row_blocks_for
 from .muon_core import MUON_SPEC, ADAMW_SPEC, ROUTING_SPEC, MuonVariant, PLAIN_MUON
 from .muon_core import muon_update, muon_variant, muon_state_shapes, MUON_VARIANTS
@@ -383,7 +383,8 @@ def _muon_step(self:Muon, group, params, grads, keys=None):
     keys = params if keys is None else keys
     # groups added later: from the shape
     views = [self._views.get(k) or matrix_view(tuple(p.shape)) for k, p in zip(keys, params)]
-    muon_update(TORCH, params, grads, [self.state[k] for k in keys], views, group, self.variant)
+    muon_update(TORCH, params, grads, [self.state[k] for k in keys], views, group, self.variant,
+                orthogonalize=orthogonalize)
 
 # %% ../nbs/03_muon.ipynb #defa8919
 @patch

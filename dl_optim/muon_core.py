@@ -6,9 +6,11 @@ Docs: https://dl-optim.github.io/dl_optim/muon_core.html.md"""
 
 # %% ../nbs/02b_muon_core.ipynb #7127b865
 from __future__ import annotations
+import importlib
 from collections import defaultdict
 import torch
 from .config import ConfigError, Number, Boolean, Strings, Betas, Hyper, Spec, DEFAULTS
+from .config import did_you_mean
 from .config import check_known_keys
 from .config import learning_rate, keras_learning_rate
 from .newton_schulz import resolve_schedule, check_ns_method, check_precondition, Schedule
@@ -16,9 +18,9 @@ from .routing import lr_scale, check_adjust_lr, DEFAULT_EMBEDDING_NAMES, DEFAULT
 from .ops import TORCH
 
 # %% auto #0
-__all__ = ['NS_DTYPE_NAMES', 'MUON_SPEC', 'ADAMW_SPEC', 'ROUTING_SPEC', 'PLAIN_MUON', 'MUON_VARIANTS', 'check_ns_dtype',
-           'check_ns_dtype_name', 'check_coefficients', 'check_layer_info', 'as_matrices', 'from_matrices',
-           'MuonVariant', 'muon_state_shapes', 'init_muon_state', 'register_variant', 'muon_variant',
+__all__ = ['NS_DTYPE_NAMES', 'MUON_SPEC', 'ADAMW_SPEC', 'ROUTING_SPEC', 'PLAIN_MUON', 'MUON_VARIANTS', 'VARIANT_MODULES',
+           'check_ns_dtype', 'check_ns_dtype_name', 'check_coefficients', 'check_layer_info', 'as_matrices',
+           'from_matrices', 'MuonVariant', 'muon_state_shapes', 'init_muon_state', 'register_variant', 'muon_variant',
            'momentum_direction', 'apply_update', 'muon_update']
 
 # %% ../nbs/02b_muon_core.ipynb #c18a7471
@@ -224,26 +226,21 @@ def register_variant(variant:MuonVariant # The variant, found by its name afterw
     return variant
 
 # %% ../nbs/02b_muon_core.ipynb #d44be31f
-def muon_variant(variant,            # A `MuonVariant` or a registered name
+# the variants that live in their own module, by name: declared once, imported on first request
+VARIANT_MODULES = {'normuon': 'dl_optim.normuon'}
+
+def muon_variant(variant,            # A `MuonVariant` or a variant's name
                  key:str='variant',  # The config key, for the error
                  where:str='Muon'    # The caller, for the error
                 ) -> MuonVariant:
-    ("A `MuonVariant`, or the variant registered under a name (importing `dl_optim.<name>` on "
-     "first use)")
+    "A `MuonVariant`, or the one a name declares (its module imported on first use, no other)"
     if isinstance(variant, MuonVariant): return variant
-    if isinstance(variant, str) and variant.isidentifier() and variant not in MUON_VARIANTS:
-        import importlib
-        try: importlib.import_module(f'dl_optim.{variant}')
-        except ModuleNotFoundError: pass
-    if variant not in MUON_VARIANTS:
-        raise ConfigError(
-            key,
-            variant,
-            'a Muon variant: '
-            + ', '.join(map(repr, MUON_VARIANTS))
-            + ", or the name of a dl_optim variant module",
-            where,
-        )
+    if isinstance(variant, str) and variant in VARIANT_MODULES and variant not in MUON_VARIANTS:
+        importlib.import_module(VARIANT_MODULES[variant])
+    if not isinstance(variant, str) or variant not in MUON_VARIANTS:
+        names = sorted({*MUON_VARIANTS, *VARIANT_MODULES})
+        raise ConfigError(key, variant, 'a MuonVariant or one of ' + ', '.join(map(repr, names)),
+                          where, did_you_mean(variant, names))
     return MUON_VARIANTS[variant]
 
 # %% ../nbs/02b_muon_core.ipynb #d580e93d
@@ -288,7 +285,10 @@ def muon_update(xp,                          # `TORCH` or a `KerasOps`
                 hyper:dict,
                 variant:MuonVariant=PLAIN_MUON, # The Muon variant (plain Muon, NorMuon, …)
                 # Per-parameter: whether weight decay applies (Keras exclusions); None: all
-                decay:list|None=None):
+                decay:list|None=None,
+                *,
+                # Newton–Schulz for `xp`'s tensors: `orthogonalize` (torch) or `orthogonalize_keras`
+                orthogonalize):
     ("One Muon step: momentum → variant → batched Newton–Schulz → variant → shape scale, weight "
      "decay, apply")
     lr, sched = hyper['lr'], resolve_schedule(hyper['coefficients'], hyper['ns_steps'])
@@ -305,8 +305,8 @@ def muon_update(xp,                          # `TORCH` or a `KerasOps`
         # one tensor: no copy
         U = xp.reshape(xp.stack(mats) if n > 1 else mats[0], (n * view.batch, view.rows, view.cols))
         U = variant.before_orthogonalize(xp, U, sts, view, hyper)
-        O = xp.orthogonalize(U if n * view.batch > 1 else xp.reshape(U, (view.rows, view.cols)),
-                             sched, hyper['ns_dtype'], **ns_options)
+        O = orthogonalize(U if n * view.batch > 1 else xp.reshape(U, (view.rows, view.cols)),
+                          sched, dtype=hyper['ns_dtype'], **ns_options)
         O = variant.after_orthogonalize(xp, xp.reshape(O, (n * view.batch, view.rows, view.cols)),
                                         sts, view, hyper)
         scale = lr_scale(view, hyper['adjust_lr'])

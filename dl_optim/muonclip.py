@@ -470,9 +470,10 @@ def metrics(self:QKClip,
     return max_logit_metrics(self.max_logits, per_head)
 
 # %% ../nbs/05c_muonclip.ipynb #e550ee25
-def clip_counts(v,               # The saved counts
-                key='clipped',   # The config key, for the error
-                where='QKClip state'):
+def clip_counts(v,                   # The saved counts
+                key='clipped',       # The config key, for the error
+                where='QKClip state' # The caller, for the error
+               ) -> dict:
     "Clipped-head counts as a checkpoint keeps them: {layer name: count >= 0}"
     if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
         raise ConfigError(key, v, '{layer name: count of clipped heads}', where)

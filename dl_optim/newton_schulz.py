@@ -374,7 +374,8 @@ def ns_method_for(shape,              # The matrix (or batch) shape
 def check_ns_input(shape:tuple,          # The input's shape
                    dtype_name:str,       # Its dtype's name ('float32', 'int32', …)
                    key:str='G',          # Its name, for the error
-                   where:str='orthogonalize'):
+                   where:str='orthogonalize' # The caller, for the error
+                  ):
     "Newton–Schulz's input: a real floating-point matrix or batch of them; ConfigError otherwise"
     if len(shape) < 2:
         raise ConfigError(key, f'shape {tuple(shape)}', 'a matrix or a batch of matrices (…, m, n)',

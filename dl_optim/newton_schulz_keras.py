@@ -9,7 +9,7 @@ __all__ = ['default_ns_dtype_keras', 'orthogonalize_keras']
 
 # %% ../nbs/01a_newton_schulz_keras.ipynb #9fc83a6a
 from .newton_schulz import ns_schedule, ns_method_for, check_ns_method, check_precondition
-from .newton_schulz import check_ns_input, unit_peak
+from .newton_schulz import check_ns_input, unit_peak, default_ns_dtype
 from .config import Number
 from .gram_ns import gram_newton_schulz, restart_steps
 from .preconditioned_ns import aol_start
@@ -37,7 +37,6 @@ def default_ns_dtype_keras() -> str:
     ("The Newton–Schulz dtype on the device Keras computes on, by torch's rule "
      "(`default_ns_dtype`): the same on every backend")
     import torch
-    from dl_optim.newton_schulz import default_ns_dtype
     if _keras_on_gpu() and not torch.cuda.is_available(): return 'bfloat16'   # a JAX/TF GPU
     return str(default_ns_dtype('cuda' if _keras_on_gpu() else 'cpu')).split('.')[1]
 

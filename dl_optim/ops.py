@@ -80,10 +80,6 @@ class TorchOps:
         return torch.eye(x.shape[-1], dtype=x.dtype, device=x.device).expand_as(x)
     def abs_rowsum(self, x): return x.abs().sum(-1, keepdim=True)
     def rsqrt(self, x): return torch.rsqrt(x)
-    def orthogonalize(self, X, schedule, dtype=None, precondition=None, method='auto'):
-        "Newton–Schulz on a matrix or a batch (`dl_optim.newton_schulz.orthogonalize`)"
-        from dl_optim.newton_schulz import orthogonalize
-        return orthogonalize(X, schedule, dtype=dtype, precondition=precondition, method=method)
 
 TORCH = TorchOps()
 
@@ -186,11 +182,6 @@ class KerasOps:
         return o.broadcast_to(o.eye(o.shape(x)[-1], dtype=x.dtype), o.shape(x))
     def abs_rowsum(self, x): return self.ops.sum(self.ops.abs(x), axis=-1, keepdims=True)
     def rsqrt(self, x): return self.ops.rsqrt(x)
-    def orthogonalize(self, X, schedule, dtype=None, precondition=None, method='auto'):
-        "Newton–Schulz in `keras.ops` (`dl_optim.newton_schulz_keras.orthogonalize_keras`)"
-        from dl_optim.newton_schulz_keras import orthogonalize_keras
-        return orthogonalize_keras(X, schedule, dtype=dtype, precondition=precondition,
-                                   method=method)
 
 # %% ../nbs/00a_ops.ipynb #6bb25c46
 def ops_for(x # A torch tensor, or a Keras variable or tensor

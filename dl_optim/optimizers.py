@@ -11,30 +11,11 @@ from .config import ConfigError, MISSING, Param, Number, Boolean, Choice, String
 from .config import parse_config, check_mapping, config_type, nested_config, DEFAULTS
 # after dl_optim: importing dl_optim first picks the Keras backend (see the package page)
 import keras
+from .weight_decay_keras import WeightDecayExclusions
 
 # %% auto #0
 __all__ = ['OPTIMIZER_SCHEMAS', 'OPTIMIZER_TYPES', 'QK_CLIP_SCHEMA', 'CLIPPING_KEYS', 'ADAMW_DEFAULT_WEIGHT_DECAY',
-           'WeightDecayExclusions', 'optimizer_builder']
-
-# %% ../nbs/06_optimizers.ipynb #c0ed101e
-class WeightDecayExclusions:
-    ("Mixin for a Keras optimizer: weight-decay exclusion patterns as an argument and a "
-     "`get_config` key, so they are saved")
-    def __init__(self, *args,
-                 # Regular expressions searched in variable names (Keras's `var_names`)
-                 exclude_from_weight_decay=None,
-                 **kwargs):
-        super().__init__(*args, **kwargs)
-        names = Strings(optional=True)(exclude_from_weight_decay, 'exclude_from_weight_decay',
-                                       type(self).__name__)
-        if names: self.exclude_from_weight_decay(var_names=names)
-
-    def get_config(self):
-        pattern = getattr(self, '_exclude_from_weight_decay_pattern', None)
-        return {
-            **super().get_config(),
-            'exclude_from_weight_decay': [pattern.pattern] if pattern is not None else None,
-        }
+           'optimizer_builder']
 
 # %% ../nbs/06_optimizers.ipynb #eae739bc
 _OD = DEFAULTS['optimizer']
@@ -60,7 +41,7 @@ OPTIMIZER_SCHEMAS = {
         epsilon=Param(_eps, 1e-7),
         caution=Param(Boolean(), False),
     ),
-    # Keras's SGD accepts [0, 1]
+    # Keras's SGD accepts [0, 1]; at 1 no gradient is ever forgotten, so [0, 1) as for the betas
     'sgd': dict(momentum=Param(_beta, 0.0), nesterov=Param(Boolean(), False)),
 }
 OPTIMIZER_TYPES = tuple(OPTIMIZER_SCHEMAS) + ('muon', 'muonclip')

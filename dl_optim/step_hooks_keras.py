@@ -7,7 +7,7 @@ Docs: https://dl-optim.github.io/dl_optim/step_hooks_keras.html.md"""
 # %% ../nbs/03c_step_hooks_keras.ipynb #a3328fec
 from __future__ import annotations
 import keras
-from .optimizers import WeightDecayExclusions
+from .weight_decay_keras import WeightDecayExclusions
 from .config import ConfigError
 
 # %% auto #0
