@@ -190,6 +190,7 @@ def _cautious_shards(rank, world, tmp):
         ref_opt.zero_grad(); (sum(ref(x).pow(2).mean() for x in xs) / world).backward(); ref_opt.step()
     for p, q in zip(model.parameters(), ref.parameters()): torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
 
+@pytest.mark.distributed
 def test_cautious_dist_adamw_on_two_ranks_equals_one_process(): _run(_cautious_shards, 2)
 
 # ---- param groups: honoured or refused, never replaced silently -------------------------------------------------

@@ -8,6 +8,8 @@ from torch import nn
 from dl_optim.muon import Muon
 from dl_optim.distributed import DistMuon, ownership
 
+pytestmark = pytest.mark.distributed
+
 STEPS = 4
 
 class Net(nn.Module):

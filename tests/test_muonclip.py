@@ -172,6 +172,7 @@ def _dist_clip(rank, world, tmp):
         # a bias coordinate by up to ~lr·1e-2 over three steps; Muon's matrices agree to 1e-5
         torch.testing.assert_close(p, q, rtol=0, atol=1e-5 if p.ndim > 1 else 1e-4, msg=lambda m: f'{n}: {m}')
 
+@pytest.mark.distributed
 @pytest.mark.parametrize('world', [2])
 def test_distmuon_with_qk_clip_equals_single_process(world):
     _run(_dist_clip, world)

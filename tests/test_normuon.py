@@ -23,6 +23,7 @@ def _dist_equal(rank, world, tmp):
     mine = {p for b in again._buckets for i, p in enumerate(b.params) if again.owner(b, i) == rank}
     assert all('second_momentum_buffer' in again.state[p] for p in mine)
 
+@pytest.mark.distributed
 @pytest.mark.parametrize('world', [2])
 def test_dist_normuon_equals_single_process(world):
     _run(_dist_equal, world)

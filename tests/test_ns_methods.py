@@ -108,6 +108,7 @@ def _dist_gram(rank, world, tmp):
     for (n, p), q in zip(model.named_parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-4, msg=lambda m: f'{n}: {m}')
 
+@pytest.mark.distributed
 def test_dist_muon_with_gram_equals_single_process():
     from test_distributed import _run
     _run(_dist_gram, 2)

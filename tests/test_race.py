@@ -1,5 +1,6 @@
 "dl-optim race from the command line: outputs, schema, errors (tiny sizes; the real race is a flagged notebook cell)"
 import json, subprocess
+import pytest
 from pathlib import Path
 
 def run(*args, cwd=None):
@@ -31,6 +32,7 @@ def test_race_bad_arguments(tmp_path):
     r = run('--steps', '0', '--out', str(tmp_path))
     assert r.returncode == 2 and "'steps' is 0" in r.stderr
 
+@pytest.mark.distributed
 def test_race_on_two_processes(tmp_path):
     "--nproc 2: each entrant trained data-parallel on 2 gloo processes (Muon as DistMuon), same outputs"
     r = run('--steps', '10', '--eval-every', '5', '--out', str(tmp_path), '--quiet', '--nproc', '2')
