@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from dl_optim.muon import Muon
-from dl_optim.newton_schulz import orthogonalize, default_ns_dtype
+from dl_optim.newton_schulz import orthogonalize, default_ns_dtype, cpu_bf16_speedup
 try: from bench.cpu import cpu_kind
 except ImportError: from cpu import cpu_kind
 
@@ -55,7 +55,10 @@ def main():
              "dl_optim Muon (AOL start, 4 steps, auto)": Muon(models['dl_optim_aol'], ns_precondition='aol', ns_steps=4).step}
     mats = [q for q in hidden(models['dl_optim'])]
     flops = sum(5 * (4 * min(q.shape) ** 2 * max(q.shape) + 2 * min(q.shape) ** 3) for q in mats)
-    bf16_rate = 1.4e9 if default_ns_dtype('cpu') == torch.float32 else 700e9   # measured in bench/newton_schulz.py
+    # torch.optim.Muon always runs bf16: about 1.4 GFLOP/s where oneDNN has no bf16 kernels (emulated, AVX2-only CPUs),
+    # else the float32 rate (~200 GFLOP/s on 2 cores) times this CPU's measured bf16 speed-up
+    kernels = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    bf16_rate = 200e9 * cpu_bf16_speedup() if kernels else 1.4e9
     est_torch_muon = flops / bf16_rate
     if est_torch_muon <= args.max_seconds:
         tm, ta = torch.optim.Muon(hidden(models['torch_muon'])), torch.optim.AdamW(rest(models['torch_muon']), fused=True)

@@ -176,7 +176,7 @@ class Muon(StepHooksMixin, keras.optimizers.Optimizer):
                  # Shape scale: 'original', 'match_rms_adamw', 'spectral' or None
                  adjust_lr:str|None=_K['adjust_lr'],
                  # NS compute dtype name; None: bf16 where the device has fast bf16 matrix
-                 # units (GPUs, AVX512-BF16/AMX CPUs), else float32, on every backend
+                 # products (GPUs, CPUs where they beat float32), else float32, on every backend
                  ns_dtype:str|None=_K['ns_dtype'],
                  # Decay only coordinates where update and weight agree in sign
                  cautious_weight_decay:bool=_K['cautious_weight_decay'],

@@ -6,7 +6,7 @@ Docs: https://dl-optim.github.io/dl_optim/newton_schulz.html.md"""
 
 # %% ../nbs/01_newton_schulz.ipynb #149e7913
 from __future__ import annotations
-import functools, math, os
+import functools, math, os, time
 from dataclasses import dataclass
 import numpy as np
 import torch
@@ -16,11 +16,11 @@ from .gram_ns import gram_newton_schulz, gram_pays, restart_steps
 from .preconditioned_ns import aol_start
 
 # %% auto #0
-__all__ = ['CUBIC', 'JORDAN', 'NAMED_SCHEDULES', 'DEFAULT_STEPS', 'MAX_GAIN', 'NS_METHODS', 'PRECONDITIONERS', 'check_ns_method',
-           'quintic', 'compose', 'Schedule', 'plot_schedules', 'minimax_quintic', 'polar_express_coefficients',
-           'polar_express_schedule', 'resolve_schedule', 'worst_case_error', 'default_ns_dtype', 'check_precondition',
-           'ns_schedule', 'ns_method_for', 'check_ns_input', 'unit_peak', 'orthogonalize', 'matrix_with_spectrum',
-           'polar_error']
+__all__ = ['CUBIC', 'JORDAN', 'NAMED_SCHEDULES', 'DEFAULT_STEPS', 'MAX_GAIN', 'FAST_BF16_MIN_SPEEDUP', 'NS_METHODS',
+           'PRECONDITIONERS', 'check_ns_method', 'quintic', 'compose', 'Schedule', 'plot_schedules', 'minimax_quintic',
+           'polar_express_coefficients', 'polar_express_schedule', 'resolve_schedule', 'worst_case_error',
+           'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'default_ns_dtype', 'check_precondition', 'ns_schedule',
+           'ns_method_for', 'check_ns_input', 'unit_peak', 'orthogonalize', 'matrix_with_spectrum', 'polar_error']
 
 # %% ../nbs/01_newton_schulz.ipynb #f8718538
 def quintic(x,        # Scalars or an array
@@ -292,16 +292,32 @@ def worst_case_error(schedule:Schedule,   # The schedule
     return float(np.abs(1 - schedule(np.geomspace(lower, upper, points))).max())
 
 # %% ../nbs/01_newton_schulz.ipynb #411a0271
-def _cpu_has_fast_bf16() -> bool:
-    ("Whether oneDNN has native bf16 matrix kernels on this CPU (AVX512-BF16 or AMX); "
+FAST_BF16_MIN_SPEEDUP = 1.25   # bf16 products this much faster than float32 ones, or float32 is used
+
+def cpu_bf16_speedup(size:int=512, # The side of the square matrices timed
+                     reps:int=3    # Timings per dtype; the best is kept
+                    ) -> float:
+    "How many times faster a bf16 matrix product runs than a float32 one on this CPU (best of `reps`)"
+    a = torch.randn(size, size, generator=torch.Generator().manual_seed(0))
+    def best(x):
+        x @ x   # warm-up: kernel selection, thread pool
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter(); x @ x; times.append(time.perf_counter() - t)
+        return min(times)
+    return best(a) / best(a.bfloat16())
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    ("Whether bf16 matrix products beat float32 ones here (oneDNN bf16 kernels, and measured); "
      "`DL_OPTIM_CPU_FAST_BF16=0|1` overrides")
     forced = os.environ.get('DL_OPTIM_CPU_FAST_BF16')
     if forced is not None:
         return Choice('0', '1')(forced, 'DL_OPTIM_CPU_FAST_BF16', 'environment') == '1'
-    try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError): return False
-
-_CPU_FAST_BF16 = _cpu_has_fast_bf16()
+    try: kernels = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError): kernels = False
+    # without oneDNN bf16 kernels bf16 is emulated (about 100× slower): nothing to time
+    return kernels and cpu_bf16_speedup() >= FAST_BF16_MIN_SPEEDUP
 
 # %% ../nbs/01_newton_schulz.ipynb #5a5e1cbc
 def default_ns_dtype(device # A torch device or its name
@@ -311,7 +327,7 @@ def default_ns_dtype(device # A torch device or its name
     device = torch.device(device)
     if device.type == 'cuda':
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == 'cpu': return torch.bfloat16 if _CPU_FAST_BF16 else torch.float32
+    if device.type == 'cpu': return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     return torch.float32
 
 # %% ../nbs/01_newton_schulz.ipynb #41747182

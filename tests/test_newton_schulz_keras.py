@@ -36,7 +36,7 @@ def test_jit_compiled_matches_eager(shape, dtype):
     G = ops.convert_to_tensor(np.random.default_rng(1).standard_normal(shape).astype('float32'))
     eager = ops.convert_to_numpy(orthogonalize_keras(G, dtype=dtype))
     jitted = ops.convert_to_numpy(compiled(lambda x: orthogonalize_keras(x, dtype=dtype))(G))
-    used = dtype or default_ns_dtype_keras()   # the tolerance follows the dtype actually used (bf16 on AMX/AVX512-BF16)
+    used = dtype or default_ns_dtype_keras()   # the tolerance follows the dtype actually used (bf16 where it is fast)
     tol = dict(atol=1e-4, rtol=1e-3) if used == 'float32' else dict(atol=3e-2, rtol=3e-2)   # bf16: 8-bit mantissa
     np.testing.assert_allclose(jitted, eager, **tol)
 
