@@ -307,8 +307,7 @@ def cpu_bf16_speedup(size:int=512, # The side of the square matrices timed
         return min(times)
     return best(a) / best(a.bfloat16())
 
-@functools.cache
-def cpu_has_fast_bf16() -> bool:
+def _cpu_has_fast_bf16() -> bool:
     ("Whether bf16 matrix products beat float32 ones here (oneDNN bf16 kernels, and measured); "
      "`DL_OPTIM_CPU_FAST_BF16=0|1` overrides")
     forced = os.environ.get('DL_OPTIM_CPU_FAST_BF16')
@@ -318,6 +317,12 @@ def cpu_has_fast_bf16() -> bool:
     except (AttributeError, RuntimeError): kernels = False
     # without oneDNN bf16 kernels bf16 is emulated (about 100× slower): nothing to time
     return kernels and cpu_bf16_speedup() >= FAST_BF16_MIN_SPEEDUP
+
+# decided once, when the module is imported (about 20 ms): a compiled step then reads a constant
+_CPU_FAST_BF16 = _cpu_has_fast_bf16()
+def cpu_has_fast_bf16() -> bool:
+    "This process's decision: whether bf16 matrix products beat float32 ones on this CPU"
+    return _CPU_FAST_BF16
 
 # %% ../nbs/01_newton_schulz.ipynb #5a5e1cbc
 def default_ns_dtype(device # A torch device or its name
