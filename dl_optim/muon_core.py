@@ -54,7 +54,10 @@ def check_coefficients(
         where): # The caller, for the error
     ("A schedule as the user gave it (a name, tuples), or a `Schedule` as plain data, so "
      "checkpoints load with `weights_only=True`")
-    resolve_schedule(v, where=where)   # raises ConfigError for unknown names or malformed tuples
+    try: resolve_schedule(v, where=where)   # ConfigError for unknown names or malformed tuples
+    except ConfigError as e:             # … named as the caller knows the key
+        if e.key != 'coefficients' or key == 'coefficients': raise
+        raise ConfigError(key, e.value, e.allowed, where, e.hint) from None
     return v.as_dict() if isinstance(v, Schedule) else v
 
 # %% ../nbs/02b_muon_core.ipynb #5291743d

@@ -86,10 +86,14 @@ def test_fuzz_checkpoint_groups(name, data):
     sd = snapshot(opt)
     gi = data.draw(st.integers(0, len(sd['param_groups']) - 1))
     group = sd['param_groups'][gi]
-    key = data.draw(st.sampled_from(sorted(k for k in group if k in ('lr', 'betas', 'eps', 'weight_decay', 'momentum',
-                                                                       'ns_steps', 'caution', 'nesterov'))))
-    value = data.draw(st.sampled_from(['fast', -1.0, float('nan'), None, [0.9], 1e40, 'x']))
-    if key == 'weight_decay' and value is None: return
+    checked = ('lr', 'betas', 'eps', 'weight_decay', 'momentum', 'ns_steps', 'caution', 'nesterov', 'beta2',
+               'normuon_eps', 'ns_dtype', 'ns_method', 'ns_precondition', 'adjust_lr', 'coefficients',
+               'cautious_weight_decay', 'initial_lr')
+    key = data.draw(st.sampled_from(sorted(k for k in group if k in checked)))
+    value = data.draw(st.sampled_from(['fast', -1.0, float('nan'), None, [0.9], 1e40, 'x', True]))
+    # None is a real setting of these ('off' or 'the device default'); True a number nowhere
+    if value is None and key in ('ns_dtype', 'ns_precondition', 'adjust_lr'): return
+    if value is True and key in ('caution', 'nesterov', 'cautious_weight_decay'): return
     bad = {**sd, 'param_groups': [dict(g) for g in sd['param_groups']]}
     bad['param_groups'][gi][key] = value
     with pytest.raises(ConfigError, match=f'param_groups\\[{gi}\\].{key}'): opt.load_state_dict(bad)
