@@ -17,10 +17,11 @@ from .preconditioned_ns import aol_start
 
 # %% auto #0
 __all__ = ['CUBIC', 'JORDAN', 'NAMED_SCHEDULES', 'DEFAULT_STEPS', 'MAX_GAIN', 'FAST_BF16_MIN_SPEEDUP', 'NS_METHODS',
-           'PRECONDITIONERS', 'check_ns_method', 'quintic', 'compose', 'Schedule', 'plot_schedules', 'minimax_quintic',
-           'polar_express_coefficients', 'polar_express_schedule', 'resolve_schedule', 'worst_case_error',
-           'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'default_ns_dtype', 'check_precondition', 'ns_schedule',
-           'ns_method_for', 'check_ns_input', 'unit_peak', 'orthogonalize', 'matrix_with_spectrum', 'polar_error']
+           'PRECONDITIONERS', 'check_ns_method', 'NS_COMPUTE_DTYPES', 'quintic', 'compose', 'Schedule',
+           'plot_schedules', 'minimax_quintic', 'polar_express_coefficients', 'polar_express_schedule',
+           'resolve_schedule', 'worst_case_error', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'default_ns_dtype',
+           'check_precondition', 'ns_schedule', 'ns_method_for', 'check_ns_input', 'unit_peak', 'orthogonalize',
+           'matrix_with_spectrum', 'polar_error']
 
 # %% ../nbs/01_newton_schulz.ipynb #f8718538
 def quintic(x,        # Scalars or an array
@@ -292,12 +293,13 @@ def worst_case_error(schedule:Schedule,   # The schedule
     return float(np.abs(1 - schedule(np.geomspace(lower, upper, points))).max())
 
 # %% ../nbs/01_newton_schulz.ipynb #411a0271
-FAST_BF16_MIN_SPEEDUP = 1.25   # bf16 products this much faster than float32 ones, or float32 is used
+# bf16 products at least this much faster than float32 ones, or float32 is used
+FAST_BF16_MIN_SPEEDUP = 1.25
 
 def cpu_bf16_speedup(size:int=512, # The side of the square matrices timed
                      reps:int=3    # Timings per dtype; the best is kept
                     ) -> float:
-    "How many times faster a bf16 matrix product runs than a float32 one on this CPU (best of `reps`)"
+    "How many times faster a bf16 matrix product runs than a float32 one here (best of `reps`)"
     a = torch.randn(size, size, generator=torch.Generator().manual_seed(0))
     def best(x):
         x @ x   # warm-up: kernel selection, thread pool
@@ -392,6 +394,8 @@ def ns_method_for(shape,              # The matrix (or batch) shape
     return 'gram' if gram_pays(shape[-2], shape[-1], schedule.coefficients, name) else 'standard'
 
 # %% ../nbs/01_newton_schulz.ipynb #e9c3c0b6
+NS_COMPUTE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
 def check_ns_input(shape:tuple,          # The input's shape
                    dtype_name:str,       # Its dtype's name ('float32', 'int32', …)
                    key:str='G',          # Its name, for the error
@@ -437,6 +441,10 @@ def orthogonalize(G:torch.Tensor,                # (…, m, n) matrix or batch o
         raise ConfigError('G', type(G).__name__, 'a torch tensor', 'orthogonalize')
     check_ns_input(tuple(G.shape), TORCH.dtype_name(G), 'G', 'orthogonalize')
     eps = Number(0)(eps, 'eps', 'orthogonalize')
+    if dtype is not None and dtype not in NS_COMPUTE_DTYPES:
+        floats = ', '.join(map(str, NS_COMPUTE_DTYPES))
+        raise ConfigError('dtype', dtype, f'None or a float dtype: {floats}', 'orthogonalize')
+    if G.numel() == 0: return G.clone()   # an empty matrix: nothing to orthogonalize
     sched = ns_schedule(coefficients, steps, precondition)
     precondition = check_precondition(precondition, 'precondition', 'orthogonalize')
     method = check_ns_method(method, 'method', 'orthogonalize')

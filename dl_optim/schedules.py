@@ -103,7 +103,8 @@ SCHEDULE_SCHEMAS = {
                               staircase=Param(Boolean(), False)),
     'cosine_decay_restarts': dict(
         learning_rate=Param(_lr), decay_steps=Param(_steps),
-        t_mul=Param(Number(0, low_open=True), _SD['cosine_decay_restarts']['t_mul']),
+        # at least 1: shorter periods pile up at decay_steps / (1 − t_mul), past it Keras gives NaN
+        t_mul=Param(Number(1), _SD['cosine_decay_restarts']['t_mul']),
         m_mul=Param(Number(0, 1, low_open=True), _SD['cosine_decay_restarts']['m_mul']),
         alpha=Param(_fraction, _SD['cosine_decay_restarts']['alpha'])),
     'wsd': dict(learning_rate=Param(_lr), stable_steps=Param(Number(0, integer=True)),

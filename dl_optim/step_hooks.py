@@ -83,11 +83,10 @@ def attach_step_hooks(optimizer:torch.optim.Optimizer, # Any torch optimizer
         sd = dict(sd)
         saved = sd.pop(key, None)
         if saved is not None:
-            if len(saved) != len(hooks):
-                raise ValueError(
-                    f'the checkpoint has {len(saved)} state(s) under {key!r}, this optimizer has'
-                    f' {len(hooks)} hook(s) attached'
-                )
+            if not isinstance(saved, list) or len(saved) != len(hooks):
+                found = f'{len(saved)} states' if isinstance(saved, list) else type(saved).__name__
+                allowed = f'a list of {len(hooks)} states, one per attached hook'
+                raise ConfigError(key, found, allowed, 'checkpoint')
             for h, s in zip(hooks, saved): h.load_state_dict(s)
         return sd
     handles = [

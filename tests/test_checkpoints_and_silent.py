@@ -363,3 +363,15 @@ def test_schedule_state_checked():
     s = to_torch_scheduler({'type': 'cosine_decay', 'learning_rate': 0.1, 'decay_steps': 10}, opt)
     for key, bad in (('last_epoch', 'x'), ('last_epoch', -5), ('base_lrs', []), ('peak', float('nan'))):
         with pytest.raises(ConfigError, match=key): s.load_state_dict({**s.state_dict(), key: bad})
+
+def test_orthogonalize_edges():
+    "Empty matrices give empty results; a compute dtype that is not a float is refused"
+    for shape in ((0, 4), (4, 0), (2, 0, 3)): assert orthogonalize(torch.zeros(shape)).shape == shape
+    for dtype in (torch.int32, torch.bool, torch.complex64):
+        with pytest.raises(ConfigError, match="'dtype'"): orthogonalize(torch.ones(4, 4), dtype=dtype)
+
+def test_hook_state_count_checked():
+    opt = torch.optim.SGD([nn.Parameter(torch.ones(2))], lr=0.1); attach_step_hooks(opt, StepHook())
+    sd = opt.state_dict()
+    for bad in ([{}, {}], {}, 'x'):
+        with pytest.raises(ConfigError, match="'step_hooks'"): opt.load_state_dict({**sd, 'step_hooks': bad})
