@@ -452,7 +452,11 @@ def orthogonalize(G:torch.Tensor,                # (…, m, n) matrix or batch o
     dtype = dtype or default_ns_dtype(G.device)
     tall = G.size(-2) > G.size(-1)
     X = G.mT if tall else G
-    X, norm, peak = unit_peak(TORCH, X)
+    norm, peak = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True,
+                                          dtype=torch.promote_types(X.dtype, torch.float32)), 1.0
+    # the squares overflow from entries near 1e19 on: then (and when compiling) the peak scaling
+    if torch.compiler.is_compiling() or not bool(torch.isfinite(norm).all()):
+        X, norm, peak = unit_peak(TORCH, X)
     X = (X * (1.0 / (norm * (1.0 if precondition else sched.input_scale) + eps / peak))).to(dtype)
     batch_shape = X.shape[:-2]
     X = (X.reshape(-1, *X.shape[-2:]) if X.ndim > 3 else X).contiguous()
