@@ -13,7 +13,8 @@ from .ops import ops_for, closure_loss, with_grads
 from .optimizer_state import CheckedState, StateLayout
 
 # %% auto #0
-__all__ = ['CAUTION_FLOOR', 'ADAMW_TORCH_SPEC', 'cautious', 'init_adamw_state', 'adamw_state_layout', 'adamw_update', 'AdamW']
+__all__ = ['CAUTION_FLOOR', 'ADAMW_TORCH_SPEC', 'cautious', 'init_adamw_state', 'adamw_state_layout', 'adamw_update',
+           'CheckedAdamWState', 'AdamW']
 
 # %% ../nbs/10_cautious.ipynb #2d76cc2d
 CAUTION_FLOOR = 1e-3   # smallest kept fraction used for the rescaling (caps it at 1000x)
@@ -103,7 +104,14 @@ ADAMW_TORCH_SPEC = Spec(   # torch.optim.AdamW's names and defaults, plus cautio
     Hyper('weight_decay', 1e-2, Number(0), "Decoupled weight decay (torch's AdamW default)"),
     Hyper('caution', False, Boolean(), 'Cautious updates'))
 
-class AdamW(CheckedState, torch.optim.Optimizer):
+class CheckedAdamWState(CheckedState):
+    "`CheckedState` for torch AdamW's state and hyper-parameters (dl_optim's `AdamW`, `DistAdamW`)"
+    def _state_layout(self, group, p) -> StateLayout: return adamw_state_layout(p)
+    def _group_checks(self, group) -> dict:
+        "Each hyper-parameter's validator, for a checkpoint's groups"
+        return {h.name: h.check for h in ADAMW_TORCH_SPEC} | {'initial_lr': learning_rate}
+
+class AdamW(CheckedAdamWState, torch.optim.Optimizer):
     ("AdamW (decoupled weight decay) with optional cautious updates; state compatible with "
      "`torch.optim.AdamW`")
     def __init__(self, params,      # Parameters or param groups
@@ -115,11 +123,6 @@ class AdamW(CheckedState, torch.optim.Optimizer):
         defaults = ADAMW_TORCH_SPEC.check(
             dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, caution=caution), 'AdamW')
         super().__init__(params, defaults)   # the checked values, as plain Python
-
-    def _state_layout(self, group, p) -> StateLayout: return adamw_state_layout(p)
-    def _group_checks(self, group) -> dict:
-        "Each hyper-parameter's validator, for a checkpoint's groups"
-        return {h.name: h.check for h in ADAMW_TORCH_SPEC} | {'initial_lr': learning_rate}
 
     def add_param_group(self, param_group:dict):
         "Add a group, with `initial_lr` set from its `lr` (as torch's schedulers would)"

@@ -13,11 +13,10 @@ import torch.distributed as dist
 from fastcore.basics import patch
 from .muon import Muon, initial_lr
 from .muon_core import muon_state_shapes
-from .cautious import adamw_update, adamw_state_layout, ADAMW_TORCH_SPEC
-from .optimizer_state import CheckedState, StateLayout
+from .cautious import adamw_update, ADAMW_TORCH_SPEC, CheckedAdamWState
 from .routing import matrix_view
 from .ops import closure_loss, with_grads
-from .config import ConfigError, Boolean, Number, did_you_mean, learning_rate
+from .config import ConfigError, Boolean, Number, did_you_mean
 
 # %% auto #0
 __all__ = ['ADAMW_SHARD_MIN_NUMEL', 'ownership', 'ShardedComms', 'DistMuon', 'DistAdamW', 'ownership_table', 'ns_flops']
@@ -344,7 +343,7 @@ def load_state_dict(self:DistMuon,
 # %% ../nbs/12_distributed.ipynb #b7f1569f
 _AW = ADAMW_TORCH_SPEC.defaults()
 
-class DistAdamW(CheckedState, ShardedComms, torch.optim.Optimizer):
+class DistAdamW(CheckedAdamWState, ShardedComms, torch.optim.Optimizer):
     ("AdamW (optionally cautious) on torch.distributed, ZeRO-2 style: state sharded, complete "
      "`state_dict` on every rank")
     def __init__(self, params,                           # Parameters or param groups
@@ -396,11 +395,6 @@ class DistAdamW(CheckedState, ShardedComms, torch.optim.Optimizer):
          "keep this rank's share")
         super().load_state_dict(state_dict)   # checked first (`CheckedState`)
         _adam_keep_shards(self)
-
-    def _state_layout(self, group, p) -> StateLayout: return adamw_state_layout(p)
-    def _group_checks(self, group) -> dict:
-        "Each hyper-parameter's validator, for a checkpoint's groups"
-        return {h.name: h.check for h in ADAMW_TORCH_SPEC} | {'initial_lr': learning_rate}
 
 # %% ../nbs/12_distributed.ipynb #fa4c4f39
 def ownership_table(shapes_counts, # ((rows, cols), count) pairs, one per shape

@@ -326,9 +326,9 @@ class Muon(CheckedState, torch.optim.Optimizer):
             raise ConfigError('model', model, 'an nn.Module or None', where)
         self._model = model
         defaults = HYPER_SPEC.defaults()
-        self._explicit = {k: args[k] for k in HYPER_SPEC.names() if _differs(args[k], defaults[k])}
-        groups, report, views = self._route(params)
-        self._explicit = {}   # only the constructor's own groups are checked against it
+        # the constructor's own groups must leave some use to each value given here
+        explicit = {k: args[k] for k in HYPER_SPEC.names() if _differs(args[k], defaults[k])}
+        groups, report, views = self._route(params, explicit)
         self._report = RoutingReport(report)
         super().__init__(groups, defaults=dict(use_muon=False))
         self._views = views   # param -> MatrixView, from the layer kinds seen at routing time
@@ -365,12 +365,11 @@ class Muon(CheckedState, torch.optim.Optimizer):
         "One row per parameter: name, shape, route ('muon' or 'adamw') and the rule that decided it"
         return self._report
 
-    def _route(self, params):
+    def _route(self, params, explicit:dict|None=None):
         ("Internal groups (one Muon and one AdamW group per user group), the routing rows, and the "
          "Muon views")
         groups, report, views = _route_groups(params, self._spec, self._hyper, self._rules,
-                                              self._model, type(self).__name__,
-                                              getattr(self, '_explicit', None))
+                                              self._model, type(self).__name__, explicit)
         _warn_by_shape(report)
         return groups, report, views
 

@@ -14,6 +14,7 @@ from .config import did_you_mean
 from .config import check_known_keys
 from .config import learning_rate, keras_learning_rate
 from .newton_schulz import resolve_schedule, check_ns_method, check_precondition, Schedule
+from .newton_schulz import NS_FLOAT_NAMES, NS_COMPUTE_DTYPES
 from .routing import lr_scale, check_adjust_lr, DEFAULT_EMBEDDING_NAMES, DEFAULT_HEAD_NAMES
 from .ops import TORCH
 
@@ -25,8 +26,8 @@ __all__ = ['NS_DTYPE_NAMES', 'MUON_SPEC', 'ADAMW_SPEC', 'ROUTING_SPEC', 'PLAIN_M
 
 # %% ../nbs/02b_muon_core.ipynb #c18a7471
 _D = DEFAULTS['muon']
-_TORCH_NS_DTYPES = (None, torch.float32, torch.bfloat16, torch.float16, torch.float64)
-NS_DTYPE_NAMES = (None, 'float32', 'bfloat16', 'float16', 'float64')
+_TORCH_NS_DTYPES = (None, *NS_COMPUTE_DTYPES)
+NS_DTYPE_NAMES = (None, *NS_FLOAT_NAMES)
 
 def check_ns_dtype(v,      # The value: a torch dtype, its name, or None
                    key,    # The config key, for the error

@@ -17,8 +17,8 @@ from .preconditioned_ns import aol_start
 
 # %% auto #0
 __all__ = ['CUBIC', 'JORDAN', 'NAMED_SCHEDULES', 'DEFAULT_STEPS', 'MAX_GAIN', 'FAST_BF16_MIN_SPEEDUP', 'NS_METHODS',
-           'PRECONDITIONERS', 'check_ns_method', 'NS_COMPUTE_DTYPES', 'quintic', 'compose', 'Schedule',
-           'plot_schedules', 'minimax_quintic', 'polar_express_coefficients', 'polar_express_schedule',
+           'PRECONDITIONERS', 'check_ns_method', 'NS_FLOAT_NAMES', 'NS_COMPUTE_DTYPES', 'quintic', 'compose',
+           'Schedule', 'plot_schedules', 'minimax_quintic', 'polar_express_coefficients', 'polar_express_schedule',
            'resolve_schedule', 'worst_case_error', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'default_ns_dtype',
            'check_precondition', 'ns_schedule', 'ns_method_for', 'check_ns_input', 'unit_peak', 'orthogonalize',
            'matrix_with_spectrum', 'polar_error']
@@ -394,7 +394,9 @@ def ns_method_for(shape,              # The matrix (or batch) shape
     return 'gram' if gram_pays(shape[-2], shape[-1], schedule.coefficients, name) else 'standard'
 
 # %% ../nbs/01_newton_schulz.ipynb #e9c3c0b6
-NS_COMPUTE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# the dtypes Newton–Schulz computes in, by name and as torch dtypes (the Keras driver and Muon use these)
+NS_FLOAT_NAMES = ('float16', 'bfloat16', 'float32', 'float64')
+NS_COMPUTE_DTYPES = tuple(getattr(torch, n) for n in NS_FLOAT_NAMES)
 
 def check_ns_input(shape:tuple,          # The input's shape
                    dtype_name:str,       # Its dtype's name ('float32', 'int32', …)
@@ -405,9 +407,9 @@ def check_ns_input(shape:tuple,          # The input's shape
     if len(shape) < 2:
         raise ConfigError(key, f'shape {tuple(shape)}', 'a matrix or a batch of matrices (…, m, n)',
                           where)
-    if dtype_name not in ('float16', 'bfloat16', 'float32', 'float64'):
+    if dtype_name not in NS_FLOAT_NAMES:
         raise ConfigError(key, f'dtype {dtype_name}',
-                          'a real floating-point tensor (float16, bfloat16, float32, float64)',
+                          f"a real floating-point tensor ({', '.join(NS_FLOAT_NAMES)})",
                           where,
                           'integers would become zeros, complex values lose their imaginary part')
 

@@ -9,7 +9,7 @@ __all__ = ['default_ns_dtype_keras', 'orthogonalize_keras']
 
 # %% ../nbs/01a_newton_schulz_keras.ipynb #9fc83a6a
 from .newton_schulz import ns_schedule, ns_method_for, check_ns_method, check_precondition
-from .newton_schulz import check_ns_input, unit_peak, default_ns_dtype
+from .newton_schulz import check_ns_input, unit_peak, default_ns_dtype, NS_FLOAT_NAMES
 from .config import ConfigError, Number
 from .gram_ns import gram_newton_schulz, restart_steps
 from .preconditioned_ns import aol_start
@@ -56,8 +56,8 @@ def orthogonalize_keras(G,                            # (…, m, n) tensor of th
     check_ns_input(tuple(G.shape), keras.backend.standardize_dtype(G.dtype), 'G',
                    'orthogonalize_keras')
     eps = Number(0)(eps, 'eps', 'orthogonalize_keras')
-    if dtype is not None and dtype not in ('float16', 'bfloat16', 'float32', 'float64'):
-        raise ConfigError('dtype', dtype, "None or 'float16', 'bfloat16', 'float32', 'float64'",
+    if dtype is not None and dtype not in NS_FLOAT_NAMES:
+        raise ConfigError('dtype', dtype, 'None or one of ' + ', '.join(map(repr, NS_FLOAT_NAMES)),
                           'orthogonalize_keras')
     if 0 in tuple(G.shape): return ops.zeros_like(G)   # an empty matrix: nothing to orthogonalize
     sched = ns_schedule(coefficients, steps, precondition)
