@@ -394,7 +394,7 @@ def ns_method_for(shape,              # The matrix (or batch) shape
     return 'gram' if gram_pays(shape[-2], shape[-1], schedule.coefficients, name) else 'standard'
 
 # %% ../nbs/01_newton_schulz.ipynb #e9c3c0b6
-# the dtypes Newton–Schulz computes in, by name and as torch dtypes (the Keras driver and Muon use these)
+# the dtypes Newton–Schulz computes in, by name and as torch dtypes (Keras and Muon use them too)
 NS_FLOAT_NAMES = ('float16', 'bfloat16', 'float32', 'float64')
 NS_COMPUTE_DTYPES = tuple(getattr(torch, n) for n in NS_FLOAT_NAMES)
 
